@@ -1,0 +1,514 @@
+//! The Rust API: one `Buffer` per buffer file. The C API in `ffi` is a thin skin over it.
+
+use crate::config::{Config, Durability, WhenFull};
+use crate::error::{Code, Error, Result};
+use crate::events::{Callback, EventThread, Events, EVENT_QUARANTINED};
+use crate::sender::Sender;
+use crate::shared::{lock, wait_timeout, QueueState, Shared, Signals};
+use crate::status::{Counters, Status};
+use crate::store::{NewRecord, Store};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// An open buffer. All methods take `&self` and may be called from any number of threads.
+pub struct Buffer {
+    sh: Arc<Shared>,
+    threads: Mutex<Threads>,
+    closed: AtomicBool,
+}
+
+struct Threads {
+    writer: Option<JoinHandle<()>>,
+    worker: Option<JoinHandle<()>>,
+    events: Option<EventThread>,
+}
+
+impl Buffer {
+    /// Opens the buffer file named by `cfg.path`, resumes delivery of what it holds, and
+    /// starts the writer, worker and (with a callback) event threads.
+    pub fn open(cfg: &Config, callback: Option<Callback>) -> Result<Buffer> {
+        let b = Buffer::open_paused(cfg, callback)?;
+        b.start_events();
+        Ok(b)
+    }
+
+    /// Like `open`, but callbacks wait for `start_events` (the C API calls it once the handle
+    /// is in the caller's hands).
+    pub fn open_paused(cfg: &Config, callback: Option<Callback>) -> Result<Buffer> {
+        cfg.validate_for_open()?;
+        let sender = Sender::new(cfg)?;
+        let (mut store, report) = Store::open(cfg)?;
+        let next_seq = store.next_seq();
+        store.set_run_first_seq(next_seq);
+        let counters = Counters::default();
+        counters.pending_at_open.store(store.disk_records, Relaxed);
+        counters.pending_bytes.store(store.disk_bytes, Relaxed);
+        counters
+            .dead_letter_records
+            .store(store.dead_records, Relaxed);
+        let (events, event_thread) = match callback {
+            Some(cb) => {
+                let (e, t) = Events::spawn(cb)
+                    .map_err(|e| Error::internal(format!("cannot start the event thread: {e}")))?;
+                (e, Some(t))
+            }
+            None => (Events::none(), None),
+        };
+        let sh = Arc::new(Shared {
+            cfg: cfg.clone(),
+            counters,
+            events,
+            path: store.path().to_path_buf(),
+            instance: store.instance().to_string(),
+            opened: Instant::now(),
+            disk_pending: AtomicU64::new(store.disk_records),
+            disk_oldest: AtomicU64::new(0),
+            backlog_armed: AtomicBool::new(true),
+            store: Mutex::new(None),
+            queue: Mutex::new(QueueState {
+                next_seq,
+                committed_seq: next_seq - 1,
+                synced_seq: next_seq - 1,
+                ..QueueState::default()
+            }),
+            queue_cv: Condvar::new(),
+            room_cv: Condvar::new(),
+            commit_cv: Condvar::new(),
+            signals: Mutex::new(Signals::default()),
+            signal_cv: Condvar::new(),
+            progress_cv: Condvar::new(),
+        });
+        sh.mirror_store(&mut store);
+        *lock(&sh.store) = Some(store);
+        if let Some((moved, lost)) = report.quarantined {
+            sh.events.emit(
+                EVENT_QUARANTINED,
+                lost,
+                0,
+                format!(
+                    "the damaged buffer file was moved to {}; {lost} records are known lost",
+                    moved.display()
+                ),
+            );
+        }
+        let spawn_err = |e: std::io::Error| Error::internal(format!("cannot start a thread: {e}"));
+        let s1 = Arc::clone(&sh);
+        let writer = crate::sys::spawn("edgebuf-writer", move || crate::writer::run(s1))
+            .map_err(spawn_err)?;
+        let s2 = Arc::clone(&sh);
+        let worker = crate::sys::spawn("edgebuf-worker", move || {
+            crate::worker::Worker::new(s2, sender).run()
+        })
+        .map_err(spawn_err)?;
+        crate::writer::check_backlog(&sh);
+        Ok(Buffer {
+            sh,
+            threads: Mutex::new(Threads {
+                writer: Some(writer),
+                worker: Some(worker),
+                events: event_thread,
+            }),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Lets queued events reach the callback.
+    pub fn start_events(&self) {
+        if let Some(t) = lock(&self.threads).events.as_ref() {
+            t.start();
+        }
+    }
+
+    /// True when called from this buffer's own event callback.
+    pub fn in_callback(&self) -> bool {
+        lock(&self.threads)
+            .events
+            .as_ref()
+            .is_some_and(|t| t.is_current())
+    }
+
+    /// Accepts one JSON record. Async mode: returns once it is queued in memory. Sync mode:
+    /// returns once it is committed and fsync'd.
+    pub fn log(&self, record: &[u8]) -> Result<()> {
+        let sh = &*self.sh;
+        crate::record::validate(record, sh.cfg.record_max_bytes)?;
+        let sync_mode = sh.cfg.durability == Durability::Sync;
+        let len = record.len() as u64;
+        let policy = sh.cfg.capacity_when_full;
+        let full_err = || {
+            Error::new(
+                Code::Full,
+                "the buffer is full (capacity.max_bytes or capacity.max_records); the record was not stored",
+            )
+        };
+        // Capacity: drop_oldest makes room in the writer; the others refuse here.
+        if policy != WhenFull::DropOldest {
+            let c = &sh.counters;
+            let over_records = sh.cfg.capacity_max_records > 0
+                && c.pending_records() + 1 > sh.cfg.capacity_max_records;
+            let over_bytes = c.pending_bytes.load(Relaxed) + len > sh.cfg.capacity_max_bytes;
+            if over_records || over_bytes {
+                return self.refuse(policy, len, sync_mode, full_err);
+            }
+        }
+        let data = record.to_vec();
+        let ts_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let mut q = lock(&sh.queue);
+        if q.closing {
+            return Err(closed_err());
+        }
+        // The memory queue is full (the disk cannot keep up): wait a little for room.
+        let mem_full = |q: &QueueState| {
+            q.items.len() as u64 >= sh.cfg.memory_max_records
+                || q.bytes + len > sh.cfg.memory_max_bytes
+        };
+        if mem_full(&q) {
+            let deadline = Instant::now() + Duration::from_millis(sh.cfg.memory_max_wait_ms);
+            sh.queue_cv.notify_one();
+            while mem_full(&q) && !q.closing {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                q = wait_timeout(&sh.room_cv, q, deadline - now);
+            }
+            if q.closing {
+                return Err(closed_err());
+            }
+            if mem_full(&q) {
+                if policy != WhenFull::DropOldest || q.items.is_empty() {
+                    drop(q);
+                    return self.refuse(policy, len, sync_mode, full_err);
+                }
+                while mem_full(&q) {
+                    let Some(old) = q.items.pop_front() else {
+                        break;
+                    };
+                    q.bytes -= (old.data.len() as u64).min(q.bytes);
+                    sh.count_dropped(1, old.data.len() as u64, "memory queue full, drop_oldest");
+                }
+            }
+        }
+        let seq = q.next_seq;
+        q.next_seq += 1;
+        let t_acc_ms = sh.now_ms();
+        sh.counters.logged_total.fetch_add(1, Relaxed);
+        sh.counters.pending_bytes.fetch_add(len, Relaxed);
+        q.bytes += len;
+        q.items.push_back(NewRecord {
+            seq,
+            ts_ms,
+            t_acc_ms,
+            inst: None,
+            data,
+        });
+        if sync_mode || q.items.len() == 1 || q.items.len() >= 1024 {
+            sh.queue_cv.notify_one();
+        }
+        if !sync_mode {
+            return Ok(());
+        }
+        loop {
+            if let Some(i) = q.failed.iter().position(|f| f.0 == seq) {
+                let (_, code) = q.failed.swap_remove(i);
+                return Err(match code {
+                    Code::Storage => Error::storage(
+                        "the buffer file cannot be written (storage is degraded); the record was not stored",
+                    ),
+                    _ => full_err(),
+                });
+            }
+            if q.committed_seq >= seq {
+                return Ok(());
+            }
+            if q.writer_done {
+                return Err(closed_err());
+            }
+            q = crate::shared::wait(&sh.commit_cv, q);
+        }
+    }
+
+    fn refuse(
+        &self,
+        policy: WhenFull,
+        len: u64,
+        sync_mode: bool,
+        full_err: impl Fn() -> Error,
+    ) -> Result<()> {
+        match policy {
+            WhenFull::Reject => Err(full_err()),
+            _ => {
+                // drop_newest (or drop_oldest with nothing to drop): counted as logged and dropped.
+                let c = &self.sh.counters;
+                c.pending_bytes.fetch_add(len, Relaxed);
+                c.logged_total.fetch_add(1, Relaxed);
+                self.sh.count_dropped(1, len, "capacity, drop_newest");
+                if sync_mode {
+                    Err(full_err())
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// Waits until every record logged before the call is committed and fsync'd.
+    pub fn sync(&self, timeout: Duration) -> Result<()> {
+        if self.in_callback() {
+            return Err(Error::invalid_argument(
+                "edgebuf_sync cannot be called from an event callback of the same handle",
+            ));
+        }
+        let sh = &*self.sh;
+        let deadline = Instant::now() + timeout;
+        let mut q = lock(&sh.queue);
+        if q.closing {
+            return Err(closed_err());
+        }
+        let target = q.next_seq - 1;
+        q.sync_wanted = q.sync_wanted.max(target);
+        sh.queue_cv.notify_one();
+        loop {
+            if sh.counters.storage_degraded.load(Relaxed) != 0 {
+                return Err(Error::storage(
+                    "storage is degraded: records are held in memory only and cannot be synced",
+                ));
+            }
+            if q.synced_seq >= target {
+                return Ok(());
+            }
+            if q.closing || q.writer_done {
+                return Err(closed_err());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::new(
+                    Code::Timeout,
+                    "edgebuf_sync timed out before the records were on disk; nothing is lost",
+                ));
+            }
+            q = wait_timeout(
+                &sh.commit_cv,
+                q,
+                (deadline - now).min(Duration::from_millis(100)),
+            );
+        }
+    }
+
+    /// The lowest seq not yet settled, if any.
+    fn lowest_unsettled(&self) -> Option<u64> {
+        let q = lock(&self.sh.queue).items.front().map(|r| r.seq);
+        let disk = lock(&self.sh.store)
+            .as_mut()
+            .and_then(|s| s.min_seq().ok().flatten());
+        match (q, disk) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Waits until every record logged before the call is delivered, dropped or dead-lettered.
+    pub fn flush(&self, timeout: Duration) -> Result<()> {
+        if self.in_callback() {
+            return Err(Error::invalid_argument(
+                "edgebuf_flush cannot be called from an event callback of the same handle",
+            ));
+        }
+        let target = {
+            let mut q = lock(&self.sh.queue);
+            if q.closing {
+                return Err(closed_err());
+            }
+            q.urgent = true;
+            self.sh.queue_cv.notify_one();
+            q.next_seq - 1
+        };
+        self.wait_settled(target, Instant::now() + timeout, "edgebuf_flush", true)
+    }
+
+    fn wait_settled(
+        &self,
+        target: u64,
+        deadline: Instant,
+        what: &str,
+        for_caller: bool,
+    ) -> Result<()> {
+        let sh = &*self.sh;
+        lock(&sh.signals).flushing += 1;
+        sh.signal_cv.notify_all();
+        let result = loop {
+            if self.lowest_unsettled().is_none_or(|s| s > target) {
+                break Ok(());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break Err(Error::new(
+                    Code::Timeout,
+                    format!(
+                        "{what} timed out with records still pending (the endpoint is unreachable or refusing them); nothing is lost"
+                    ),
+                ));
+            }
+            if for_caller && lock(&sh.queue).closing {
+                break Err(closed_err());
+            }
+            let s = lock(&sh.signals);
+            if s.worker_exited {
+                break Err(closed_err());
+            }
+            let _s = wait_timeout(
+                &sh.progress_cv,
+                s,
+                (deadline - now).min(Duration::from_millis(50)),
+            );
+        };
+        let mut s = lock(&sh.signals);
+        s.flushing = s.flushing.saturating_sub(1);
+        result
+    }
+
+    /// Cuts a running backoff short (not a Retry-After wait).
+    pub fn retry_now(&self) {
+        self.sh.poke_worker(|s| s.retry_now = true);
+    }
+
+    /// A snapshot of the counters and state.
+    pub fn status(&self) -> Status {
+        let sh = &*self.sh;
+        let mut st = Status::from_counters(&sh.counters);
+        st.disk_bytes = crate::store::file_set_size(&sh.path);
+        let now = sh.now_ms();
+        let retry_at = sh.counters.retry_at_ms.load(Relaxed);
+        st.next_retry_in_ms = retry_at.saturating_sub(now).min(u32::MAX as u64) as u32;
+        if st.pending_records > 0 {
+            let mem = lock(&sh.queue).items.front().map(|r| r.t_acc_ms);
+            let disk = match sh.disk_oldest.load(Relaxed) {
+                0 => None,
+                t => Some(t - 1),
+            };
+            let oldest = match (mem, disk) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            st.oldest_pending_age_ms = oldest.map_or(0, |t| now.saturating_sub(t));
+        }
+        st
+    }
+
+    /// The status as JSON (see `Status::to_json`).
+    pub fn status_json(&self) -> String {
+        self.status().to_json()
+    }
+
+    /// record.max_bytes of this buffer.
+    pub fn record_max_bytes(&self) -> u64 {
+        self.sh.cfg.record_max_bytes
+    }
+
+    /// The buffer's instance id.
+    pub fn instance(&self) -> &str {
+        &self.sh.instance
+    }
+
+    /// Stops intake at once: calls waiting in flush or sync return CLOSED. `close` does this
+    /// too; the C API calls it first so that close can wait for calls already inside.
+    pub fn interrupt(&self) {
+        let sh = &*self.sh;
+        let mut q = lock(&sh.queue);
+        q.closing = true;
+        sh.queue_cv.notify_all();
+        sh.room_cv.notify_all();
+        sh.commit_cv.notify_all();
+        drop(q);
+        sh.notify_progress();
+    }
+
+    /// Stops intake, writes the memory queue to disk, delivers for at most `timeout`, and
+    /// releases the file. OK when nothing is pending, TIMEOUT when records stay on disk for
+    /// the next open, STORAGE when records held in memory could not be written.
+    pub fn close(&self, timeout: Duration) -> Result<()> {
+        if self.in_callback() {
+            return Err(Error::invalid_argument(
+                "edgebuf_close cannot be called from an event callback of the same handle",
+            ));
+        }
+        if self.closed.swap(true, Relaxed) {
+            return Err(closed_err());
+        }
+        let sh = &*self.sh;
+        let start = Instant::now();
+        // 1. Stop intake and write the memory queue.
+        {
+            let mut q = lock(&sh.queue);
+            q.closing = true;
+            sh.queue_cv.notify_all();
+            sh.room_cv.notify_all();
+            sh.commit_cv.notify_all();
+        }
+        let mut threads = lock(&self.threads);
+        if let Some(w) = threads.writer.take() {
+            let _ = w.join();
+        }
+        let lost = lock(&sh.queue).lost_at_close;
+        let deadline = Instant::now() + timeout;
+        let _ = start;
+        // 2. Deliver for at most `timeout`.
+        let target = lock(&sh.queue).next_seq - 1;
+        let delivered_all = self
+            .wait_settled(target, deadline, "edgebuf_close", false)
+            .is_ok();
+        // 3. Stop the worker; a request still in flight is abandoned.
+        sh.poke_worker(|s| s.stop = true);
+        {
+            let mut s = lock(&sh.signals);
+            let grace = Instant::now() + Duration::from_millis(20);
+            while !s.worker_exited && Instant::now() < grace {
+                s = wait_timeout(&sh.progress_cv, s, Duration::from_millis(5));
+            }
+        }
+        let pending = sh.counters.pending_records();
+        // Taking the store away closes the file and releases the lock; an abandoned request
+        // finds it gone and touches nothing.
+        let store = lock(&sh.store).take();
+        drop(store);
+        if let Some(w) = threads.worker.take() {
+            if lock(&sh.signals).worker_exited {
+                let _ = w.join();
+            }
+        }
+        // 4. Run what events are queued, then no callback runs again.
+        if let Some(mut ev) = threads.events.take() {
+            ev.stop();
+        }
+        if lost > 0 {
+            return Err(Error::storage(format!(
+                "{lost} records held in memory could not be written to the buffer file and are lost"
+            )));
+        }
+        if delivered_all && pending == 0 {
+            Ok(())
+        } else {
+            Err(Error::new(
+                Code::Timeout,
+                format!("edgebuf_close timed out: {pending} records stay on disk and are sent after the next open"),
+            ))
+        }
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        if !self.closed.load(Relaxed) {
+            let _ = self.close(Duration::ZERO);
+        }
+    }
+}
+
+fn closed_err() -> Error {
+    Error::new(Code::Closed, "the handle is closing")
+}

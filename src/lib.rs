@@ -1,0 +1,25 @@
+//! edgebuf: a durable on-device buffer that delivers ML inference records to a cloud HTTP
+//! endpoint. See README.md and SPEC.md for the contract.
+//!
+//! The Rust API is [`Buffer`] with a [`Config`]; the C API in [`ffi`] is a thin skin over it.
+
+pub mod buffer;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod ffi;
+pub mod record;
+pub mod retry;
+pub mod sender;
+mod shared;
+pub mod status;
+pub mod store;
+mod sys;
+mod worker;
+mod writer;
+
+pub use buffer::Buffer;
+pub use config::Config;
+pub use error::{Code, Error, Result};
+pub use events::{Callback, Event};
+pub use status::Status;

@@ -1,0 +1,105 @@
+//! Record validation: what `edgebuf_log` accepts.
+//!
+//! A record is exactly one JSON value (surrounding whitespace allowed), valid UTF-8, nested at
+//! most 128 deep and at most `record.max_bytes` long. The bytes are stored and sent verbatim;
+//! validation never re-encodes them.
+
+use crate::error::{Error, Result};
+use serde::de::IgnoredAny;
+
+/// The deepest nesting of arrays and objects a record may have.
+pub const MAX_DEPTH: usize = 128;
+
+/// Checks one record. On success the caller stores `bytes` unchanged.
+pub fn validate(bytes: &[u8], max_bytes: u64) -> Result<()> {
+    if bytes.len() as u64 > max_bytes {
+        return Err(Error::invalid_record(format!(
+            "the record is {} bytes, longer than record.max_bytes ({max_bytes})",
+            bytes.len()
+        )));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        Error::invalid_record(format!(
+            "the record is not valid UTF-8 (at byte {})",
+            e.valid_up_to()
+        ))
+    })?;
+    if text.trim_matches(is_json_ws).is_empty() {
+        return Err(Error::invalid_record(
+            "the record is empty; it must be exactly one JSON value",
+        ));
+    }
+    // serde_json refuses nesting deeper than 128 (its recursion limit) and trailing data.
+    serde_json::from_str::<IgnoredAny>(text).map_err(|e| {
+        if e.to_string().starts_with("recursion limit exceeded") {
+            Error::invalid_record(format!(
+                "the record is nested deeper than {MAX_DEPTH} levels"
+            ))
+        } else {
+            Error::invalid_record(format!("the record is not exactly one JSON value: {e}"))
+        }
+    })?;
+    Ok(())
+}
+
+fn is_json_ws(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Code;
+
+    fn nested(depth: usize) -> String {
+        format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn accepts_json_values() {
+        for ok in [
+            "{}",
+            " {\"a\": 1, \"b\":[1,2.5e3]} \n",
+            "1",
+            "\"x\"",
+            "null",
+            "[true,false]",
+            "\t{\"k\":\"\u{e9}\"}",
+        ] {
+            validate(ok.as_bytes(), 1 << 20).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+    }
+
+    #[test]
+    fn rejects_non_json() {
+        for bad in [
+            "", "  ", "{", "{} {}", "1 2", "[1,]", "nul", "{'a':1}", "{}x",
+        ] {
+            let e = validate(bad.as_bytes(), 1 << 20).unwrap_err();
+            assert_eq!(e.code(), Code::InvalidRecord, "{bad}");
+        }
+    }
+
+    #[test]
+    fn rejects_invalid_utf8() {
+        let e = validate(b"\"\xff\xfe\"", 100).unwrap_err();
+        assert_eq!(e.code(), Code::InvalidRecord);
+        assert!(e.message().contains("UTF-8"));
+    }
+
+    #[test]
+    fn depth_limit_is_128() {
+        validate(nested(MAX_DEPTH).as_bytes(), 1 << 20).unwrap();
+        let e = validate(nested(MAX_DEPTH + 1).as_bytes(), 1 << 20).unwrap_err();
+        assert!(e.message().contains("deeper"), "{}", e.message());
+    }
+
+    #[test]
+    fn length_limit_is_inclusive() {
+        let rec = format!("\"{}\"", "a".repeat(98));
+        assert_eq!(rec.len(), 100);
+        validate(rec.as_bytes(), 100).unwrap();
+        let e = validate(rec.as_bytes(), 99).unwrap_err();
+        assert_eq!(e.code(), Code::InvalidRecord);
+    }
+}

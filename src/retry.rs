@@ -1,0 +1,201 @@
+//! Backoff between delivery attempts, and `Retry-After` handling (SPEC section 3).
+//!
+//! The backoff is exponential with full jitter: after the n-th failure in a row the wait is drawn
+//! uniformly from `[0, min(retry.max_ms, retry.initial_ms * 2^n)]`. A `Retry-After` answered by
+//! the endpoint is obeyed, capped at `retry.max_ms` (see [`cap`]).
+
+use std::time::{Duration, SystemTime};
+
+/// Exponential backoff with full jitter between `retry.initial_ms` and `retry.max_ms`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    initial_ms: u64,
+    max_ms: u64,
+    exponent: u32,
+}
+
+impl Backoff {
+    /// A backoff starting at `initial_ms` and never waiting longer than `max_ms`.
+    /// `initial_ms` above `max_ms` is treated as `max_ms` (the config rejects that combination).
+    pub fn new(initial_ms: u64, max_ms: u64) -> Backoff {
+        Backoff {
+            initial_ms: initial_ms.min(max_ms),
+            max_ms,
+            exponent: 0,
+        }
+    }
+
+    /// The upper bound of the next delay: `min(max, initial * 2^exponent)`, saturating.
+    pub fn ceiling(&self) -> Duration {
+        let factor = if self.exponent >= 64 {
+            u64::MAX
+        } else {
+            1u64 << self.exponent
+        };
+        Duration::from_millis(self.initial_ms.saturating_mul(factor).min(self.max_ms))
+    }
+
+    /// The delay before the next attempt after a failure: uniform random in
+    /// `[0, min(max, initial * 2^exponent)]` (full jitter, millisecond steps); then the exponent
+    /// grows by one (saturating).
+    pub fn next_delay(&mut self) -> Duration {
+        let ceiling_ms = self.ceiling().as_millis() as u64;
+        let ms = fastrand::u64(0..=ceiling_ms);
+        self.exponent = self.exponent.saturating_add(1);
+        Duration::from_millis(ms)
+    }
+
+    /// Back to the first step, after a 2xx.
+    pub fn reset(&mut self) {
+        self.exponent = 0;
+    }
+
+    /// How many delays have been drawn since the last reset (saturating).
+    pub fn exponent(&self) -> u32 {
+        self.exponent
+    }
+
+    /// The cap, `retry.max_ms`.
+    pub fn max(&self) -> Duration {
+        Duration::from_millis(self.max_ms)
+    }
+}
+
+/// Parses a `Retry-After` value: delta-seconds or an HTTP-date, relative to `now`.
+///
+/// A date in the past gives `Duration::ZERO`; anything else unparsable (negative or fractional
+/// numbers, garbage, an empty value) gives `None`. The result is not capped (see [`cap`]); a
+/// number of seconds too large for `u64` saturates.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim_matches(|c: char| c == ' ' || c == '\t');
+    if value.is_empty() {
+        return None;
+    }
+    if value.bytes().all(|b| b.is_ascii_digit()) {
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// `min(d, max)`: a `Retry-After` is obeyed only up to `retry.max_ms`.
+pub fn cap(d: Duration, max: Duration) -> Duration {
+    d.min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_jitter_within_growing_bounds() {
+        let mut b = Backoff::new(100, 1000);
+        assert_eq!(b.exponent(), 0);
+        assert_eq!(b.max(), Duration::from_millis(1000));
+        let bounds = [100u64, 200, 400, 800, 1000, 1000, 1000];
+        for (i, bound) in bounds.iter().enumerate() {
+            assert_eq!(b.ceiling(), Duration::from_millis(*bound));
+            let d = b.next_delay();
+            assert!(d <= Duration::from_millis(*bound), "step {i}: {d:?}");
+            assert_eq!(b.exponent(), i as u32 + 1);
+        }
+        b.reset();
+        assert_eq!(b.exponent(), 0);
+        assert_eq!(b.ceiling(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn jitter_spreads_over_the_whole_range() {
+        let mut lo = u128::MAX;
+        let mut hi = 0;
+        for _ in 0..2000 {
+            let mut b = Backoff::new(1000, 1000);
+            let d = b.next_delay().as_millis();
+            lo = lo.min(d);
+            hi = hi.max(d);
+        }
+        assert!(lo < 100, "lowest {lo}");
+        assert!(hi > 900, "highest {hi}");
+    }
+
+    #[test]
+    fn exponent_saturates_without_overflow() {
+        let mut b = Backoff::new(500, u64::MAX);
+        for _ in 0..200 {
+            let _ = b.next_delay();
+        }
+        assert_eq!(b.exponent(), 200);
+        assert_eq!(b.ceiling(), Duration::from_millis(u64::MAX));
+        b.exponent = u32::MAX;
+        let _ = b.next_delay();
+        assert_eq!(b.exponent(), u32::MAX);
+    }
+
+    #[test]
+    fn zero_initial_never_waits() {
+        let mut b = Backoff::new(0, 1000);
+        for _ in 0..10 {
+            assert_eq!(b.next_delay(), Duration::ZERO);
+        }
+    }
+
+    #[test]
+    fn initial_above_max_is_capped() {
+        let mut b = Backoff::new(5000, 1000);
+        assert!(b.next_delay() <= Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn retry_after_seconds() {
+        let now = SystemTime::now();
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(Duration::from_secs(u64::MAX))
+        );
+    }
+
+    #[test]
+    fn retry_after_http_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_320_000);
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(30))
+        );
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
+        // RFC 850 and asctime forms are HTTP-dates too.
+        assert!(parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", now).is_some());
+        assert!(parse_retry_after("Sun Nov  6 08:49:37 1994", now).is_some());
+    }
+
+    #[test]
+    fn retry_after_garbage() {
+        let now = SystemTime::now();
+        for bad in [
+            "",
+            "  ",
+            "-5",
+            "1.5",
+            "soon",
+            "5s",
+            "Mon, 99 Foo 2024 00:00:00 GMT",
+        ] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cap_is_min() {
+        let max = Duration::from_secs(60);
+        assert_eq!(cap(Duration::from_secs(5), max), Duration::from_secs(5));
+        assert_eq!(cap(Duration::from_secs(3600), max), max);
+    }
+}

@@ -1,0 +1,145 @@
+//! State shared by the caller's threads, the writer, the worker and the status readers of one
+//! buffer. Each lock here is held only for memory operations, except `store`, which the writer
+//! and the worker hold for disk I/O and which `edgebuf_log` never takes.
+
+use crate::config::Config;
+use crate::error::Code;
+use crate::events::Events;
+use crate::status::Counters;
+use crate::store::{NewRecord, Store};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The in-memory queue in front of the disk.
+#[derive(Default)]
+pub struct QueueState {
+    pub items: VecDeque<NewRecord>,
+    pub bytes: u64,
+    pub next_seq: u64,
+    /// Every seq up to this one is on disk or settled.
+    pub committed_seq: u64,
+    /// Every seq up to this one is on disk and fsync'd (or settled).
+    pub synced_seq: u64,
+    /// edgebuf_sync wants every seq up to this one fsync'd.
+    pub sync_wanted: u64,
+    /// A flush or close wants the queue written now.
+    pub urgent: bool,
+    pub closing: bool,
+    pub writer_done: bool,
+    /// Sync-mode records that could not be stored, with the code their edgebuf_log returns.
+    pub failed: Vec<(u64, Code)>,
+    /// Records lost because storage failed at close.
+    pub lost_at_close: u64,
+}
+
+/// What wakes the delivery worker.
+#[derive(Default)]
+pub struct Signals {
+    /// Bumped by the writer after every commit.
+    pub commits: u64,
+    pub retry_now: bool,
+    /// Flush/close callers waiting: partial batches go out without linger.
+    pub flushing: u32,
+    /// Stop at the next wait point.
+    pub stop: bool,
+    pub worker_exited: bool,
+}
+
+pub struct Shared {
+    pub cfg: Config,
+    pub counters: Counters,
+    pub events: Events,
+    pub path: PathBuf,
+    pub instance: String,
+    pub opened: Instant,
+    /// None once close has taken the file away: an abandoned request then touches nothing.
+    pub store: Mutex<Option<Store>>,
+    pub queue: Mutex<QueueState>,
+    /// The writer waits here for records.
+    pub queue_cv: Condvar,
+    /// Loggers wait here for room in the memory queue.
+    pub room_cv: Condvar,
+    /// Sync-mode loggers and edgebuf_sync wait here for commits.
+    pub commit_cv: Condvar,
+    pub signals: Mutex<Signals>,
+    /// The worker waits here.
+    pub signal_cv: Condvar,
+    /// Flush and close wait here for settlements.
+    pub progress_cv: Condvar,
+    /// Records pending on disk (mirror of the store's count, for the worker's linger).
+    pub disk_pending: AtomicU64,
+    /// Acceptance time (ms since open) + 1 of the oldest record on disk; 0 when none.
+    pub disk_oldest: AtomicU64,
+    /// BACKLOG_HIGH is armed (fires on the next upward crossing).
+    pub backlog_armed: std::sync::atomic::AtomicBool,
+}
+
+/// Locks a mutex, riding over poisoning: every critical section here leaves its state
+/// consistent, so a panic elsewhere must not take the buffer down.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Waits on a condition variable with a timeout, riding over poisoning.
+pub fn wait_timeout<'a, T>(cv: &Condvar, g: MutexGuard<'a, T>, d: Duration) -> MutexGuard<'a, T> {
+    match cv.wait_timeout(g, d) {
+        Ok((g, _)) => g,
+        Err(p) => p.into_inner().0,
+    }
+}
+
+/// Waits on a condition variable, riding over poisoning.
+pub fn wait<'a, T>(cv: &Condvar, g: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    cv.wait(g).unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    /// Milliseconds since open on the monotonic clock.
+    pub fn now_ms(&self) -> u64 {
+        self.opened.elapsed().as_millis() as u64
+    }
+
+    /// Counts records removed by the capacity policy or TTL and reports them.
+    pub fn count_dropped(&self, n: u64, bytes: u64, why: &str) {
+        if n == 0 {
+            return;
+        }
+        self.counters.pending_bytes.fetch_sub(bytes, Relaxed);
+        self.counters.dropped_total.fetch_add(n, Relaxed);
+        self.events.emit(
+            crate::events::EVENT_DROPPED,
+            n,
+            0,
+            format!("{n} records dropped ({why})"),
+        );
+    }
+
+    /// Mirrors the store's pending count and oldest record for lock-free readers.
+    pub fn mirror_store(&self, store: &mut Store) {
+        self.disk_pending.store(store.disk_records, Relaxed);
+        self.counters
+            .dead_letter_records
+            .store(store.dead_records, Relaxed);
+        let oldest = match store.oldest() {
+            Ok(Some((_, t))) => t + 1,
+            _ => 0,
+        };
+        self.disk_oldest.store(oldest, Relaxed);
+    }
+
+    /// Wakes the worker (new records, retry_now, flush).
+    pub fn poke_worker(&self, f: impl FnOnce(&mut Signals)) {
+        let mut s = lock(&self.signals);
+        f(&mut s);
+        self.signal_cv.notify_all();
+    }
+
+    /// Wakes flush and close waiters.
+    pub fn notify_progress(&self) {
+        let _g = lock(&self.signals);
+        self.progress_cv.notify_all();
+    }
+}

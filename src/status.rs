@@ -1,0 +1,182 @@
+//! Counters shared by the threads of one buffer, and the status snapshot built from them.
+
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
+
+/// Connectivity as the status reports it.
+pub const CONNECTIVITY_UNKNOWN: u32 = 0;
+pub const CONNECTIVITY_ONLINE: u32 = 1;
+pub const CONNECTIVITY_OFFLINE: u32 = 2;
+
+/// Live counters. Writers update them with relaxed atomics; `snapshot` reads them in an order
+/// that keeps `pending_records` from ever going negative.
+#[derive(Default, Debug)]
+pub struct Counters {
+    pub logged_total: AtomicU64,
+    pub delivered_total: AtomicU64,
+    pub dropped_total: AtomicU64,
+    pub dead_lettered_total: AtomicU64,
+    pub pending_at_open: AtomicU64,
+    /// Payload bytes of every pending record (memory + disk + in flight + held).
+    pub pending_bytes: AtomicU64,
+    pub dead_letter_records: AtomicU64,
+    pub failed_attempts_total: AtomicU64,
+    pub consecutive_failures: AtomicU32,
+    /// Monotonic deadline of the current wait, in ms since open; 0 when not waiting.
+    pub retry_at_ms: AtomicU64,
+    pub last_success_unix_ms: AtomicI64,
+    pub last_http_status: AtomicI32,
+    pub connectivity: AtomicU32,
+    pub storage_degraded: AtomicU32,
+    /// Keep-alive resends (not failed attempts); for tests and diagnostics.
+    pub resends_total: AtomicU64,
+}
+
+impl Counters {
+    /// Records pending now, by the invariant of SPEC 1.
+    pub fn pending_records(&self) -> u64 {
+        // Settlements are read before intake: a record is logged before it can be settled,
+        // so the difference never underflows.
+        let settled = self.delivered_total.load(Relaxed)
+            + self.dropped_total.load(Relaxed)
+            + self.dead_lettered_total.load(Relaxed);
+        let intake = self.pending_at_open.load(Relaxed) + self.logged_total.load(Relaxed);
+        intake.saturating_sub(settled)
+    }
+}
+
+/// A status snapshot; the field names are those of `edgebuf_status_t` and of the JSON.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Status {
+    pub pending_records: u64,
+    pub pending_bytes: u64,
+    pub disk_bytes: u64,
+    pub logged_total: u64,
+    pub delivered_total: u64,
+    pub dropped_total: u64,
+    pub dead_letter_records: u64,
+    pub failed_attempts_total: u64,
+    pub consecutive_failures: u32,
+    pub next_retry_in_ms: u32,
+    pub oldest_pending_age_ms: u64,
+    pub last_success_unix_ms: i64,
+    pub last_http_status: i32,
+    pub connectivity: u32,
+    pub storage_degraded: u32,
+    pub pending_at_open: u64,
+    pub dead_lettered_total: u64,
+}
+
+impl Status {
+    /// Reads the counters. The caller fills `disk_bytes`, `next_retry_in_ms` and
+    /// `oldest_pending_age_ms`, which need clocks and files.
+    pub fn from_counters(c: &Counters) -> Status {
+        let delivered_total = c.delivered_total.load(Relaxed);
+        let dropped_total = c.dropped_total.load(Relaxed);
+        let dead_lettered_total = c.dead_lettered_total.load(Relaxed);
+        let pending_at_open = c.pending_at_open.load(Relaxed);
+        let logged_total = c.logged_total.load(Relaxed);
+        let pending_records = (pending_at_open + logged_total)
+            .saturating_sub(delivered_total + dropped_total + dead_lettered_total);
+        Status {
+            pending_records,
+            pending_bytes: if pending_records == 0 {
+                0
+            } else {
+                c.pending_bytes.load(Relaxed)
+            },
+            disk_bytes: 0,
+            logged_total,
+            delivered_total,
+            dropped_total,
+            dead_letter_records: c.dead_letter_records.load(Relaxed),
+            failed_attempts_total: c.failed_attempts_total.load(Relaxed),
+            consecutive_failures: c.consecutive_failures.load(Relaxed),
+            next_retry_in_ms: 0,
+            oldest_pending_age_ms: 0,
+            last_success_unix_ms: c.last_success_unix_ms.load(Relaxed),
+            last_http_status: c.last_http_status.load(Relaxed),
+            connectivity: c.connectivity.load(Relaxed),
+            storage_degraded: c.storage_degraded.load(Relaxed),
+            pending_at_open,
+            dead_lettered_total,
+        }
+    }
+
+    /// The JSON form: every field a number, except `connectivity` (a string) and
+    /// `storage_degraded` (a boolean). Keys in struct order.
+    pub fn to_json(&self) -> String {
+        let connectivity = match self.connectivity {
+            CONNECTIVITY_ONLINE => "online",
+            CONNECTIVITY_OFFLINE => "offline",
+            _ => "unknown",
+        };
+        format!(
+            concat!(
+                "{{\"pending_records\":{},\"pending_bytes\":{},\"disk_bytes\":{},",
+                "\"logged_total\":{},\"delivered_total\":{},\"dropped_total\":{},",
+                "\"dead_letter_records\":{},\"failed_attempts_total\":{},",
+                "\"consecutive_failures\":{},\"next_retry_in_ms\":{},",
+                "\"oldest_pending_age_ms\":{},\"last_success_unix_ms\":{},",
+                "\"last_http_status\":{},\"connectivity\":\"{}\",\"storage_degraded\":{},",
+                "\"pending_at_open\":{},\"dead_lettered_total\":{}}}"
+            ),
+            self.pending_records,
+            self.pending_bytes,
+            self.disk_bytes,
+            self.logged_total,
+            self.delivered_total,
+            self.dropped_total,
+            self.dead_letter_records,
+            self.failed_attempts_total,
+            self.consecutive_failures,
+            self.next_retry_in_ms,
+            self.oldest_pending_age_ms,
+            self.last_success_unix_ms,
+            self.last_http_status,
+            connectivity,
+            self.storage_degraded != 0,
+            self.pending_at_open,
+            self.dead_lettered_total,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_has_every_field_with_its_type() {
+        let s = Status {
+            pending_records: 3,
+            connectivity: CONNECTIVITY_OFFLINE,
+            storage_degraded: 1,
+            last_success_unix_ms: -1,
+            ..Status::default()
+        };
+        let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+        let o = v.as_object().unwrap();
+        assert_eq!(o.len(), 17);
+        assert_eq!(o["pending_records"], 3);
+        assert_eq!(o["connectivity"], "offline");
+        assert_eq!(o["storage_degraded"], true);
+        assert_eq!(o["last_success_unix_ms"], -1);
+        for (k, v) in o {
+            if k != "connectivity" && k != "storage_degraded" {
+                assert!(v.is_number(), "{k}");
+            }
+        }
+    }
+
+    #[test]
+    fn pending_follows_the_invariant() {
+        let c = Counters::default();
+        c.pending_at_open.store(5, Relaxed);
+        c.logged_total.store(10, Relaxed);
+        c.delivered_total.store(7, Relaxed);
+        c.dropped_total.store(2, Relaxed);
+        c.dead_lettered_total.store(1, Relaxed);
+        assert_eq!(c.pending_records(), 5);
+        assert_eq!(Status::from_counters(&c).pending_records, 5);
+    }
+}

@@ -1,0 +1,923 @@
+//! The SQLite buffer file: schema, lock, queue of pending records, dead letters, capacity and
+//! damage handling. One `Store` is one open buffer; it is used by one thread at a time (the
+//! buffer keeps it behind a mutex that is never held across network I/O).
+
+use crate::config::{Config, OnCorrupt};
+use crate::error::{Code, Error, Result};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// SQLite `application_id` of an edgebuf file ("edgb").
+pub const APPLICATION_ID: i32 = 0x6564_6762;
+/// Schema version kept in `user_version`.
+pub const SCHEMA_VERSION: i32 = 1;
+/// The WAL is truncated back to this after a checkpoint.
+const WAL_LIMIT_BYTES: i64 = 4 * 1024 * 1024;
+/// Largest `max_page_count` (no growth limit).
+const NO_PAGE_LIMIT: i64 = 0xFFFF_FFFE;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS records(
+    seq   INTEGER PRIMARY KEY,
+    ts_ms INTEGER NOT NULL,
+    t_acc INTEGER NOT NULL,
+    inst  TEXT,
+    data  BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letters(
+    id     INTEGER PRIMARY KEY,
+    seq    INTEGER NOT NULL,
+    ts_ms  INTEGER NOT NULL,
+    inst   TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    dead_unix_ms INTEGER NOT NULL,
+    data   BLOB NOT NULL);
+";
+
+/// A record on its way into the file.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    pub seq: u64,
+    pub ts_ms: i64,
+    /// Milliseconds since the buffer was opened (monotonic clock) when the record was accepted.
+    pub t_acc_ms: u64,
+    /// The instance for records accepted while storage was degraded; None = the file's.
+    pub inst: Option<String>,
+    pub data: Vec<u8>,
+}
+
+/// A pending record read back from the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub seq: u64,
+    pub ts_ms: i64,
+    pub inst: Option<String>,
+    pub data: Vec<u8>,
+}
+
+/// What an insert failure means for the caller.
+#[derive(Debug)]
+pub enum WriteError {
+    /// SQLITE_FULL, or the file may not grow (disk.min_free_bytes).
+    Full,
+    /// Any other failure of the disk.
+    Storage(Error),
+}
+
+/// What `open` found.
+#[derive(Debug, Default, Clone)]
+pub struct OpenReport {
+    /// Where a damaged file was moved, and how many records it is known to have held.
+    pub quarantined: Option<(PathBuf, u64)>,
+}
+
+/// An open buffer file.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    _lock: File,
+    instance: String,
+    /// Records with a smaller seq were stored by an earlier run: their age counts from open.
+    run_first_seq: u64,
+    hwm: u64,
+    pub disk_records: u64,
+    pub disk_bytes: u64,
+    pub dead_records: u64,
+    pub dead_bytes: u64,
+    dead_max: u64,
+    min_free: u64,
+    growth_limited: bool,
+    last_space_check: Option<Instant>,
+    /// The seq range of the request in flight; the capacity policy and TTL never touch it.
+    pub inflight: Option<(u64, u64)>,
+    synchronous_full: bool,
+}
+
+fn is_damage(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+    )
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn storage_err(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::storage(format!("{what} {}: {e}", path.display()))
+}
+
+fn sql_err(what: &str, e: rusqlite::Error) -> WriteError {
+    if e.sqlite_error_code() == Some(ErrorCode::DiskFull) {
+        WriteError::Full
+    } else {
+        WriteError::Storage(Error::storage(format!("{what}: {e}")))
+    }
+}
+
+fn sql_storage(what: &str, e: rusqlite::Error) -> Error {
+    Error::storage(format!("{what}: {e}"))
+}
+
+/// The canonical form of a buffer path whose file may not exist yet.
+pub fn canonical_path(path: &Path) -> Result<PathBuf> {
+    if let Ok(p) = path.canonicalize() {
+        if p.is_dir() {
+            return Err(Error::new(
+                Code::InvalidConfig,
+                format!("path {} is a directory; it must name a file", p.display()),
+            ));
+        }
+        return Ok(p);
+    }
+    let name = path.file_name().ok_or_else(|| {
+        Error::new(
+            Code::InvalidConfig,
+            "path must name a file, not a directory",
+        )
+    })?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let dir = parent
+        .canonicalize()
+        .map_err(|e| storage_err("cannot use the directory of the buffer file", &parent, e))?;
+    Ok(dir.join(name))
+}
+
+impl Store {
+    /// Opens (or creates) the buffer file of `cfg.path`, taking its lock.
+    pub fn open(cfg: &Config) -> Result<(Store, OpenReport)> {
+        let raw = cfg
+            .path
+            .as_deref()
+            .ok_or_else(|| Error::invalid_config("path is required: set it to the buffer file"))?;
+        let path = canonical_path(raw)?;
+        let lock = take_lock(&path)?;
+        let mut report = OpenReport::default();
+        let store = match Store::open_locked(cfg, &path, lock) {
+            Ok(s) => s,
+            Err((OpenFailure::Damaged(why), lock)) => {
+                if cfg.storage_on_corrupt == OnCorrupt::Fail {
+                    return Err(Error::new(
+                        Code::Corrupt,
+                        format!(
+                            "buffer file {} is damaged ({why}); storage.on_corrupt=fail keeps it as it is",
+                            path.display()
+                        ),
+                    ));
+                }
+                let lost = count_records_best_effort(&path);
+                let moved = quarantine(&path)?;
+                report.quarantined = Some((moved, lost));
+                Store::open_locked(cfg, &path, lock).map_err(|(f, _)| f.into_error(&path))?
+            }
+            Err((f, _)) => return Err(f.into_error(&path)),
+        };
+        Ok((store, report))
+    }
+
+    fn open_locked(
+        cfg: &Config,
+        path: &Path,
+        lock: File,
+    ) -> std::result::Result<Store, (OpenFailure, File)> {
+        match Store::open_inner(cfg, path) {
+            Ok(p) => Ok(Store::from_parts(p, lock)),
+            Err(f) => Err((f, lock)),
+        }
+    }
+
+    fn open_inner(cfg: &Config, path: &Path) -> std::result::Result<PartialStore, OpenFailure> {
+        if !path.exists() {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| {
+                    OpenFailure::Other(storage_err("cannot create buffer file", path, e))
+                })?;
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| OpenFailure::from_sql("cannot open buffer file", e))?;
+        let app_id: i32 = conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(|e| OpenFailure::from_sql("cannot read buffer file", e))?;
+        let version: i32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| OpenFailure::from_sql("cannot read buffer file", e))?;
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+            .map_err(|e| OpenFailure::from_sql("cannot read buffer file", e))?;
+        if app_id != APPLICATION_ID && (app_id != 0 || tables > 0) {
+            return Err(OpenFailure::Foreign(
+                "it is a SQLite file of another application".into(),
+            ));
+        }
+        if version > SCHEMA_VERSION {
+            return Err(OpenFailure::Foreign(format!(
+                "it has schema version {version}, newer than this library's {SCHEMA_VERSION}"
+            )));
+        }
+        let exec = |sql: &str| {
+            conn.execute_batch(sql)
+                .map_err(|e| OpenFailure::from_sql("cannot set up buffer file", e))
+        };
+        if tables == 0 {
+            exec("PRAGMA auto_vacuum=INCREMENTAL")?;
+        }
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(|e| OpenFailure::from_sql("cannot set WAL mode on buffer file", e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(OpenFailure::Other(Error::storage(format!(
+                "buffer file {} cannot use WAL mode (got {mode}); use a local file system",
+                path.display()
+            ))));
+        }
+        let sync_full = cfg.durability == crate::config::Durability::Sync;
+        exec(&format!(
+            "PRAGMA synchronous={}; PRAGMA journal_size_limit={WAL_LIMIT_BYTES};
+             PRAGMA cache_size=-2048; PRAGMA busy_timeout=2000;",
+            if sync_full { "FULL" } else { "NORMAL" }
+        ))?;
+        if tables == 0 {
+            let instance = crate::sys::random_instance().map_err(|e| {
+                OpenFailure::Other(Error::storage(format!(
+                    "cannot read the operating system's random source: {e}"
+                )))
+            })?;
+            exec(&format!(
+                "BEGIN; {SCHEMA}
+                 PRAGMA application_id={APPLICATION_ID}; PRAGMA user_version={SCHEMA_VERSION};
+                 INSERT INTO meta(key, value) VALUES('instance', '{instance}'), ('hwm', 0);
+                 COMMIT;"
+            ))?;
+        }
+        let q = |sql: &str| -> std::result::Result<i64, OpenFailure> {
+            conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
+                .map(|v| v.unwrap_or(0))
+                .map_err(|e| OpenFailure::from_sql("cannot read buffer file", e))
+        };
+        let instance: String = conn
+            .query_row("SELECT value FROM meta WHERE key='instance'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| OpenFailure::from_sql("cannot read buffer file", e))?
+            .ok_or_else(|| OpenFailure::Damaged("its instance id is missing".into()))?;
+        let hwm = q("SELECT value FROM meta WHERE key='hwm'")?;
+        let (disk_records, disk_bytes, max_rec) = conn
+            .query_row(
+                "SELECT count(*), total(length(data)), max(seq) FROM records",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, f64>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                    ))
+                },
+            )
+            .map_err(|e| OpenFailure::from_sql("cannot read buffer file", e))?;
+        let (dead_records, dead_bytes, max_dead) = conn
+            .query_row(
+                "SELECT count(*), total(length(data)), max(seq) FROM dead_letters",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, f64>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                    ))
+                },
+            )
+            .map_err(|e| OpenFailure::from_sql("cannot read buffer file", e))?;
+        let hwm = hwm
+            .max(max_rec.unwrap_or(0))
+            .max(max_dead.unwrap_or(0))
+            .max(0) as u64;
+        let min_free = match cfg.disk_min_free_bytes {
+            Some(v) => v,
+            None => {
+                let total = crate::sys::fs_space(path).map(|(_, t)| t).unwrap_or(0);
+                (32u64 << 20).min(total / 20)
+            }
+        };
+        Ok(PartialStore {
+            conn,
+            path: path.to_path_buf(),
+            instance,
+            hwm,
+            disk_records: disk_records as u64,
+            disk_bytes: disk_bytes as u64,
+            dead_records: dead_records as u64,
+            dead_bytes: dead_bytes as u64,
+            dead_max: cfg.dead_letter_max_records,
+            min_free,
+            synchronous_full: sync_full,
+        })
+    }
+
+    /// The buffer's instance id (16 hex digits).
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// The canonical path of the file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The next seq to hand out.
+    pub fn next_seq(&self) -> u64 {
+        self.hwm + 1
+    }
+
+    /// Marks which seqs were stored by this run (for ages and TTL).
+    pub fn set_run_first_seq(&mut self, seq: u64) {
+        self.run_first_seq = seq;
+    }
+
+    /// Stores `recs` in one transaction together with the seq high-water mark; with `fsync`
+    /// the commit is made durable (synchronous=FULL) before returning.
+    pub fn insert(
+        &mut self,
+        recs: &[NewRecord],
+        fsync: bool,
+    ) -> std::result::Result<(), WriteError> {
+        self.check_space();
+        self.set_synchronous(fsync)?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| sql_err("cannot begin a transaction", e))?;
+        let mut added = 0u64;
+        let mut max_seq = self.hwm;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT INTO records(seq, ts_ms, t_acc, inst, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(|e| sql_err("cannot prepare insert", e))?;
+            for r in recs {
+                st.execute(params![
+                    r.seq as i64,
+                    r.ts_ms,
+                    r.t_acc_ms as i64,
+                    r.inst.as_deref(),
+                    &r.data
+                ])
+                .map_err(|e| sql_err("cannot store a record", e))?;
+                added += r.data.len() as u64;
+                max_seq = max_seq.max(r.seq);
+            }
+            if max_seq > self.hwm || fsync {
+                // Also the write an edgebuf_sync with nothing new uses to fsync the WAL.
+                tx.prepare_cached("UPDATE meta SET value=?1 WHERE key='hwm'")
+                    .and_then(|mut s| s.execute(params![max_seq as i64]))
+                    .map_err(|e| sql_err("cannot store the seq high-water mark", e))?;
+            }
+        }
+        tx.commit().map_err(|e| sql_err("cannot commit", e))?;
+        self.hwm = max_seq;
+        self.disk_records += recs.len() as u64;
+        self.disk_bytes += added;
+        Ok(())
+    }
+
+    fn set_synchronous(&mut self, full: bool) -> std::result::Result<(), WriteError> {
+        if full != self.synchronous_full {
+            self.conn
+                .execute_batch(if full {
+                    "PRAGMA synchronous=FULL"
+                } else {
+                    "PRAGMA synchronous=NORMAL"
+                })
+                .map_err(|e| sql_err("cannot set synchronous mode", e))?;
+            self.synchronous_full = full;
+        }
+        Ok(())
+    }
+
+    /// Checks free space at most once a second; below `disk.min_free_bytes` the file may only
+    /// reuse its free pages (SQLite answers SQLITE_FULL when it would grow).
+    fn check_space(&mut self) {
+        if self
+            .last_space_check
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_space_check = Some(Instant::now());
+        let low = match crate::sys::fs_space(&self.path) {
+            Ok((free, _)) => free < self.min_free,
+            Err(_) => false,
+        };
+        if low == self.growth_limited {
+            return;
+        }
+        let limit = if low {
+            self.conn
+                .query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))
+                .unwrap_or(NO_PAGE_LIMIT)
+        } else {
+            NO_PAGE_LIMIT
+        };
+        if self
+            .conn
+            .query_row(&format!("PRAGMA max_page_count={limit}"), [], |_| Ok(()))
+            .is_ok()
+        {
+            self.growth_limited = low;
+        }
+    }
+
+    /// Forces the next commit's space check (tests, and after a SQLITE_FULL).
+    pub fn recheck_space_soon(&mut self) {
+        self.last_space_check = None;
+    }
+
+    /// Up to `max_records` pending records in seq order, stopping before `max_bytes` of
+    /// `cost` (the first record is always included). With `range`, only seqs inside it
+    /// (a retry of the same batch).
+    pub fn fetch(
+        &mut self,
+        range: Option<(u64, u64)>,
+        max_records: u64,
+        max_bytes: u64,
+        cost: impl Fn(&StoredRecord) -> u64,
+    ) -> Result<Vec<StoredRecord>> {
+        let (lo, hi) = range.unwrap_or((0, i64::MAX as u64));
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, ts_ms, inst, data FROM records WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq LIMIT ?3",
+            )
+            .map_err(|e| sql_storage("cannot read pending records", e))?;
+        let mut rows = st
+            .query(params![lo as i64, hi as i64, max_records as i64])
+            .map_err(|e| sql_storage("cannot read pending records", e))?;
+        let mut out = Vec::new();
+        let mut bytes = 0u64;
+        while let Some(row) = rows
+            .next()
+            .map_err(|e| sql_storage("cannot read pending records", e))?
+        {
+            let rec = StoredRecord {
+                seq: row
+                    .get::<_, i64>(0)
+                    .map_err(|e| sql_storage("bad row", e))? as u64,
+                ts_ms: row.get(1).map_err(|e| sql_storage("bad row", e))?,
+                inst: row.get(2).map_err(|e| sql_storage("bad row", e))?,
+                data: row.get(3).map_err(|e| sql_storage("bad row", e))?,
+            };
+            let c = cost(&rec);
+            if !out.is_empty() && bytes + c > max_bytes {
+                break;
+            }
+            bytes += c;
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
+    /// Deletes delivered records; returns (records, payload bytes) removed.
+    pub fn delete(&mut self, seqs: &[u64]) -> Result<(u64, u64)> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| sql_storage("cannot begin a transaction", e))?;
+        let (mut n, mut bytes) = (0u64, 0u64);
+        {
+            let mut st = tx
+                .prepare_cached("DELETE FROM records WHERE seq=?1 RETURNING length(data)")
+                .map_err(|e| sql_storage("cannot prepare delete", e))?;
+            for &s in seqs {
+                let len: Option<i64> = st
+                    .query_row(params![s as i64], |r| r.get(0))
+                    .optional()
+                    .map_err(|e| sql_storage("cannot delete a delivered record", e))?;
+                if let Some(len) = len {
+                    n += 1;
+                    bytes += len as u64;
+                }
+            }
+        }
+        tx.commit()
+            .map_err(|e| sql_storage("cannot commit the deletion of delivered records", e))?;
+        self.disk_records -= n.min(self.disk_records);
+        self.disk_bytes -= bytes.min(self.disk_bytes);
+        Ok((n, bytes))
+    }
+
+    /// Moves records to the dead letters with the status and reason; trims the oldest dead
+    /// letters past `dead_letter.max_records`. Returns (moved, moved bytes).
+    pub fn dead_letter(&mut self, seqs: &[u64], status: i32, reason: &str) -> Result<(u64, u64)> {
+        let now = unix_ms();
+        let instance = self.instance.clone();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| sql_storage("cannot begin a transaction", e))?;
+        let (mut n, mut bytes) = (0u64, 0u64);
+        {
+            let mut mv = tx
+                .prepare_cached(
+                    "INSERT INTO dead_letters(seq, ts_ms, inst, status, reason, dead_unix_ms, data)
+                     SELECT seq, ts_ms, coalesce(inst, ?2), ?3, ?4, ?5, data FROM records WHERE seq=?1",
+                )
+                .map_err(|e| sql_storage("cannot prepare dead letter", e))?;
+            let mut del = tx
+                .prepare_cached("DELETE FROM records WHERE seq=?1 RETURNING length(data)")
+                .map_err(|e| sql_storage("cannot prepare delete", e))?;
+            for &s in seqs {
+                mv.execute(params![s as i64, instance, status, reason, now])
+                    .map_err(|e| sql_storage("cannot store a dead letter", e))?;
+                let len: Option<i64> = del
+                    .query_row(params![s as i64], |r| r.get(0))
+                    .optional()
+                    .map_err(|e| sql_storage("cannot store a dead letter", e))?;
+                if let Some(len) = len {
+                    n += 1;
+                    bytes += len as u64;
+                }
+            }
+        }
+        tx.commit()
+            .map_err(|e| sql_storage("cannot commit dead letters", e))?;
+        self.disk_records -= n.min(self.disk_records);
+        self.disk_bytes -= bytes.min(self.disk_bytes);
+        self.dead_records += n;
+        self.dead_bytes += bytes;
+        if self.dead_records > self.dead_max {
+            let excess = self.dead_records - self.dead_max;
+            self.trim_dead(excess, u64::MAX)?;
+        }
+        Ok((n, bytes))
+    }
+
+    /// Removes the oldest dead letters: at most `max_n`, stopping once `want_bytes` are freed.
+    fn trim_dead(&mut self, max_n: u64, want_bytes: u64) -> Result<(u64, u64)> {
+        let victims: Vec<(i64, i64)> = {
+            let mut st = self
+                .conn
+                .prepare_cached("SELECT id, length(data) FROM dead_letters ORDER BY id LIMIT ?1")
+                .map_err(|e| sql_storage("cannot read dead letters", e))?;
+            let rows = st
+                .query_map(params![max_n.min(i64::MAX as u64) as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .map_err(|e| sql_storage("cannot read dead letters", e))?;
+            let mut v = Vec::new();
+            let mut freed = 0u64;
+            for row in rows {
+                let (id, len) = row.map_err(|e| sql_storage("cannot read dead letters", e))?;
+                if freed >= want_bytes {
+                    break;
+                }
+                freed += len as u64;
+                v.push((id, len));
+            }
+            v
+        };
+        if victims.is_empty() {
+            return Ok((0, 0));
+        }
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| sql_storage("cannot begin a transaction", e))?;
+        {
+            let mut del = tx
+                .prepare_cached("DELETE FROM dead_letters WHERE id=?1")
+                .map_err(|e| sql_storage("cannot trim dead letters", e))?;
+            for (id, _) in &victims {
+                del.execute(params![id])
+                    .map_err(|e| sql_storage("cannot trim dead letters", e))?;
+            }
+        }
+        tx.commit()
+            .map_err(|e| sql_storage("cannot trim dead letters", e))?;
+        let n = victims.len() as u64;
+        let bytes: u64 = victims.iter().map(|v| v.1 as u64).sum();
+        self.dead_records -= n.min(self.dead_records);
+        self.dead_bytes -= bytes.min(self.dead_bytes);
+        Ok((n, bytes))
+    }
+
+    /// Frees room for the capacity policy: the oldest dead letters first (for bytes), then the
+    /// oldest pending records outside the request in flight. Returns the pending records
+    /// dropped as (count, bytes).
+    pub fn make_room(&mut self, need_bytes: u64, need_records: u64) -> Result<(u64, u64)> {
+        let mut freed = 0u64;
+        if need_bytes > 0 && self.dead_bytes > 0 {
+            freed = self.trim_dead(u64::MAX, need_bytes)?.1;
+        }
+        let want_bytes = need_bytes.saturating_sub(freed);
+        if want_bytes == 0 && need_records == 0 {
+            return Ok((0, 0));
+        }
+        let (lo, hi) = self.inflight.unwrap_or((1, 0));
+        let victims: Vec<(i64, i64)> = {
+            let mut st = self
+                .conn
+                .prepare_cached(
+                    "SELECT seq, length(data) FROM records WHERE seq NOT BETWEEN ?1 AND ?2 ORDER BY seq",
+                )
+                .map_err(|e| sql_storage("cannot read pending records", e))?;
+            let rows = st
+                .query_map(params![lo as i64, hi as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .map_err(|e| sql_storage("cannot read pending records", e))?;
+            let (mut v, mut b) = (Vec::new(), 0u64);
+            for row in rows {
+                if b >= want_bytes && v.len() as u64 >= need_records {
+                    break;
+                }
+                let (seq, len) = row.map_err(|e| sql_storage("cannot read pending records", e))?;
+                b += len as u64;
+                v.push((seq, len));
+            }
+            v
+        };
+        if victims.is_empty() {
+            return Ok((0, 0));
+        }
+        let seqs: Vec<u64> = victims.iter().map(|v| v.0 as u64).collect();
+        self.delete(&seqs)
+    }
+
+    /// Drops pending records accepted more than `ttl_ms` ago (records of earlier runs age from
+    /// open), outside the request in flight. Returns (count, bytes).
+    pub fn expire(&mut self, now_ms: u64, ttl_ms: u64) -> Result<(u64, u64)> {
+        if ttl_ms == 0 || now_ms <= ttl_ms {
+            return Ok((0, 0));
+        }
+        let cutoff = now_ms - ttl_ms;
+        let (lo, hi) = self.inflight.unwrap_or((1, 0));
+        let seqs: Vec<u64> = {
+            let mut st = self
+                .conn
+                .prepare_cached(
+                    "SELECT seq FROM records WHERE (seq < ?1 OR t_acc < ?2) AND seq NOT BETWEEN ?3 AND ?4",
+                )
+                .map_err(|e| sql_storage("cannot read pending records", e))?;
+            // Records of earlier runs count as accepted at open (t = 0), so they expire
+            // together once now > ttl; `cutoff > 0` holds here.
+            let rows = st
+                .query_map(
+                    params![
+                        self.run_first_seq as i64,
+                        cutoff as i64,
+                        lo as i64,
+                        hi as i64
+                    ],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(|e| sql_storage("cannot read pending records", e))?;
+            let mut v = Vec::new();
+            for r in rows {
+                v.push(r.map_err(|e| sql_storage("cannot read pending records", e))? as u64);
+            }
+            v
+        };
+        if seqs.is_empty() {
+            return Ok((0, 0));
+        }
+        self.delete(&seqs)
+    }
+
+    /// (seq, acceptance ms since open) of the oldest pending record on disk.
+    pub fn oldest(&mut self) -> Result<Option<(u64, u64)>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT seq, t_acc FROM records ORDER BY seq LIMIT 1")
+            .map_err(|e| sql_storage("cannot read pending records", e))?;
+        let row = st
+            .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+            .optional()
+            .map_err(|e| sql_storage("cannot read pending records", e))?;
+        Ok(row.map(|(seq, t)| {
+            let seq = seq as u64;
+            (
+                seq,
+                if seq < self.run_first_seq {
+                    0
+                } else {
+                    t as u64
+                },
+            )
+        }))
+    }
+
+    /// The lowest pending seq on disk, if any.
+    pub fn min_seq(&mut self) -> Result<Option<u64>> {
+        Ok(self.oldest()?.map(|(s, _)| s))
+    }
+
+    /// Gives free pages back to the file system when many are free.
+    pub fn maintain(&mut self) {
+        let free: i64 = self
+            .conn
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+            .unwrap_or(0);
+        let pages: i64 = self
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap_or(0);
+        if free > 256 && free * 4 > pages {
+            let _ = self
+                .conn
+                .execute_batch(&format!("PRAGMA incremental_vacuum({free})"));
+        }
+    }
+
+    /// st_size of the database, `-wal` and `-shm`.
+    pub fn disk_usage(&self) -> u64 {
+        file_set_size(&self.path)
+    }
+}
+
+/// st_size of a buffer file with its `-wal` and `-shm`.
+pub fn file_set_size(path: &Path) -> u64 {
+    let mut total = 0;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        if let Ok(m) = std::fs::metadata(&p) {
+            total += m.len();
+        }
+    }
+    total
+}
+
+struct PartialStore {
+    conn: Connection,
+    path: PathBuf,
+    instance: String,
+    hwm: u64,
+    disk_records: u64,
+    disk_bytes: u64,
+    dead_records: u64,
+    dead_bytes: u64,
+    dead_max: u64,
+    min_free: u64,
+    synchronous_full: bool,
+}
+
+// `open_locked` builds the Store from the parts and the lock.
+impl Store {
+    fn from_parts(p: PartialStore, lock: File) -> Store {
+        let next = p.hwm + 1;
+        Store {
+            conn: p.conn,
+            path: p.path,
+            _lock: lock,
+            instance: p.instance,
+            run_first_seq: next,
+            hwm: p.hwm,
+            disk_records: p.disk_records,
+            disk_bytes: p.disk_bytes,
+            dead_records: p.dead_records,
+            dead_bytes: p.dead_bytes,
+            dead_max: p.dead_max,
+            min_free: p.min_free,
+            growth_limited: false,
+            last_space_check: None,
+            inflight: None,
+            synchronous_full: p.synchronous_full,
+        }
+    }
+}
+
+enum OpenFailure {
+    Damaged(String),
+    Foreign(String),
+    Other(Error),
+}
+
+impl OpenFailure {
+    fn from_sql(what: &str, e: rusqlite::Error) -> OpenFailure {
+        if is_damage(&e) {
+            OpenFailure::Damaged(e.to_string())
+        } else if e.sqlite_error_code() == Some(ErrorCode::ReadOnly)
+            || e.sqlite_error_code() == Some(ErrorCode::CannotOpen)
+        {
+            OpenFailure::Other(Error::storage(format!(
+                "{what}: {e}; check the permissions of the file and its directory"
+            )))
+        } else {
+            OpenFailure::Other(Error::storage(format!("{what}: {e}")))
+        }
+    }
+
+    fn into_error(self, path: &Path) -> Error {
+        match self {
+            OpenFailure::Damaged(why) => Error::new(
+                Code::Corrupt,
+                format!("buffer file {} is damaged: {why}", path.display()),
+            ),
+            OpenFailure::Foreign(why) => Error::new(
+                Code::Corrupt,
+                format!(
+                    "buffer file {} is not an edgebuf buffer ({why}); it was left untouched",
+                    path.display()
+                ),
+            ),
+            OpenFailure::Other(e) => {
+                Error::new(e.code(), format!("{} ({})", e.message(), path.display()))
+            }
+        }
+    }
+}
+
+fn take_lock(path: &Path) -> Result<File> {
+    let mut lp = path.as_os_str().to_owned();
+    lp.push(".lock");
+    let lock_path = PathBuf::from(lp);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(|e| storage_err("cannot create the lock file", &lock_path, e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
+            Code::Locked,
+            format!(
+                "buffer file {} is in use by another handle or process (lock {})",
+                path.display(),
+                lock_path.display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(storage_err("cannot lock", &lock_path, e)),
+    }
+}
+
+fn count_records_best_effort(path: &Path) -> u64 {
+    Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| c.query_row("SELECT count(*) FROM records", [], |r| r.get::<_, i64>(0)))
+        .map(|n| n.max(0) as u64)
+        .unwrap_or(0)
+}
+
+/// Moves a damaged file with its `-wal` and `-shm` to `PATH.corrupt-UNIXMS`, keeping only the
+/// newest such set.
+fn quarantine(path: &Path) -> Result<PathBuf> {
+    let stamp = unix_ms();
+    let mut base = path.as_os_str().to_owned();
+    base.push(format!(".corrupt-{stamp}"));
+    let dest = PathBuf::from(base);
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if let Some(dir) = path.parent() {
+        let prefix = format!("{file_name}.corrupt-");
+        let keep = format!("{file_name}.corrupt-{stamp}");
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with(&prefix) && !n.starts_with(&keep) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut from = path.as_os_str().to_owned();
+        from.push(suffix);
+        let mut to = dest.as_os_str().to_owned();
+        to.push(suffix);
+        match std::fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(storage_err(
+                    "cannot move the damaged buffer file aside",
+                    path,
+                    e,
+                ))
+            }
+        }
+    }
+    Ok(dest)
+}

@@ -1,0 +1,416 @@
+//! The delivery worker: forms batches from the file in seq order, one request in flight,
+//! and applies the response handling of SPEC 3 (retry with backoff, Retry-After, split,
+//! bisection with dead letters, configuration problems).
+
+use crate::events::{EVENT_DEAD_LETTER, EVENT_DELIVERED, EVENT_OFFLINE, EVENT_ONLINE};
+use crate::retry::{cap, Backoff};
+use crate::sender::{Attempt, Outcome, RecordRef, Sender};
+use crate::shared::{lock, wait, wait_timeout, Shared};
+use crate::status::{CONNECTIVITY_OFFLINE, CONNECTIVITY_ONLINE};
+use crate::store::StoredRecord;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub struct Worker {
+    sh: Arc<Shared>,
+    sender: Sender,
+    backoff: Backoff,
+    /// The seq range of the batch to send again (same records as its first attempt).
+    retry_range: Option<(u64, u64)>,
+    /// Earliest next attempt; `retry_now` may cut it short unless it came from Retry-After.
+    wait_until: Option<Instant>,
+    hard_wait: bool,
+    /// Halved after two timeouts in a row; restored by successes.
+    batch_cap: u64,
+    timeouts_in_row: u32,
+    linger_since: Option<Instant>,
+    /// Last failing status reported by OFFLINE (to fire again when it changes).
+    offline_status: Option<i32>,
+}
+
+enum Flow {
+    Continue,
+    Exit,
+}
+
+impl Worker {
+    pub fn new(sh: Arc<Shared>, sender: Sender) -> Worker {
+        let backoff = Backoff::new(sh.cfg.retry_initial_ms, sh.cfg.retry_max_ms);
+        let batch_cap = sh.cfg.batch_max_records;
+        Worker {
+            sh,
+            sender,
+            backoff,
+            retry_range: None,
+            wait_until: None,
+            hard_wait: false,
+            batch_cap,
+            timeouts_in_row: 0,
+            linger_since: None,
+            offline_status: None,
+        }
+    }
+
+    pub fn run(mut self) {
+        loop {
+            if let Flow::Exit = self.wait_for_work() {
+                break;
+            }
+            if let Flow::Exit = self.attempt() {
+                break;
+            }
+        }
+        let mut s = lock(&self.sh.signals);
+        s.worker_exited = true;
+        self.sh.progress_cv.notify_all();
+    }
+
+    /// Sleeps until a batch should go out: records on disk, no backoff running, and either a
+    /// full batch, linger elapsed, or a flush waiting. No timed wake-ups while idle.
+    fn wait_for_work(&mut self) -> Flow {
+        let sh = Arc::clone(&self.sh);
+        let mut s = lock(&sh.signals);
+        loop {
+            if s.stop {
+                return Flow::Exit;
+            }
+            if s.retry_now {
+                s.retry_now = false;
+                if !self.hard_wait {
+                    self.wait_until = None;
+                }
+            }
+            let now = Instant::now();
+            if let Some(t) = self.wait_until {
+                if now < t {
+                    let left = t - now;
+                    sh.counters
+                        .retry_at_ms
+                        .store(sh.now_ms() + left.as_millis() as u64, Relaxed);
+                    s = wait_timeout(&sh.signal_cv, s, left);
+                    continue;
+                }
+                self.wait_until = None;
+                self.hard_wait = false;
+                sh.counters.retry_at_ms.store(0, Relaxed);
+            }
+            let pending = sh.disk_pending.load(Relaxed);
+            if pending == 0 {
+                self.linger_since = None;
+                s = wait(&sh.signal_cv, s);
+                continue;
+            }
+            if self.retry_range.is_some() || pending >= self.batch_cap || s.flushing > 0 {
+                return Flow::Continue;
+            }
+            let since = *self.linger_since.get_or_insert(now);
+            let linger = Duration::from_millis(sh.cfg.batch_linger_ms);
+            if now.duration_since(since) >= linger {
+                return Flow::Continue;
+            }
+            s = wait_timeout(&sh.signal_cv, s, linger - now.duration_since(since));
+        }
+    }
+
+    fn fetch(&mut self, range: Option<(u64, u64)>, max: u64) -> Option<Vec<StoredRecord>> {
+        let sh = Arc::clone(&self.sh);
+        let mut g = lock(&sh.store);
+        let store = g.as_mut()?;
+        let instance_len = sh.instance.len();
+        let src = self.sender.source_json().len();
+        let recs = store
+            .fetch(range, max, sh.cfg.batch_max_bytes, |r| {
+                let il = r.inst.as_ref().map_or(instance_len, |i| i.len());
+                crate::sender::envelope_len(il, r.seq, r.ts_ms, src, r.data.len()) as u64 + 1
+            })
+            .unwrap_or_default();
+        store.inflight = match (recs.first(), recs.last()) {
+            (Some(a), Some(b)) => Some((a.seq, b.seq)),
+            _ => None,
+        };
+        Some(recs)
+    }
+
+    /// Forms (or re-forms) the batch and delivers it.
+    fn attempt(&mut self) -> Flow {
+        self.linger_since = None;
+        let Some(batch) = self.fetch(self.retry_range, self.batch_cap) else {
+            return Flow::Exit;
+        };
+        if batch.is_empty() {
+            self.retry_range = None;
+            self.clear_inflight();
+            return Flow::Continue;
+        }
+        let flow = self.deliver(batch);
+        self.clear_inflight();
+        self.sh.notify_progress();
+        flow
+    }
+
+    fn clear_inflight(&self) {
+        if let Some(s) = lock(&self.sh.store).as_mut() {
+            s.inflight = None;
+        }
+    }
+
+    fn send(&mut self, recs: &[StoredRecord]) -> Attempt {
+        let inst = &self.sh.instance;
+        let refs: Vec<RecordRef> = recs
+            .iter()
+            .map(|r| RecordRef {
+                instance: r.inst.as_deref().unwrap_or(inst),
+                seq: r.seq,
+                ts_ms: r.ts_ms,
+                data: &r.data,
+            })
+            .collect();
+        let before = self.sender.resends();
+        let a = self.sender.send(&refs);
+        let resent = self.sender.resends() - before;
+        if resent > 0 {
+            self.sh.counters.resends_total.fetch_add(resent, Relaxed);
+        }
+        a
+    }
+
+    /// Sends a batch, splitting and bisecting as the answers ask. Bisection costs at most
+    /// 2 × batch.max_records requests, without backoff between them.
+    fn deliver(&mut self, batch: Vec<StoredRecord>) -> Flow {
+        let budget = 2 * self.sh.cfg.batch_max_records.max(1);
+        let mut requests = 0u64;
+        let mut stack: Vec<Vec<StoredRecord>> = vec![batch];
+        let mut isolated: Vec<(StoredRecord, i32, String)> = Vec::new();
+        let mut accepted = false;
+        while let Some(part) = stack.pop() {
+            let a = self.send(&part);
+            requests += 1;
+            if self.abandoned() {
+                return Flow::Exit;
+            }
+            match a.outcome {
+                Outcome::Delivered => {
+                    if !self.settle(&part, &a) {
+                        return Flow::Exit;
+                    }
+                    accepted = true;
+                }
+                Outcome::Split | Outcome::Bisect if requests < budget => {
+                    self.record_failure(&a, false);
+                    if part.len() > 1 {
+                        let mut first = part;
+                        let second = first.split_off(first.len() / 2);
+                        stack.push(second);
+                        stack.push(first);
+                    } else if let Some(r) = part.into_iter().next() {
+                        isolated.push((r, a.http_status, a.detail.clone()));
+                    }
+                }
+                other => {
+                    // Retry later: what is left of this batch is sent again as it is.
+                    let mut rest: Vec<&StoredRecord> = part.iter().collect();
+                    rest.extend(stack.iter().flatten());
+                    rest.extend(isolated.iter().map(|i| &i.0));
+                    self.retry_range = range_of(rest.into_iter());
+                    self.fail_and_wait(&a, other);
+                    return Flow::Continue;
+                }
+            }
+        }
+        if !isolated.is_empty() && !accepted {
+            // Is it the records, or the endpoint? Send the next pending records as a probe.
+            let after = isolated.iter().map(|i| i.0.seq).max().unwrap_or(0) + 1;
+            let probe = self.fetch(Some((after, i64::MAX as u64)), self.batch_cap);
+            let Some(probe) = probe else {
+                return Flow::Exit;
+            };
+            if !probe.is_empty() {
+                let a = self.send(&probe);
+                if self.abandoned() {
+                    return Flow::Exit;
+                }
+                if a.outcome == Outcome::Delivered {
+                    if !self.settle(&probe, &a) {
+                        return Flow::Exit;
+                    }
+                    accepted = true;
+                } else {
+                    self.record_failure(&a, false);
+                }
+            }
+            if !accepted {
+                // Nothing accepted at all: treat it as a configuration problem, keep everything.
+                self.retry_range = range_of(isolated.iter().map(|i| &i.0));
+                self.offline(isolated[0].1, &isolated[0].2);
+                self.wait_until = Some(Instant::now() + self.backoff.max());
+                self.hard_wait = false;
+                return Flow::Continue;
+            }
+        }
+        if !isolated.is_empty() {
+            let mut g = lock(&self.sh.store);
+            let Some(store) = g.as_mut() else {
+                return Flow::Exit;
+            };
+            for (r, status, detail) in &isolated {
+                store.inflight = None;
+                if let Ok((n, b)) = store.dead_letter(&[r.seq], *status, detail) {
+                    if n > 0 {
+                        self.sh.counters.pending_bytes.fetch_sub(b, Relaxed);
+                        self.sh.counters.dead_lettered_total.fetch_add(n, Relaxed);
+                        self.sh.mirror_store(store);
+                        self.sh.events.emit(
+                            EVENT_DEAD_LETTER,
+                            n,
+                            *status,
+                            format!("record {} moved to the dead letters: {detail}", r.seq),
+                        );
+                    }
+                }
+            }
+        }
+        self.retry_range = None;
+        Flow::Continue
+    }
+
+    fn abandoned(&self) -> bool {
+        lock(&self.sh.store).is_none()
+    }
+
+    /// Deletes a delivered batch and reports it. False when close took the file away.
+    fn settle(&mut self, part: &[StoredRecord], a: &Attempt) -> bool {
+        let sh = Arc::clone(&self.sh);
+        let mut g = lock(&sh.store);
+        let Some(store) = g.as_mut() else {
+            return false;
+        };
+        let seqs: Vec<u64> = part.iter().map(|r| r.seq).collect();
+        let (n, bytes) = match store.delete(&seqs) {
+            Ok(v) => v,
+            Err(e) => {
+                // Delivered but not deleted: it will be sent again (same ids).
+                sh.events.emit(
+                    crate::events::EVENT_STORAGE_ERROR,
+                    0,
+                    0,
+                    e.message().to_string(),
+                );
+                (0, 0)
+            }
+        };
+        sh.mirror_store(store);
+        drop(g);
+        let c = &sh.counters;
+        c.pending_bytes.fetch_sub(bytes, Relaxed);
+        c.delivered_total.fetch_add(n, Relaxed);
+        c.consecutive_failures.store(0, Relaxed);
+        c.last_http_status.store(a.http_status, Relaxed);
+        c.last_success_unix_ms.store(unix_ms(), Relaxed);
+        let was = c.connectivity.swap(CONNECTIVITY_ONLINE, Relaxed);
+        self.backoff.reset();
+        self.timeouts_in_row = 0;
+        self.offline_status = None;
+        if self.batch_cap < sh.cfg.batch_max_records {
+            self.batch_cap = (self.batch_cap * 2).min(sh.cfg.batch_max_records);
+        }
+        if was != CONNECTIVITY_ONLINE {
+            sh.events.emit(
+                EVENT_ONLINE,
+                0,
+                a.http_status,
+                format!("endpoint {} accepts records", self.sender.endpoint()),
+            );
+        }
+        if n > 0 {
+            sh.events.emit(
+                EVENT_DELIVERED,
+                n,
+                a.http_status,
+                format!("{n} records delivered"),
+            );
+        }
+        true
+    }
+
+    fn record_failure(&mut self, a: &Attempt, offline: bool) {
+        let c = &self.sh.counters;
+        c.failed_attempts_total.fetch_add(1, Relaxed);
+        c.consecutive_failures.fetch_add(1, Relaxed);
+        if a.http_status != 0 {
+            c.last_http_status.store(a.http_status, Relaxed);
+        }
+        if offline {
+            self.offline(a.http_status, &a.detail);
+        }
+    }
+
+    fn offline(&mut self, status: i32, detail: &str) {
+        let was = self
+            .sh
+            .counters
+            .connectivity
+            .swap(CONNECTIVITY_OFFLINE, Relaxed);
+        if was != CONNECTIVITY_OFFLINE || self.offline_status != Some(status) {
+            self.offline_status = Some(status);
+            self.sh
+                .events
+                .emit(EVENT_OFFLINE, 0, status, detail.to_string());
+        }
+    }
+
+    /// A failed attempt: count it, report it, and wait (backoff, Retry-After or retry.max_ms).
+    fn fail_and_wait(&mut self, a: &Attempt, outcome: Outcome) {
+        self.record_failure(a, true);
+        if outcome == Outcome::Timeout {
+            self.timeouts_in_row += 1;
+            if self.timeouts_in_row >= 2 {
+                self.timeouts_in_row = 0;
+                self.batch_cap = (self.batch_cap / 2).max(1);
+                // The next attempt sends the first half of the batch.
+                if let Some((lo, _)) = self.retry_range {
+                    self.retry_range = None;
+                    let _ = lo;
+                }
+            }
+        } else {
+            self.timeouts_in_row = 0;
+        }
+        let max = self.backoff.max();
+        let (delay, hard) = match outcome {
+            Outcome::Config | Outcome::Split | Outcome::Bisect => (max, false),
+            _ => match a.retry_after {
+                Some(ra) => (cap(ra, max), true),
+                None => (self.backoff.next_delay(), false),
+            },
+        };
+        if outcome != Outcome::Config && a.retry_after.is_some() {
+            // Keep the exponent moving even when the server sets the pace.
+            let _ = self.backoff.next_delay();
+        }
+        self.wait_until = Some(Instant::now() + delay);
+        self.hard_wait = hard;
+        self.sh
+            .counters
+            .retry_at_ms
+            .store(self.sh.now_ms() + delay.as_millis() as u64, Relaxed);
+    }
+}
+
+fn range_of<'a>(recs: impl Iterator<Item = &'a StoredRecord>) -> Option<(u64, u64)> {
+    let mut r: Option<(u64, u64)> = None;
+    for x in recs {
+        r = Some(match r {
+            None => (x.seq, x.seq),
+            Some((lo, hi)) => (lo.min(x.seq), hi.max(x.seq)),
+        });
+    }
+    r
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

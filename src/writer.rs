@@ -1,0 +1,320 @@
+//! The writer thread: moves records from the memory queue to the file in group commits,
+//! applies the capacity policy and TTL, and never waits on the network.
+
+use crate::config::{Durability, WhenFull};
+use crate::error::Code;
+use crate::events::{EVENT_BACKLOG_HIGH, EVENT_STORAGE_ERROR, EVENT_STORAGE_OK};
+use crate::shared::{lock, wait, wait_timeout, Shared};
+use crate::store::{NewRecord, WriteError};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A full batch of writes commits at once, without waiting for `commit.interval_ms`.
+const COMMIT_BATCH: usize = 1024;
+/// While the disk fails, writing is tried again this often.
+const STORAGE_RETRY: Duration = Duration::from_secs(1);
+/// TTL sweeps and space maintenance run at most this often.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+
+pub fn run(sh: Arc<Shared>) {
+    let sync_mode = sh.cfg.durability == Durability::Sync;
+    let interval_ms = sh.cfg.commit_interval_ms;
+    let mut last_failure: Option<std::time::Instant> = None;
+    let mut degraded = false;
+    let mut last_housekeeping = sh.opened;
+    loop {
+        // Wait for something to write.
+        let (batch, fsync, sync_target, closing) = {
+            let mut q = lock(&sh.queue);
+            loop {
+                let now = sh.now_ms();
+                let sync_due = q.sync_wanted > q.synced_seq && !degraded;
+                if q.closing && q.items.is_empty() && !sync_due {
+                    q.writer_done = true;
+                    sh.commit_cv.notify_all();
+                    return;
+                }
+                if degraded && !q.items.is_empty() {
+                    // The disk failed: try again after a pause (at once when closing).
+                    let since = last_failure.map(|t| t.elapsed()).unwrap_or(STORAGE_RETRY);
+                    if q.closing || since >= STORAGE_RETRY {
+                        break;
+                    }
+                    q = wait_timeout(&sh.queue_cv, q, STORAGE_RETRY - since);
+                    continue;
+                }
+                let due = q.items.front().is_some_and(|first| {
+                    sync_mode
+                        || q.urgent
+                        || q.closing
+                        || q.items.len() >= COMMIT_BATCH
+                        || now >= first.t_acc_ms + interval_ms
+                });
+                if due || sync_due {
+                    break;
+                }
+                let ttl_active = sh.cfg.record_ttl_ms > 0 && sh.counters.pending_records() > 0;
+                if ttl_active && last_housekeeping.elapsed() >= HOUSEKEEPING {
+                    break;
+                }
+                q = match q.items.front() {
+                    Some(first) => {
+                        let left = (first.t_acc_ms + interval_ms).saturating_sub(now);
+                        wait_timeout(
+                            &sh.queue_cv,
+                            q,
+                            Duration::from_millis(left).min(HOUSEKEEPING),
+                        )
+                    }
+                    None if ttl_active => wait_timeout(&sh.queue_cv, q, HOUSEKEEPING),
+                    // Idle: no timed wake-ups.
+                    None => wait(&sh.queue_cv, q),
+                };
+            }
+            let fsync = sync_mode || q.sync_wanted > q.synced_seq;
+            let target = q.next_seq.saturating_sub(1);
+            q.urgent = false;
+            let batch: Vec<NewRecord> = q.items.drain(..).collect();
+            q.bytes = 0;
+            sh.room_cv.notify_all();
+            (batch, fsync, target, q.closing)
+        };
+
+        let result = write_batch(&sh, batch, fsync, &mut degraded);
+        if degraded {
+            last_failure = Some(std::time::Instant::now());
+        }
+        if last_housekeeping.elapsed() >= HOUSEKEEPING || closing {
+            last_housekeeping = std::time::Instant::now();
+            housekeeping(&sh);
+        }
+
+        {
+            let mut q = lock(&sh.queue);
+            match result {
+                WriteOutcome::Stored | WriteOutcome::Dropped => {
+                    q.committed_seq = q.committed_seq.max(sync_target_for(&q, sync_target));
+                    if fsync {
+                        q.synced_seq = q.committed_seq;
+                    }
+                }
+                WriteOutcome::Held(recs) => {
+                    // Put them back in front: they stay in memory within memory.max_bytes.
+                    for r in recs.into_iter().rev() {
+                        q.bytes += r.data.len() as u64;
+                        q.items.push_front(r);
+                    }
+                    if q.closing {
+                        q.lost_at_close = q.items.len() as u64;
+                        let bytes = q.bytes;
+                        let n = q.items.len() as u64;
+                        q.items.clear();
+                        q.bytes = 0;
+                        sh.count_dropped(n, bytes, "storage failed at close");
+                        q.writer_done = true;
+                        sh.commit_cv.notify_all();
+                        return;
+                    }
+                }
+            }
+            sh.commit_cv.notify_all();
+        }
+        sh.poke_worker(|s| s.commits += 1);
+        sh.notify_progress();
+        check_backlog(&sh);
+    }
+}
+
+fn sync_target_for(q: &crate::shared::QueueState, target: u64) -> u64 {
+    // Records still queued (put back after a failure) are not committed.
+    match q.items.front() {
+        Some(first) => first.seq.saturating_sub(1).min(target),
+        None => target,
+    }
+}
+
+enum WriteOutcome {
+    Stored,
+    Dropped,
+    Held(Vec<NewRecord>),
+}
+
+fn write_batch(
+    sh: &Shared,
+    mut batch: Vec<NewRecord>,
+    fsync: bool,
+    degraded: &mut bool,
+) -> WriteOutcome {
+    let sync_mode = sh.cfg.durability == Durability::Sync;
+    let mut guard = lock(&sh.store);
+    let Some(store) = guard.as_mut() else {
+        return WriteOutcome::Held(batch);
+    };
+    // drop_oldest: make room on disk before storing what is newer.
+    if sh.cfg.capacity_when_full == WhenFull::DropOldest {
+        let max_b = sh.cfg.capacity_max_bytes;
+        let max_r = sh.cfg.capacity_max_records;
+        let pending_b = sh.counters.pending_bytes.load(Relaxed);
+        let pending_r = sh.counters.pending_records();
+        let need_b = (pending_b + store.dead_bytes).saturating_sub(max_b);
+        let need_r = if max_r > 0 {
+            pending_r.saturating_sub(max_r)
+        } else {
+            0
+        };
+        if need_b > 0 || need_r > 0 {
+            if let Ok((n, b)) = store.make_room(need_b, need_r) {
+                sh.count_dropped(n, b, "capacity, drop_oldest");
+                let still_b = need_b.saturating_sub(b);
+                let still_r = need_r.saturating_sub(n);
+                // Nothing left to drop on disk: drop the oldest of this batch.
+                let (mut dn, mut db, mut i) = (0u64, 0u64, 0usize);
+                while i < batch.len() && (db < still_b || dn < still_r) {
+                    db += batch[i].data.len() as u64;
+                    dn += 1;
+                    i += 1;
+                }
+                if i > 0 {
+                    batch.drain(..i);
+                    sh.count_dropped(dn, db, "capacity, drop_oldest");
+                }
+            }
+        }
+    }
+    if batch.is_empty() && !fsync {
+        return WriteOutcome::Stored;
+    }
+    let mut attempt = store.insert(&batch, fsync);
+    if matches!(attempt, Err(WriteError::Full)) {
+        store.recheck_space_soon();
+        if sh.cfg.capacity_when_full == WhenFull::DropOldest {
+            let need: u64 = batch.iter().map(|r| r.data.len() as u64).sum();
+            if let Ok((n, b)) = store.make_room(need, batch.len() as u64) {
+                sh.count_dropped(n, b, "disk full, drop_oldest");
+                if n > 0 {
+                    store.maintain();
+                    attempt = store.insert(&batch, fsync);
+                }
+            }
+        }
+    }
+    let outcome = match attempt {
+        Ok(()) => {
+            if *degraded {
+                *degraded = false;
+                sh.counters.storage_degraded.store(0, Relaxed);
+                sh.events.emit(
+                    EVENT_STORAGE_OK,
+                    0,
+                    0,
+                    "writing to the buffer file works again",
+                );
+            }
+            WriteOutcome::Stored
+        }
+        Err(WriteError::Full) => {
+            // Nothing could be dropped: the new records are dropped (or refused, in sync mode).
+            let n = batch.len() as u64;
+            let bytes: u64 = batch.iter().map(|r| r.data.len() as u64).sum();
+            if sync_mode {
+                let mut q = lock(&sh.queue);
+                let code = Code::Full;
+                for r in &batch {
+                    q.failed.push((r.seq, code));
+                }
+                drop(q);
+                if sh.cfg.capacity_when_full == WhenFull::Reject {
+                    // Refused records are not counted as logged.
+                    sh.counters.logged_total.fetch_sub(n, Relaxed);
+                    sh.counters.pending_bytes.fetch_sub(bytes, Relaxed);
+                } else {
+                    sh.count_dropped(n, bytes, "disk full");
+                }
+            } else {
+                sh.count_dropped(n, bytes, "disk full");
+            }
+            WriteOutcome::Dropped
+        }
+        Err(WriteError::Storage(e)) => {
+            if !*degraded {
+                *degraded = true;
+                sh.counters.storage_degraded.store(1, Relaxed);
+                sh.events.emit(
+                    EVENT_STORAGE_ERROR,
+                    batch.len() as u64,
+                    0,
+                    format!("{}; records are held in memory", e.message()),
+                );
+            }
+            if sync_mode {
+                // Sync mode stores nothing while the disk fails: the callers get STORAGE.
+                let n = batch.len() as u64;
+                let bytes: u64 = batch.iter().map(|r| r.data.len() as u64).sum();
+                let mut q = lock(&sh.queue);
+                for r in &batch {
+                    q.failed.push((r.seq, Code::Storage));
+                }
+                drop(q);
+                sh.counters.logged_total.fetch_sub(n, Relaxed);
+                sh.counters.pending_bytes.fetch_sub(bytes, Relaxed);
+                WriteOutcome::Dropped
+            } else {
+                WriteOutcome::Held(batch)
+            }
+        }
+    };
+    sh.mirror_store(store);
+    outcome
+}
+
+fn housekeeping(sh: &Shared) {
+    let mut guard = lock(&sh.store);
+    let Some(store) = guard.as_mut() else { return };
+    if sh.cfg.record_ttl_ms > 0 {
+        if let Ok((n, b)) = store.expire(sh.now_ms(), sh.cfg.record_ttl_ms) {
+            sh.count_dropped(n, b, "record.ttl_ms");
+        }
+        // Records still in memory expire too.
+        let now = sh.now_ms();
+        let mut q = lock(&sh.queue);
+        let (mut n, mut b) = (0, 0);
+        while q
+            .items
+            .front()
+            .is_some_and(|r| now > r.t_acc_ms + sh.cfg.record_ttl_ms)
+        {
+            if let Some(r) = q.items.pop_front() {
+                n += 1;
+                b += r.data.len() as u64;
+                q.bytes -= (r.data.len() as u64).min(q.bytes);
+            }
+        }
+        drop(q);
+        sh.count_dropped(n, b, "record.ttl_ms");
+    }
+    store.maintain();
+    sh.mirror_store(store);
+}
+
+/// BACKLOG_HIGH once per upward crossing of alert.pending_records or 90 % of
+/// capacity.max_bytes; re-armed below 80 %.
+pub fn check_backlog(sh: &Shared) {
+    let pending = sh.counters.pending_records();
+    let bytes = sh.counters.pending_bytes.load(Relaxed);
+    let alert = sh.cfg.alert_pending_records;
+    let cap = sh.cfg.capacity_max_bytes;
+    let high = pending >= alert || bytes.saturating_mul(10) >= cap.saturating_mul(9);
+    let low = pending.saturating_mul(10) < alert.saturating_mul(8)
+        && bytes.saturating_mul(10) < cap.saturating_mul(8);
+    if high && sh.backlog_armed.swap(false, Relaxed) {
+        sh.events.emit(
+            EVENT_BACKLOG_HIGH,
+            pending,
+            0,
+            format!("backlog is high: {pending} records, {bytes} bytes pending"),
+        );
+    } else if low {
+        sh.backlog_armed.store(true, Relaxed);
+    }
+}
