@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test of edgebuf: Rust unit and integration tests, the C API test under
+# AddressSanitizer and valgrind, the C example, and the Go, Python and C++ bindings.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+step() { printf '\n=== %s ===\n' "$*"; }
+
+step "cargo build --release (the C library)"
+cargo build --release --lib
+
+step "cargo test"
+cargo test --all-targets -- --test-threads=2
+
+for t in tests/c/run.sh examples-c/run.sh bindings/cpp/test.sh bindings/go/test.sh bindings/python/test.sh; do
+  if [ -x "$t" ]; then
+    step "$t"
+    "$t"
+  fi
+done
+step "all tests passed"
