@@ -99,7 +99,9 @@ impl Events {
             return;
         }
         if kind == EVENT_DELIVERED || kind == EVENT_DROPPED {
-            if let Some(last) = st.queue.iter_mut().rev().find(|e| e.kind == kind) {
+            // Only with the newest queued event, so order against other kinds is kept
+            // (ONLINE stays before the DELIVERED of the same request).
+            if let Some(last) = st.queue.back_mut().filter(|e| e.kind == kind) {
                 last.count += count;
                 if kind == EVENT_DELIVERED {
                     last.message = format!("{} records delivered", last.count);

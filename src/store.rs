@@ -385,9 +385,11 @@ impl Store {
                 added += r.data.len() as u64;
                 max_seq = max_seq.max(r.seq);
             }
-            if max_seq > self.hwm || fsync {
-                // Also the write an edgebuf_sync with nothing new uses to fsync the WAL.
-                tx.prepare_cached("UPDATE meta SET value=?1 WHERE key='hwm'")
+            // The stored records carry their seqs; the high-water mark in `meta` is written
+            // when records are deleted (see `delete`). An edgebuf_sync with nothing new writes
+            // it here to fsync the WAL.
+            if recs.is_empty() && fsync {
+                tx.prepare_cached("UPDATE meta SET value=max(value, ?1) WHERE key='hwm'")
                     .and_then(|mut s| s.execute(params![max_seq as i64]))
                     .map_err(|e| sql_err("cannot store the seq high-water mark", e))?;
             }
@@ -495,27 +497,56 @@ impl Store {
         Ok(out)
     }
 
-    /// Deletes delivered records; returns (records, payload bytes) removed.
+    /// Deletes delivered records; returns (records, payload bytes) removed. The seq
+    /// high-water mark is kept in the same transaction, so seqs are never reused.
     pub fn delete(&mut self, seqs: &[u64]) -> Result<(u64, u64)> {
+        let Some(&max_seq) = seqs.iter().max() else {
+            return Ok((0, 0));
+        };
+        let min_seq = seqs.iter().copied().min().unwrap_or(max_seq);
+        let contiguous = max_seq - min_seq + 1 == seqs.len() as u64;
         let tx = self
             .conn
             .transaction()
             .map_err(|e| sql_storage("cannot begin a transaction", e))?;
         let (mut n, mut bytes) = (0u64, 0u64);
         {
-            let mut st = tx
-                .prepare_cached("DELETE FROM records WHERE seq=?1 RETURNING length(data)")
-                .map_err(|e| sql_storage("cannot prepare delete", e))?;
-            for &s in seqs {
-                let len: Option<i64> = st
-                    .query_row(params![s as i64], |r| r.get(0))
-                    .optional()
-                    .map_err(|e| sql_storage("cannot delete a delivered record", e))?;
-                if let Some(len) = len {
-                    n += 1;
-                    bytes += len as u64;
+            let mut add = |len: i64| {
+                n += 1;
+                bytes += len as u64;
+            };
+            if contiguous {
+                // One statement for a whole batch (delivery deletes runs of seqs).
+                let mut st = tx
+                    .prepare_cached(
+                        "DELETE FROM records WHERE seq BETWEEN ?1 AND ?2 RETURNING length(data)",
+                    )
+                    .map_err(|e| sql_storage("cannot prepare delete", e))?;
+                let rows = st
+                    .query_map(params![min_seq as i64, max_seq as i64], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .map_err(|e| sql_storage("cannot delete delivered records", e))?;
+                for len in rows {
+                    add(len.map_err(|e| sql_storage("cannot delete delivered records", e))?);
+                }
+            } else {
+                let mut st = tx
+                    .prepare_cached("DELETE FROM records WHERE seq=?1 RETURNING length(data)")
+                    .map_err(|e| sql_storage("cannot prepare delete", e))?;
+                for &s in seqs {
+                    let len: Option<i64> = st
+                        .query_row(params![s as i64], |r| r.get(0))
+                        .optional()
+                        .map_err(|e| sql_storage("cannot delete a delivered record", e))?;
+                    if let Some(len) = len {
+                        add(len);
+                    }
                 }
             }
+            tx.prepare_cached("UPDATE meta SET value=max(value, ?1) WHERE key='hwm'")
+                .and_then(|mut s| s.execute(params![max_seq as i64]))
+                .map_err(|e| sql_storage("cannot store the seq high-water mark", e))?;
         }
         tx.commit()
             .map_err(|e| sql_storage("cannot commit the deletion of delivered records", e))?;
@@ -603,12 +634,18 @@ impl Store {
             .map_err(|e| sql_storage("cannot begin a transaction", e))?;
         {
             let mut del = tx
-                .prepare_cached("DELETE FROM dead_letters WHERE id=?1")
+                .prepare_cached("DELETE FROM dead_letters WHERE id=?1 RETURNING seq")
                 .map_err(|e| sql_storage("cannot trim dead letters", e))?;
+            let mut max_seq = 0i64;
             for (id, _) in &victims {
-                del.execute(params![id])
+                let seq: i64 = del
+                    .query_row(params![id], |r| r.get(0))
                     .map_err(|e| sql_storage("cannot trim dead letters", e))?;
+                max_seq = max_seq.max(seq);
             }
+            tx.prepare_cached("UPDATE meta SET value=max(value, ?1) WHERE key='hwm'")
+                .and_then(|mut s| s.execute(params![max_seq]))
+                .map_err(|e| sql_storage("cannot store the seq high-water mark", e))?;
         }
         tx.commit()
             .map_err(|e| sql_storage("cannot trim dead letters", e))?;

@@ -14,6 +14,8 @@ use std::time::Duration;
 const COMMIT_BATCH: usize = 1024;
 /// While the disk fails, writing is tried again this often.
 const STORAGE_RETRY: Duration = Duration::from_secs(1);
+/// Sync mode: how long the writer waits for the callers of the previous commit to log again.
+const GATHER: Duration = Duration::from_micros(200);
 /// TTL sweeps and space maintenance run at most this often.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
@@ -21,6 +23,7 @@ pub fn run(sh: Arc<Shared>) {
     let sync_mode = sh.cfg.durability == Durability::Sync;
     let interval_ms = sh.cfg.commit_interval_ms;
     let mut last_failure: Option<std::time::Instant> = None;
+    let mut last_batch = 1usize;
     let mut degraded = false;
     let mut last_housekeeping = sh.opened;
     loop {
@@ -71,6 +74,16 @@ pub fn run(sh: Arc<Shared>) {
                     // Idle: no timed wake-ups.
                     None => wait(&sh.queue_cv, q),
                 };
+            }
+            if sync_mode && !q.closing {
+                // Group commit: callers woken by the last commit log again within
+                // microseconds; wait briefly for them so that one fsync covers them all.
+                let until = std::time::Instant::now() + GATHER;
+                while q.items.len() < last_batch && std::time::Instant::now() < until {
+                    let left = until.saturating_duration_since(std::time::Instant::now());
+                    q = wait_timeout(&sh.queue_cv, q, left);
+                }
+                last_batch = q.items.len().max(1);
             }
             let fsync = sync_mode || q.sync_wanted > q.synced_seq;
             let target = q.next_seq.saturating_sub(1);

@@ -1,6 +1,9 @@
 //! The C boundary: argument checks, panic catching, result codes and the thread's last error.
 //! Nothing else lives here; every behaviour is in the safe core (`Buffer`, `Config`).
 #![allow(non_camel_case_types)]
+// The exported functions take raw pointers from C by design; each checks for NULL and
+// documents what the caller must guarantee, and every dereference has its SAFETY line.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 mod types;
 pub use types::*;
