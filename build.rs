@@ -23,8 +23,11 @@ fn main() {
 
     let mut config = cbindgen::Config::from_file(dir.join("cbindgen.toml"))
         .expect("cbindgen.toml is readable and valid");
+    // Every field is initialised explicitly: `{ sizeof(edgebuf_status_t) }` alone trips
+    // -Wmissing-field-initializers (part of -Wextra) in C and C++.
+    let zeros = ", 0".repeat(status_field_count(&dir) - 1);
     config.after_includes = Some(format!(
-        "\n#define EDGEBUF_VERSION_MAJOR {major}\n#define EDGEBUF_VERSION_MINOR {minor}\n#define EDGEBUF_VERSION_PATCH {patch}\n\n/** Initializer that sets struct_size: edgebuf_status_t st = EDGEBUF_STATUS_INIT; */\n#define EDGEBUF_STATUS_INIT {{ sizeof(edgebuf_status_t) }}\n"
+        "\n#define EDGEBUF_VERSION_MAJOR {major}\n#define EDGEBUF_VERSION_MINOR {minor}\n#define EDGEBUF_VERSION_PATCH {patch}\n\n/** Initializer that sets struct_size (and zeroes the rest): edgebuf_status_t st = EDGEBUF_STATUS_INIT; */\n#define EDGEBUF_STATUS_INIT {{ sizeof(edgebuf_status_t){zeros} }}\n"
     ));
     match cbindgen::Builder::new()
         .with_src(dir.join("src/ffi/mod.rs"))
@@ -37,4 +40,22 @@ fn main() {
         }
         Err(e) => panic!("cbindgen could not generate include/edgebuf.h: {e}"),
     }
+}
+
+/// The number of fields of `edgebuf_status_t` in src/ffi/types.rs (for EDGEBUF_STATUS_INIT).
+fn status_field_count(dir: &std::path::Path) -> usize {
+    let src = std::fs::read_to_string(dir.join("src/ffi/types.rs"))
+        .expect("src/ffi/types.rs is readable");
+    let body = src
+        .split_once("pub struct edgebuf_status_t {")
+        .and_then(|(_, rest)| rest.split_once('}'))
+        .map(|(body, _)| body)
+        .expect("src/ffi/types.rs defines edgebuf_status_t");
+    let n = body
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("pub ") && l.contains(':'))
+        .count();
+    assert!(n >= 2, "edgebuf_status_t has {n} fields");
+    n
 }

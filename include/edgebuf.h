@@ -19,8 +19,8 @@
 #define EDGEBUF_VERSION_MINOR 1
 #define EDGEBUF_VERSION_PATCH 0
 
-/** Initializer that sets struct_size: edgebuf_status_t st = EDGEBUF_STATUS_INIT; */
-#define EDGEBUF_STATUS_INIT { sizeof(edgebuf_status_t) }
+/** Initializer that sets struct_size (and zeroes the rest): edgebuf_status_t st = EDGEBUF_STATUS_INIT; */
+#define EDGEBUF_STATUS_INIT { sizeof(edgebuf_status_t), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 
 /**

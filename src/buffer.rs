@@ -9,13 +9,16 @@ use crate::status::{Counters, Status};
 use crate::store::{NewRecord, Store};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// An open buffer. All methods take `&self` and may be called from any number of threads.
 pub struct Buffer {
     sh: Arc<Shared>,
     threads: Mutex<Threads>,
+    /// The event thread, kept outside `threads`: `in_callback` must not wait for that lock,
+    /// which `close` holds while it waits for a running callback.
+    event_thread: Option<ThreadId>,
     closed: AtomicBool,
 }
 
@@ -103,8 +106,10 @@ impl Buffer {
         })
         .map_err(spawn_err)?;
         crate::writer::check_backlog(&sh);
+        let event_thread_id = event_thread.as_ref().map(EventThread::thread_id);
         Ok(Buffer {
             sh,
+            event_thread: event_thread_id,
             threads: Mutex::new(Threads {
                 writer: Some(writer),
                 worker: Some(worker),
@@ -121,12 +126,10 @@ impl Buffer {
         }
     }
 
-    /// True when called from this buffer's own event callback.
+    /// True when called from this buffer's own event callback. Takes no lock: it is asked
+    /// while `close` (holding `threads`) waits for that very callback.
     pub fn in_callback(&self) -> bool {
-        lock(&self.threads)
-            .events
-            .as_ref()
-            .is_some_and(|t| t.is_current())
+        self.event_thread == Some(std::thread::current().id())
     }
 
     /// Accepts one JSON record. Async mode: returns once it is queued in memory. Sync mode:

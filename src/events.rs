@@ -140,6 +140,11 @@ impl EventThread {
         }
     }
 
+    /// The id of the event thread (the thread callbacks run on).
+    pub fn thread_id(&self) -> ThreadId {
+        self.thread_id
+    }
+
     /// True on the event thread itself, i.e. inside a callback.
     pub fn is_current(&self) -> bool {
         std::thread::current().id() == self.thread_id

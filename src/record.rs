@@ -29,17 +29,46 @@ pub fn validate(bytes: &[u8], max_bytes: u64) -> Result<()> {
             "the record is empty; it must be exactly one JSON value",
         ));
     }
-    // serde_json refuses nesting deeper than 128 (its recursion limit) and trailing data.
+    // serde_json's IgnoredAny path skips values iteratively, without its recursion limit:
+    // the depth is checked here.
+    if deeper_than(bytes, MAX_DEPTH) {
+        return Err(Error::invalid_record(format!(
+            "the record is nested deeper than {MAX_DEPTH} levels"
+        )));
+    }
+    // serde_json refuses trailing data and anything that is not JSON.
     serde_json::from_str::<IgnoredAny>(text).map_err(|e| {
-        if e.to_string().starts_with("recursion limit exceeded") {
-            Error::invalid_record(format!(
-                "the record is nested deeper than {MAX_DEPTH} levels"
-            ))
-        } else {
-            Error::invalid_record(format!("the record is not exactly one JSON value: {e}"))
-        }
+        Error::invalid_record(format!("the record is not exactly one JSON value: {e}"))
     })?;
     Ok(())
+}
+
+/// True when arrays and objects (outside strings) nest deeper than `max`.
+fn deeper_than(bytes: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 fn is_json_ws(c: char) -> bool {
@@ -92,6 +121,15 @@ mod tests {
         validate(nested(MAX_DEPTH).as_bytes(), 1 << 20).unwrap();
         let e = validate(nested(MAX_DEPTH + 1).as_bytes(), 1 << 20).unwrap_err();
         assert!(e.message().contains("deeper"), "{}", e.message());
+        // Objects count too; brackets inside strings (escaped quotes included) do not.
+        let obj = format!(
+            "{}1{}",
+            "{\"a\":".repeat(MAX_DEPTH + 1),
+            "}".repeat(MAX_DEPTH + 1)
+        );
+        assert!(validate(obj.as_bytes(), 1 << 20).is_err());
+        let s = format!("[\"\\\"{}\"]", "[".repeat(500));
+        validate(s.as_bytes(), 1 << 20).unwrap();
     }
 
     #[test]

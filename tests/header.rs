@@ -24,7 +24,15 @@ fn committed_header_matches_a_fresh_generation() {
         return;
     }
     let out = Command::new("git")
-        .args(["-C", dir, "diff", "--exit-code", "HEAD", "--", "include/edgebuf.h"])
+        .args([
+            "-C",
+            dir,
+            "diff",
+            "--exit-code",
+            "HEAD",
+            "--",
+            "include/edgebuf.h",
+        ])
         .output()
         .expect("git runs");
     assert!(
@@ -76,7 +84,11 @@ fn header_has_every_function_and_code_of_the_spec() {
     ] {
         assert!(h.contains(&format!("#define {name} {v}\n")), "{name} = {v}");
     }
-    for m in ["EDGEBUF_STATUS_INIT", "EDGEBUF_STATUS_SIZE_V1", "typedef struct edgebuf edgebuf_t"] {
+    for m in [
+        "EDGEBUF_STATUS_INIT",
+        "EDGEBUF_STATUS_SIZE_V1",
+        "typedef struct edgebuf edgebuf_t",
+    ] {
         assert!(h.contains(m), "{m}");
     }
 }

@@ -375,6 +375,11 @@ pub extern "C" fn edgebuf_close(h: *mut edgebuf_t, timeout_ms: u32) -> edgebuf_r
             std::thread::sleep(Duration::from_millis(1));
         }
         let r = hr.buffer.close(ms(timeout_ms));
+        // Calls that entered while the buffer closed saw `closing` and are leaving; the
+        // handle must outlive them too.
+        while hr.active.load(Ordering::SeqCst) > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         // SAFETY: h came from Box::into_raw in edgebuf_open; no call is inside any more and
         // calls after close returns are undefined behaviour per the contract.
         drop(unsafe { Box::from_raw(h) });
