@@ -9,6 +9,8 @@ step() { printf '\n=== %s ===\n' "$*"; }
 
 step "cargo build --release (the C library)"
 cargo build --release --lib
+# The SONAME is libedgebuf.so.0; programs linked with -ledgebuf look for that name.
+ln -sf libedgebuf.so target/release/libedgebuf.so.0
 
 step "cargo test"
 cargo test --all-targets -- --test-threads=2

@@ -1,0 +1,3 @@
+module github.com/edgebuf/edgebuf/bindings/go
+
+go 1.22
