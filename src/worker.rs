@@ -18,9 +18,10 @@ pub struct Worker {
     backoff: Backoff,
     /// The seq range of the batch to send again (same records as its first attempt).
     retry_range: Option<(u64, u64)>,
-    /// Earliest next attempt; `retry_now` may cut it short unless it came from Retry-After.
+    /// Earliest next attempt; `retry_now` may cut it short, down to `hard_until`.
     wait_until: Option<Instant>,
-    hard_wait: bool,
+    /// What a Retry-After asked for (capped): `retry_now` never cuts below it.
+    hard_until: Option<Instant>,
     /// Halved after two timeouts in a row; restored by successes.
     batch_cap: u64,
     timeouts_in_row: u32,
@@ -44,7 +45,7 @@ impl Worker {
             backoff,
             retry_range: None,
             wait_until: None,
-            hard_wait: false,
+            hard_until: None,
             batch_cap,
             timeouts_in_row: 0,
             linger_since: None,
@@ -75,13 +76,19 @@ impl Worker {
             if s.stop {
                 return Flow::Exit;
             }
+            let now = Instant::now();
             if s.retry_now {
                 s.retry_now = false;
-                if !self.hard_wait {
-                    self.wait_until = None;
+                if self.wait_until.is_some() {
+                    // The backoff is cut short; a Retry-After is not.
+                    self.wait_until = self.hard_until.filter(|&h| h > now);
+                    if self.wait_until.is_none() {
+                        self.hard_until = None;
+                        // Not waiting any more: status says 0 (next_retry_in_ms).
+                        sh.counters.retry_at_ms.store(0, Relaxed);
+                    }
                 }
             }
-            let now = Instant::now();
             if let Some(t) = self.wait_until {
                 if now < t {
                     let left = t - now;
@@ -92,7 +99,7 @@ impl Worker {
                     continue;
                 }
                 self.wait_until = None;
-                self.hard_wait = false;
+                self.hard_until = None;
                 sh.counters.retry_at_ms.store(0, Relaxed);
             }
             let pending = sh.disk_pending.load(Relaxed);
@@ -244,7 +251,7 @@ impl Worker {
                 self.retry_range = range_of(isolated.iter().map(|i| &i.0));
                 self.offline(isolated[0].1, &isolated[0].2);
                 self.wait_until = Some(Instant::now() + self.backoff.max());
-                self.hard_wait = false;
+                self.hard_until = None;
                 return Flow::Continue;
             }
         }
@@ -300,7 +307,8 @@ impl Worker {
             }
         };
         sh.mirror_store(store);
-        drop(g);
+        // The counters change before the store lock is released: a flush that sees these
+        // records settled (it reads the store) then reads a status that counts them.
         let c = &sh.counters;
         c.pending_bytes.fetch_sub(bytes, Relaxed);
         c.delivered_total.fetch_add(n, Relaxed);
@@ -308,6 +316,7 @@ impl Worker {
         c.last_http_status.store(a.http_status, Relaxed);
         c.last_success_unix_ms.store(unix_ms(), Relaxed);
         let was = c.connectivity.swap(CONNECTIVITY_ONLINE, Relaxed);
+        drop(g);
         self.backoff.reset();
         self.timeouts_in_row = 0;
         self.offline_status = None;
@@ -367,29 +376,34 @@ impl Worker {
             if self.timeouts_in_row >= 2 {
                 self.timeouts_in_row = 0;
                 self.batch_cap = (self.batch_cap / 2).max(1);
-                // The next attempt sends the first half of the batch.
-                if let Some((lo, _)) = self.retry_range {
-                    self.retry_range = None;
-                    let _ = lo;
-                }
+                // The next attempt sends the first half of the batch: formed afresh from the
+                // lowest pending seq, at most batch_cap records.
+                self.retry_range = None;
             }
         } else {
             self.timeouts_in_row = 0;
         }
         let max = self.backoff.max();
         let (delay, hard) = match outcome {
-            Outcome::Config | Outcome::Split | Outcome::Bisect => (max, false),
-            _ => match a.retry_after {
-                Some(ra) => (cap(ra, max), true),
-                None => (self.backoff.next_delay(), false),
-            },
+            Outcome::Config | Outcome::Split | Outcome::Bisect => (max, None),
+            _ => {
+                // The exponent moves even when the server sets the pace.
+                let backoff = self.backoff.next_delay();
+                match a.retry_after {
+                    // Not earlier than told (capped at retry.max_ms), and never without
+                    // backoff: "Retry-After: 0", or an HTTP date that a clock running ahead
+                    // sees in the past, must not make a loop of requests.
+                    Some(ra) => {
+                        let ra = cap(ra, max);
+                        (ra.max(backoff), Some(ra))
+                    }
+                    None => (backoff, None),
+                }
+            }
         };
-        if outcome != Outcome::Config && a.retry_after.is_some() {
-            // Keep the exponent moving even when the server sets the pace.
-            let _ = self.backoff.next_delay();
-        }
-        self.wait_until = Some(Instant::now() + delay);
-        self.hard_wait = hard;
+        let now = Instant::now();
+        self.wait_until = Some(now + delay);
+        self.hard_until = hard.map(|h| now + h);
         self.sh
             .counters
             .retry_at_ms
