@@ -13,7 +13,7 @@ cargo build --release --lib
 ln -sf libedgebuf.so target/release/libedgebuf.so.0
 
 step "cargo test"
-cargo test --all-targets -- --test-threads=2
+cargo test --lib --bins --tests -- --test-threads=2
 
 for t in tests/c/run.sh examples-c/run.sh bindings/cpp/test.sh bindings/go/test.sh bindings/python/test.sh; do
   if [ -x "$t" ]; then
