@@ -1,0 +1,277 @@
+//! Capacity policies, TTL, the lock and damaged files, through the Rust API, with the endpoint
+//! down (a dead port) so that records stay pending, then delivered to a real receiver.
+
+mod common;
+use common::*;
+use edgebuf::{Buffer, Code, Config};
+use std::time::{Duration, Instant};
+
+fn down_config(dir: &std::path::Path) -> Config {
+    config(dir, &format!("http://127.0.0.1:{}/ingest", dead_port()))
+}
+
+fn invariant(b: &Buffer) {
+    let s = b.status();
+    assert_eq!(
+        s.pending_records + s.delivered_total + s.dropped_total + s.dead_lettered_total,
+        s.pending_at_open + s.logged_total,
+        "{s:?}"
+    );
+}
+
+fn rec(i: u32) -> Vec<u8> {
+    format!("{{\"i\":{i}}}").into_bytes()
+}
+
+/// Waits (bounded) until the writer has applied the policy to what was logged.
+fn settle(b: &Buffer) {
+    b.sync(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn drop_oldest_keeps_the_newest_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = down_config(dir.path());
+    c.set("capacity.max_records", "10").unwrap();
+    let b = Buffer::open(&c, None).unwrap();
+    for i in 0..30 {
+        b.log(&rec(i)).unwrap();
+    }
+    settle(&b);
+    let s = b.status();
+    assert_eq!(s.logged_total, 30);
+    assert_eq!(s.pending_records, 10, "{s:?}");
+    assert_eq!(s.dropped_total, 20);
+    invariant(&b);
+    b.close(Duration::ZERO).unwrap_err();
+    // Deliver what was kept: the newest ten.
+    let rx = Receiver::start();
+    let mut c2 = config(dir.path(), &rx.url());
+    c2.set("capacity.max_records", "10").unwrap();
+    let b = Buffer::open(&c2, None).unwrap();
+    b.flush(Duration::from_secs(10)).unwrap();
+    let got: Vec<u64> = rx
+        .delivered()
+        .iter()
+        .map(|e| e["data"]["i"].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, (20..30).collect::<Vec<_>>());
+    b.close(Duration::from_secs(1)).unwrap();
+}
+
+#[test]
+fn drop_newest_and_reject_refuse_new_records() {
+    for (policy, sync) in [
+        ("drop_newest", false),
+        ("drop_newest", true),
+        ("reject", false),
+        ("reject", true),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = down_config(dir.path());
+        c.set("capacity.max_bytes", "4096").unwrap();
+        c.set("capacity.when_full", policy).unwrap();
+        if sync {
+            c.set("durability", "sync").unwrap();
+        }
+        let b = Buffer::open(&c, None).unwrap();
+        let big = format!("\"{}\"", "x".repeat(1000));
+        let mut refused = 0;
+        for _ in 0..8 {
+            match b.log(big.as_bytes()) {
+                Ok(()) => {}
+                Err(e) => {
+                    assert_eq!(e.code(), Code::Full, "{policy} sync={sync}: {e}");
+                    refused += 1;
+                }
+            }
+        }
+        settle(&b);
+        let s = b.status();
+        assert_eq!(s.pending_records, 4, "{policy} sync={sync}: {s:?}");
+        assert!(s.pending_bytes <= 4096);
+        match (policy, sync) {
+            ("drop_newest", false) => {
+                assert_eq!(refused, 0);
+                assert_eq!((s.logged_total, s.dropped_total), (8, 4));
+            }
+            ("drop_newest", true) => {
+                assert_eq!(refused, 4);
+                assert_eq!((s.logged_total, s.dropped_total), (8, 4));
+            }
+            _ => {
+                assert_eq!(refused, 4);
+                assert_eq!((s.logged_total, s.dropped_total), (4, 0));
+            }
+        }
+        invariant(&b);
+        let _ = b.close(Duration::ZERO);
+    }
+}
+
+#[test]
+fn ttl_drops_expired_pending_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = down_config(dir.path());
+    c.set("record.ttl_ms", "300").unwrap();
+    let b = Buffer::open(&c, None).unwrap();
+    for i in 0..5 {
+        b.log(&rec(i)).unwrap();
+    }
+    settle(&b);
+    assert_eq!(b.status().pending_records, 5);
+    let end = Instant::now() + Duration::from_secs(5);
+    while b.status().dropped_total < 5 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let s = b.status();
+    assert_eq!((s.pending_records, s.dropped_total), (0, 5), "{s:?}");
+    invariant(&b);
+    b.close(Duration::ZERO).unwrap();
+}
+
+#[test]
+fn many_threads_each_record_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receiver::start();
+    let b = std::sync::Arc::new(Buffer::open(&config(dir.path(), &rx.url()), None).unwrap());
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let b = std::sync::Arc::clone(&b);
+            std::thread::spawn(move || {
+                for i in 0..250 {
+                    b.log(format!("{{\"t\":{t},\"i\":{i}}}").as_bytes())
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    b.flush(Duration::from_secs(20)).unwrap();
+    let got = rx.delivered();
+    assert_eq!(seqs(&got), (1..=2000).collect::<Vec<_>>());
+    // Each thread's records keep their order.
+    for t in 0..8 {
+        let is: Vec<u64> = got
+            .iter()
+            .filter(|e| e["data"]["t"] == t)
+            .map(|e| e["data"]["i"].as_u64().unwrap())
+            .collect();
+        assert_eq!(is, (0..250).collect::<Vec<_>>());
+    }
+    invariant(&b);
+    b.close(Duration::from_secs(1)).unwrap();
+}
+
+#[test]
+fn one_owner_per_file_whatever_the_spelling() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = down_config(dir.path());
+    let b = Buffer::open(&c, None).unwrap();
+    let mut other = c.clone();
+    let spelled = dir.path().join(".").join("buf.db");
+    other.set("path", spelled.to_str().unwrap()).unwrap();
+    let e = Buffer::open(&other, None)
+        .err()
+        .expect("second open must fail");
+    assert_eq!(e.code(), Code::Locked);
+    assert!(e.message().contains("buf.db"), "{}", e.message());
+    b.close(Duration::ZERO).unwrap();
+    Buffer::open(&other, None)
+        .unwrap()
+        .close(Duration::ZERO)
+        .unwrap();
+}
+
+#[test]
+fn damaged_file_is_quarantined_or_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("buf.db");
+    std::fs::write(&path, vec![0x5au8; 8192]).unwrap();
+    let mut c = down_config(dir.path());
+    c.set("storage.on_corrupt", "fail").unwrap();
+    let e = Buffer::open(&c, None)
+        .err()
+        .expect("fail mode refuses a damaged file");
+    assert_eq!(e.code(), Code::Corrupt);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        vec![0x5au8; 8192],
+        "left untouched"
+    );
+    c.set("storage.on_corrupt", "quarantine").unwrap();
+    let b = Buffer::open(&c, None).unwrap();
+    let moved: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("buf.db.corrupt-"))
+        .collect();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    b.log(b"{}").unwrap();
+    b.close(Duration::ZERO).unwrap_err();
+}
+
+#[test]
+fn a_sqlite_file_of_another_application_is_never_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("buf.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch("CREATE TABLE foo(x); INSERT INTO foo VALUES (1);")
+        .unwrap();
+    drop(conn);
+    let e = Buffer::open(&down_config(dir.path()), None)
+        .err()
+        .expect("foreign file");
+    assert_eq!(e.code(), Code::Corrupt);
+    assert!(path.exists());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM foo", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn bad_records_are_refused_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = down_config(dir.path());
+    c.set("record.max_bytes", "64").unwrap();
+    let b = Buffer::open(&c, None).unwrap();
+    let deep = format!("{}{}", "[".repeat(129), "]".repeat(129));
+    let exact = format!("\"{}\"", "a".repeat(62));
+    let over = format!("\"{}\"", "a".repeat(63));
+    for bad in [
+        &b"\xff"[..],
+        b"",
+        b"{",
+        b"1 2",
+        deep.as_bytes(),
+        over.as_bytes(),
+    ] {
+        assert_eq!(b.log(bad).unwrap_err().code(), Code::InvalidRecord);
+    }
+    b.log(exact.as_bytes()).unwrap();
+    assert_eq!(b.status().logged_total, 1);
+    let _ = b.close(Duration::ZERO);
+}
+
+#[test]
+fn files_are_private_to_the_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let b = Buffer::open(&down_config(dir.path()), None).unwrap();
+    b.log(b"{}").unwrap();
+    settle(&b);
+    for f in ["buf.db", "buf.db-wal", "buf.db-shm", "buf.db.lock"] {
+        let mode = std::fs::metadata(dir.path().join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+    let _ = b.close(Duration::ZERO);
+}
