@@ -210,7 +210,9 @@ impl Buffer {
             inst: None,
             data,
         });
-        if sync_mode || q.items.len() == 1 || q.items.len() >= 1024 {
+        // Wake the writer only when it may be waiting for this: a syscall per record would
+        // double the cost of a log while the writer is busy committing.
+        if sync_mode || q.items.len() == 1 || q.items.len() == crate::writer::COMMIT_BATCH {
             sh.queue_cv.notify_one();
         }
         if !sync_mode {

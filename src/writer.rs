@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A full batch of writes commits at once, without waiting for `commit.interval_ms`.
-const COMMIT_BATCH: usize = 1024;
+pub const COMMIT_BATCH: usize = 1024;
 /// While the disk fails, writing is tried again this often.
 const STORAGE_RETRY: Duration = Duration::from_secs(1);
 /// Sync mode: how long the writer waits for the callers of the previous commit to log again.
-const GATHER: Duration = Duration::from_micros(200);
+const GATHER: Duration = Duration::from_micros(500);
 /// TTL sweeps and space maintenance run at most this often.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
