@@ -17,8 +17,14 @@ fn crash_child() {
     let Ok(dir) = std::env::var("EDGEBUF_CRASH_DIR") else {
         return;
     };
-    let base: u64 = std::env::var("EDGEBUF_CRASH_BASE").unwrap().parse().unwrap();
-    let mut c = config(std::path::Path::new(&dir), &format!("http://127.0.0.1:{}/", dead_port()));
+    let base: u64 = std::env::var("EDGEBUF_CRASH_BASE")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut c = config(
+        std::path::Path::new(&dir),
+        &format!("http://127.0.0.1:{}/", dead_port()),
+    );
     c.set("durability", "sync").unwrap();
     let b = std::sync::Arc::new(Buffer::open(&c, None).unwrap());
     let threads: Vec<_> = (0..4u64)
@@ -70,7 +76,11 @@ fn sigkill_in_sync_mode_loses_no_acknowledged_record() {
         child.wait().unwrap();
         acked.extend(reader.join().unwrap());
     }
-    assert!(acked.len() > 100, "the children logged too little: {}", acked.len());
+    assert!(
+        acked.len() > 100,
+        "the children logged too little: {}",
+        acked.len()
+    );
     eprintln!("{} records acknowledged across 12 kills", acked.len());
     let rx = Receiver::start();
     let b = Buffer::open(&config(dir.path(), &rx.url()), None).expect("the file always reopens");
@@ -81,7 +91,11 @@ fn sigkill_in_sync_mode_loses_no_acknowledged_record() {
         .filter_map(|e| e["data"]["n"].as_u64())
         .collect();
     let lost: Vec<_> = acked.difference(&got).take(10).collect();
-    assert!(lost.is_empty(), "acknowledged but not delivered: {lost:?} (of {})", acked.len());
+    assert!(
+        lost.is_empty(),
+        "acknowledged but not delivered: {lost:?} (of {})",
+        acked.len()
+    );
     let s = b.status();
     assert_eq!(s.delivered_total, s.pending_at_open);
     let end = Instant::now();
