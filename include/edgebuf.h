@@ -79,9 +79,9 @@ typedef struct edgebuf_config edgebuf_config_t;
 typedef int32_t edgebuf_result;
 
 /**
- * One event, valid during the callback only.
+ * One event, valid during the callback only (`struct edgebuf_event`).
  */
-typedef struct edgebuf_event_t {
+typedef struct edgebuf_event {
   /**
    * sizeof the struct the library filled; fields are only appended.
    */
@@ -102,12 +102,17 @@ typedef struct edgebuf_event_t {
    * NUL-terminated sentence, valid during the call.
    */
   const char *message;
-} edgebuf_event_t;
+} edgebuf_event;
+
+/**
+ * One event, valid during the callback only.
+ */
+typedef struct edgebuf_event edgebuf_event_t;
 
 /**
  * Event callback: runs on a library thread, one at a time.
  */
-typedef void (*edgebuf_event_cb)(const struct edgebuf_event_t *ev, void *user_data);
+typedef void (*edgebuf_event_cb)(const edgebuf_event_t *ev, void *user_data);
 
 /**
  * Opaque handle of an open buffer.

@@ -122,10 +122,10 @@ impl edgebuf_status_t {
     }
 }
 
-/// One event, valid during the callback only.
+/// One event, valid during the callback only (`struct edgebuf_event`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
-pub struct edgebuf_event_t {
+pub struct edgebuf_event {
     /// sizeof the struct the library filled; fields are only appended.
     pub struct_size: u32,
     /// EDGEBUF_EVENT_*.
@@ -137,6 +137,9 @@ pub struct edgebuf_event_t {
     /// NUL-terminated sentence, valid during the call.
     pub message: *const c_char,
 }
+
+/// One event, valid during the callback only.
+pub type edgebuf_event_t = edgebuf_event;
 
 /// Event callback: runs on a library thread, one at a time.
 pub type edgebuf_event_cb =
