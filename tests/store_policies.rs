@@ -275,3 +275,53 @@ fn files_are_private_to_the_owner() {
     }
     let _ = b.close(Duration::ZERO);
 }
+
+#[test]
+fn a_file_that_may_not_grow_applies_the_policy_and_counts_drops() {
+    // disk.min_free_bytes above the free space of any disk: the file may only reuse its own
+    // free pages, so SQLite answers SQLITE_FULL as soon as it would grow.
+    for (policy, sync, code) in [
+        ("drop_oldest", false, None),
+        ("reject", true, Some(Code::Full)),
+        ("drop_newest", true, Some(Code::Full)),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = down_config(dir.path());
+        c.set("disk.min_free_bytes", "9000000000000000000").unwrap();
+        c.set("capacity.when_full", policy).unwrap();
+        if sync {
+            c.set("durability", "sync").unwrap();
+        }
+        let b = Buffer::open(&c, None).unwrap();
+        let big = format!("\"{}\"", "x".repeat(3000));
+        let mut refused = 0;
+        for _ in 0..200 {
+            match b.log(big.as_bytes()) {
+                Ok(()) => {}
+                Err(e) => {
+                    assert_eq!(Some(e.code()), code, "{policy}: {e}");
+                    refused += 1;
+                }
+            }
+        }
+        if !sync {
+            b.sync(Duration::from_secs(5)).unwrap();
+        }
+        let s = b.status();
+        assert!(
+            s.dropped_total > 0 || refused > 0,
+            "{policy}: the file grew without limit: {s:?}"
+        );
+        if policy == "reject" {
+            assert_eq!(s.dropped_total, 0);
+            assert_eq!(s.logged_total, 200 - refused);
+        }
+        eprintln!(
+            "{policy}: refused {refused}, logged {}, dropped {}, pending {}",
+            s.logged_total, s.dropped_total, s.pending_records
+        );
+        assert_eq!(s.storage_degraded, 0, "full is not a storage failure");
+        invariant(&b);
+        let _ = b.close(Duration::ZERO);
+    }
+}
