@@ -4,6 +4,7 @@
 # both against the reference receiver.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/common.sh
 tmp=$(mktemp -d)
 rpid=""
 cleanup() { [ -n "$rpid" ] && kill "$rpid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$tmp"; }
@@ -20,13 +21,8 @@ readelf -d "$tmp/build/inference" | grep -q 'NEEDED.*libedgebuf.so.0'
 cc -std=c11 -Wall -Wextra -Werror -o "$tmp/inference-static" examples-c/inference.c \
   $(pkg-config --cflags edgebuf) "$prefix/lib/libedgebuf.a" \
   $(pkg-config --libs --static edgebuf | sed 's/-L[^ ]*//g; s/-ledgebuf//')
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 scripts/receiver.py --port "$port" --out "$tmp/received.ndjson" &
-rpid=$!
-for _ in $(seq 1 100); do
-  python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null && break
-  sleep 0.05
-done
+port=$(free_port)
+start_receiver "$port" "$tmp/received.ndjson"
 "$tmp/build/inference" "http://127.0.0.1:$port/ingest" "$tmp/a.db" 100 0 | grep '^summary:'
 "$tmp/inference-static" "http://127.0.0.1:$port/ingest" "$tmp/b.db" 100 0 | grep '^summary:'
 n=$(wc -l < "$tmp/received.ndjson")

@@ -3,20 +3,15 @@
 # 127.0.0.1 and checks that every prediction arrived exactly once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --lib --quiet
-ln -sf libedgebuf.so target/release/libedgebuf.so.0
+. scripts/common.sh
+build_lib
 make -s -C examples-c inference static
 tmp=$(mktemp -d)
 rpid=""
 cleanup() { [ -n "$rpid" ] && kill "$rpid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-python3 scripts/receiver.py --port "$port" --out "$tmp/received.ndjson" &
-rpid=$!
-for _ in $(seq 1 100); do
-  python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null && break
-  sleep 0.05
-done
+port=$(free_port)
+start_receiver "$port" "$tmp/received.ndjson"
 for bin in inference inference-static; do
   ./examples-c/$bin "http://127.0.0.1:$port/ingest" "$tmp/$bin.db" 300 0 >"$tmp/$bin.log"
   grep '^summary:' "$tmp/$bin.log"

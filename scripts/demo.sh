@@ -4,6 +4,7 @@
 # Ends with a summary; exits 1 if any logged record was lost.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/common.sh
 
 COUNT=${DEMO_COUNT:-2400}
 RATE=${DEMO_RATE:-200}
@@ -19,27 +20,15 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== building the library and the C example"
-cargo build --release --lib --quiet
-ln -sf libedgebuf.so target/release/libedgebuf.so.0
+build_lib
 make -s -C examples-c inference
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(free_port)
 url="http://127.0.0.1:$port/ingest"
 out="$tmp/received.ndjson"
 
-start_receiver() {
-  python3 scripts/receiver.py --port "$port" --out "$out" &
-  rpid=$!
-  for _ in $(seq 1 100); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "receiver did not start" >&2
-  return 1
-}
-
 echo "== receiver on 127.0.0.1:$port; logging $COUNT predictions at $RATE/s"
-start_receiver
+start_receiver "$port" "$out"
 ./examples-c/inference "$url" "$tmp/buffer.db" "$COUNT" "$RATE" | tee "$tmp/example.log" &
 epid=$!
 
@@ -48,7 +37,7 @@ kill "$rpid"; wait "$rpid" 2>/dev/null || true; rpid=""
 down=$(date +%s.%N)
 echo "== receiver DOWN (outage starts)"
 sleep 4
-start_receiver
+start_receiver "$port" "$out"
 up=$(date +%s.%N)
 echo "== receiver UP again"
 
