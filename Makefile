@@ -17,16 +17,29 @@ all:
 	cargo build --release --lib
 	ln -sf libedgebuf.so $(OUT)/libedgebuf.so.$(MAJOR)
 
-install: all
+# libedgebuf.a with only the edgebuf_* symbols global: the bundled SQLite, ring and Rust std
+# become local, so a program that also links its own SQLite keeps its own. (The LLVM bitcode
+# sections are dropped too: binutils' LTO plugin cannot read them.)
+DIST := $(OUT)/dist
+static: all
+	mkdir -p $(DIST)
+	grep -o 'edgebuf_[a-z_]*(' include/edgebuf.h | tr -d '(' | sort -u > $(DIST)/keep.txt
+	ld -r --whole-archive $(OUT)/libedgebuf.a -o $(DIST)/edgebuf-all.o
+	objcopy --keep-global-symbols=$(DIST)/keep.txt --remove-section=.llvmbc \
+	  --remove-section=.llvmcmd $(DIST)/edgebuf-all.o $(DIST)/edgebuf.o
+	rm -f $(DIST)/libedgebuf.a $(DIST)/edgebuf-all.o
+	ar rcs $(DIST)/libedgebuf.a $(DIST)/edgebuf.o
+
+install: all static
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)
 	install -m 0755 $(OUT)/libedgebuf.so $(DESTDIR)$(LIBDIR)/libedgebuf.so.$(VERSION)
 	ln -sf libedgebuf.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libedgebuf.so.$(MAJOR)
 	ln -sf libedgebuf.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libedgebuf.so
-	install -m 0644 $(OUT)/libedgebuf.a $(DESTDIR)$(LIBDIR)/libedgebuf.a
+	install -m 0644 $(DIST)/libedgebuf.a $(DESTDIR)$(LIBDIR)/libedgebuf.a
 	install -m 0644 include/edgebuf.h $(DESTDIR)$(INCDIR)/edgebuf.h
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
 	  'Name: edgebuf' 'Description: durable on-device buffer for ML inference records' \
 	  'Version: $(VERSION)' 'Libs: -L$${libdir} -ledgebuf' 'Libs.private: $(PRIVATE_LIBS)' \
 	  'Cflags: -I$${includedir}' > $(DESTDIR)$(LIBDIR)/pkgconfig/edgebuf.pc
 
-.PHONY: all install
+.PHONY: all static install

@@ -15,7 +15,7 @@ ln -sf libedgebuf.so target/release/libedgebuf.so.0
 step "cargo test"
 cargo test --lib --bins --tests -- --test-threads=2
 
-for t in tests/c/run.sh examples-c/run.sh examples-c/install-test.sh bindings/cpp/test.sh bindings/go/test.sh bindings/python/test.sh; do
+for t in tests/c/run.sh examples-c/run.sh examples-c/install-test.sh examples-c/static-test.sh bindings/cpp/test.sh bindings/go/test.sh bindings/python/test.sh; do
   if [ -x "$t" ]; then
     step "$t"
     "$t"
