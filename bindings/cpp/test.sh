@@ -36,3 +36,19 @@ echo "--- test (AddressSanitizer + UndefinedBehaviorSanitizer)"
   "$here/test.cpp" -o "$out/test-asan" "${link[@]}"
 ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
   "$out/test-asan"
+
+echo "--- the README example (compiled and run against a dead local port)"
+readme_tmp=$(mktemp -d)
+{
+  printf '#include <iostream>\n#include <string>\n#include "edgebuf.hpp"\n'
+  printf 'int main(int argc, char** argv) {\n  if (argc < 2) return 2;\n  std::string key = "k";\n'
+  awk '/^```cpp$/{f=1; next} /^```$/{if (f) exit} f' "$here/README.md" \
+    | grep -v '^#include' \
+    | sed -e 's|"/var/lib/app/predictions.db"|std::string(argv[1]) + "/readme.db"|' \
+          -e 's|"https://ingest.example.com/v1/predictions"|"http://127.0.0.1:9/ingest"|'
+  printf '  (void)st;\n  return all_sent ? 1 : 0;  /* endpoint down: records stay on disk */\n}\n'
+} >"$out/readme_example.cpp"
+"$CXX" "${flags[@]}" "$out/readme_example.cpp" -o "$out/readme_example" "${link[@]}"
+"$out/readme_example" "$readme_tmp"
+rm -rf "$readme_tmp"
+echo "README example ran"
