@@ -21,11 +21,12 @@ fn crash_child() {
         .unwrap()
         .parse()
         .unwrap();
-    let mut c = config(
-        std::path::Path::new(&dir),
-        &format!("http://127.0.0.1:{}/", dead_port()),
-    );
-    c.set("durability", "sync").unwrap();
+    let endpoint = std::env::var("EDGEBUF_CRASH_ENDPOINT")
+        .unwrap_or_else(|_| format!("http://127.0.0.1:{}/", dead_port()));
+    let mut c = config(std::path::Path::new(&dir), &endpoint);
+    let mode = std::env::var("EDGEBUF_CRASH_MODE").unwrap_or_else(|_| "sync".into());
+    c.set("durability", &mode).unwrap();
+    c.set("commit.interval_ms", "100").unwrap();
     let b = std::sync::Arc::new(Buffer::open(&c, None).unwrap());
     let threads: Vec<_> = (0..4u64)
         .map(|t| {
@@ -101,4 +102,170 @@ fn sigkill_in_sync_mode_loses_no_acknowledged_record() {
     let end = Instant::now();
     b.close(Duration::from_secs(1)).unwrap();
     assert!(end.elapsed() < Duration::from_secs(2));
+}
+
+/// Runs the child in `mode` until `until` says stop, then SIGKILLs it. Returns the numbers it
+/// printed with the moment each was read, and the moment of the kill.
+fn run_child(
+    dir: &std::path::Path,
+    base: u64,
+    mode: &str,
+    endpoint: Option<&str>,
+    until: impl FnOnce(),
+) -> (Vec<(u64, Instant)>, Instant) {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .env("EDGEBUF_CRASH_DIR", dir)
+        .env("EDGEBUF_CRASH_BASE", base.to_string())
+        .env("EDGEBUF_CRASH_MODE", mode)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(e) = endpoint {
+        cmd.env("EDGEBUF_CRASH_ENDPOINT", e);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(n) = line.trim().parse::<u64>() {
+                v.push((n, Instant::now()));
+            }
+        }
+        v
+    });
+    until();
+    let killed = Instant::now();
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    (reader.join().unwrap(), killed)
+}
+
+#[test]
+fn sigkill_in_async_mode_loses_at_most_the_last_commit_interval() {
+    // commit.interval_ms = 100 in the child; anything logged more than interval + a margin
+    // for scheduling before the kill must survive.
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = fastrand::Rng::with_seed(11);
+    let mut must_arrive = BTreeSet::new();
+    let mut logged = 0usize;
+    for cycle in 0..6u64 {
+        let wait = Duration::from_millis(400 + rng.u64(0..400));
+        let (lines, killed) = run_child(dir.path(), cycle * 1_000_000, "async", None, || {
+            std::thread::sleep(wait)
+        });
+        logged += lines.len();
+        for (n, at) in lines {
+            if killed.duration_since(at) > Duration::from_millis(100 + 400) {
+                must_arrive.insert(n);
+            }
+        }
+    }
+    assert!(
+        must_arrive.len() > 100,
+        "too little logged: {}",
+        must_arrive.len()
+    );
+    let rx = Receiver::start();
+    let b = Buffer::open(&config(dir.path(), &rx.url()), None).expect("the file always reopens");
+    b.flush(Duration::from_secs(60)).unwrap();
+    let got: BTreeSet<u64> = rx
+        .delivered()
+        .iter()
+        .filter_map(|e| e["data"]["n"].as_u64())
+        .collect();
+    let lost: Vec<_> = must_arrive.difference(&got).take(10).collect();
+    assert!(
+        lost.is_empty(),
+        "committed long before the kill but lost: {lost:?}"
+    );
+    eprintln!(
+        "async: {logged} logged, {} older than the loss bound, {} delivered after 6 kills",
+        must_arrive.len(),
+        got.len()
+    );
+    b.close(Duration::from_secs(1)).unwrap();
+}
+
+#[test]
+fn sigkill_during_delivery_resends_with_the_same_ids() {
+    // The endpoint takes the request and never answers; the owner is killed while the request
+    // is in flight (after the send, before the delete). The next open sends the same records
+    // again, with the same ids: the receiver sees duplicates it can drop by id.
+    let dir = tempfile::tempdir().unwrap();
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hang.local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}/ingest");
+    let (tx, rx_body) = std::sync::mpsc::channel::<Vec<u8>>();
+    let server = std::thread::spawn(move || {
+        use std::io::Read;
+        hang.set_nonblocking(true).unwrap();
+        let end = Instant::now() + Duration::from_secs(20);
+        let mut s = loop {
+            match hang.accept() {
+                Ok((s, _)) => break s,
+                Err(_) if Instant::now() < end => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) => panic!("the child never connected: {e}"),
+            }
+        };
+        s.set_nonblocking(false).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 65536];
+        while let Ok(n) = s.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let _ = tx.send(Vec::new());
+        // Keep the connection open (no answer) until the child is gone.
+        std::thread::sleep(Duration::from_secs(2));
+        buf
+    });
+    let (lines, _) = run_child(dir.path(), 0, "sync", Some(&url), || {
+        let _ = rx_body.recv_timeout(Duration::from_secs(20));
+    });
+    let request = server.join().unwrap();
+    let body_at = request
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a whole request head arrived")
+        + 4;
+    let in_flight: BTreeSet<String> = envelopes(&request[body_at..])
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !in_flight.is_empty(),
+        "the abandoned request carried records"
+    );
+    eprintln!(
+        "delivery kill: {} acknowledged before the kill",
+        lines.len()
+    );
+    assert!(!lines.is_empty());
+    let rx = Receiver::start();
+    let b = Buffer::open(&config(dir.path(), &rx.url()), None).unwrap();
+    b.flush(Duration::from_secs(60)).unwrap();
+    b.close(Duration::from_secs(1)).unwrap();
+    let got = rx.delivered();
+    let ids: BTreeSet<String> = got
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        ids.len(),
+        got.len(),
+        "each id delivered once by the second owner"
+    );
+    assert!(
+        in_flight.is_subset(&ids),
+        "the records of the request in flight at the kill are sent again with the same ids"
+    );
+    let acked: BTreeSet<u64> = lines.iter().map(|l| l.0).collect();
+    let delivered: BTreeSet<u64> = got.iter().filter_map(|e| e["data"]["n"].as_u64()).collect();
+    assert!(acked.is_subset(&delivered));
 }
