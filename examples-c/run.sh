@@ -1,30 +1,59 @@
 #!/usr/bin/env bash
-# Builds the C example shared and static, runs both against the reference receiver on
-# 127.0.0.1 and checks that every prediction arrived exactly once.
+# Builds the C example shared and static, runs both against the reference receiver
+# (`edgebuf receive`) on 127.0.0.1 and checks that every prediction arrived exactly once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/common.sh
-build_lib
+COUNT=${COUNT:-300}
+
+cargo build --release --quiet --lib --bin edgebuf
+ln -sf libedgebuf.so target/release/libedgebuf.so.0
 make -s -C examples-c inference static
+cli=target/release/edgebuf
+
 tmp=$(mktemp -d)
 rpid=""
-cleanup() { [ -n "$rpid" ] && kill "$rpid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$tmp"; }
+cleanup() {
+  if [ -n "$rpid" ]; then kill "$rpid" 2>/dev/null || true; wait "$rpid" 2>/dev/null || true; fi
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
-port=$(free_port)
-start_receiver "$port" "$tmp/received.ndjson"
+
+# The receiver picks a free port (port 0) and says which on stderr.
+"$cli" receive --listen 127.0.0.1:0 --out "$tmp/received.ndjson" 2>"$tmp/receiver.log" &
+rpid=$!
+port=""
+for _ in $(seq 1 100); do
+  port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$tmp/receiver.log")
+  [ -n "$port" ] && break
+  kill -0 "$rpid" 2>/dev/null || break
+  sleep 0.05
+done
+[ -n "$port" ] || { echo "the receiver did not start:" >&2; cat "$tmp/receiver.log" >&2; exit 1; }
+
 for bin in inference inference-static; do
-  ./examples-c/$bin "http://127.0.0.1:$port/ingest" "$tmp/$bin.db" 300 0 >"$tmp/$bin.log"
+  timeout 50 ./examples-c/$bin --endpoint "http://127.0.0.1:$port/ingest" --path "$tmp/$bin.db" \
+    --count "$COUNT" --rate 0 >"$tmp/$bin.log" || { cat "$tmp/$bin.log" >&2; exit 1; }
   grep '^summary:' "$tmp/$bin.log"
 done
-python3 - "$tmp/received.ndjson" <<'PY'
-import json, sys
-env = [json.loads(l) for l in open(sys.argv[1])]
-by_inst = {}
-for e in env:
-    by_inst.setdefault(e["id"].split("-")[0], []).append(e["seq"])
-assert len(by_inst) == 2, f"expected 2 buffers, got {len(by_inst)}"
-for inst, seqs in by_inst.items():
-    assert sorted(seqs) == list(range(1, 301)), f"{inst}: {len(seqs)} records"
-assert all(e["source"] == "demo-cam-01" and "scores" in e["data"] for e in env)
-print(f"examples-c: {len(env)} predictions received exactly once from 2 builds (shared, static)")
-PY
+kill "$rpid"; wait "$rpid" || true; rpid=""
+grep 'stopped;' "$tmp/receiver.log"
+
+# Every instance (one per buffer file) must have seqs 1..COUNT exactly once, from the
+# example's source, with the prediction in data.
+awk -v count="$COUNT" '
+  {
+    if (!match($0, /^\{"id":"[0-9a-f]+-[0-9]+","seq":[0-9]+,/)) { bad++; next }
+    split(substr($0, 8, RLENGTH - 8), p, /[-"]/)
+    inst = p[1]; seq = p[2] + 0
+    if (index($0, "\"source\":\"demo-cam-01\",\"data\":{\"model\":\"sensor-logreg\"") == 0 ||
+        index($0, "\"scores\":{") == 0) { bad++; next }
+    if (seq < 1 || seq > count || seen[inst, seq]++) { bad++; next }
+    n[inst]++
+  }
+  END {
+    k = 0
+    for (i in n) { k++; if (n[i] != count) { printf "instance %s: %d of %d records\n", i, n[i], count; bad++ } }
+    if (k != 2) { printf "expected 2 buffers, got %d\n", k; bad++ }
+    if (bad) { printf "examples-c: %d problems in the received records\n", bad; exit 1 }
+    printf "examples-c: %d predictions received exactly once from 2 builds (shared, static)\n", NR
+  }' "$tmp/received.ndjson"

@@ -1,69 +1,153 @@
 #!/usr/bin/env bash
-# The edgebuf demo: a C inference loop logs predictions at ~200/s for ~12 s to a local
-# receiver; the receiver goes down for ~4 s in the middle and comes back on the same port.
-# Ends with a summary; exits 1 if any logged record was lost.
+# The edgebuf demo: a C inference loop (examples-c/inference) logs predictions at ~200/s for
+# ~12 s through edgebuf to the reference receiver (`edgebuf receive`) on 127.0.0.1. After ~3 s
+# the receiver goes down for ~4 s, then comes back on the same port. The example prints a
+# status line every second; the demo ends with a summary computed from what the receiver
+# stored and the example's final status, and exits 1 if any logged record was lost.
+#
+#   DEMO_COUNT (2400) predictions at DEMO_RATE (200) per second; the outage starts after
+#   DEMO_DOWN_AT (3) s and lasts DEMO_DOWN_FOR (4) s. DEMO_OUTAGE=kill (default) stops the
+#   receiver process (connections refused); DEMO_OUTAGE=fail keeps it running but answering
+#   503 (its --control-file says "down").
+#
+# Needs cargo, a C compiler, make, and coreutils; nothing else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/common.sh
 
 COUNT=${DEMO_COUNT:-2400}
 RATE=${DEMO_RATE:-200}
+DOWN_AT=${DEMO_DOWN_AT:-3}
+DOWN_FOR=${DEMO_DOWN_FOR:-4}
+OUTAGE=${DEMO_OUTAGE:-kill}
+case "$OUTAGE" in kill|fail) ;; *) echo "DEMO_OUTAGE must be kill or fail" >&2; exit 2 ;; esac
+
 tmp=$(mktemp -d)
 rpid=""
 epid=""
 cleanup() {
-  [ -n "$epid" ] && kill "$epid" 2>/dev/null || true
-  [ -n "$rpid" ] && kill "$rpid" 2>/dev/null || true
+  local p
+  for p in $epid $rpid; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
-echo "== building the library and the C example"
-build_lib
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+echo "== building the library, the edgebuf CLI and the C example (release)"
+cargo build --release --lib --bin edgebuf
+ln -sf libedgebuf.so target/release/libedgebuf.so.0
 make -s -C examples-c inference
-
-port=$(free_port)
-url="http://127.0.0.1:$port/ingest"
+cli=target/release/edgebuf
 out="$tmp/received.ndjson"
+control="$tmp/receiver.control"
+: >"$control"
 
+# start_receiver PORT LOG: starts `edgebuf receive` in the background (sets rpid) and waits
+# until it listens; sets port (PORT 0 = a free one).
+runs=0
+start_receiver() {
+  local want=$1 log=$2 try
+  for try in 1 2 3 4 5; do
+    "$cli" receive --listen "127.0.0.1:$want" --out "$out" --control-file "$control" 2>"$log" &
+    rpid=$!
+    port=""
+    for _ in $(seq 1 100); do
+      port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$log")
+      [ -n "$port" ] && return 0
+      kill -0 "$rpid" 2>/dev/null || break
+      sleep 0.05
+    done
+    wait "$rpid" 2>/dev/null || true
+    rpid=""
+    sleep 0.2   # the port may still be held for a moment: try again
+  done
+  echo "the receiver did not start on 127.0.0.1:$want:" >&2
+  cat "$log" >&2
+  return 1
+}
+stop_receiver() {
+  kill -TERM "$rpid"
+  wait "$rpid" || true
+  rpid=""
+}
+
+runs=$((runs + 1))
+start_receiver 0 "$tmp/receiver.$runs.log"
+url="http://127.0.0.1:$port/ingest"
 echo "== receiver on 127.0.0.1:$port; logging $COUNT predictions at $RATE/s"
-start_receiver "$port" "$out"
-./examples-c/inference "$url" "$tmp/buffer.db" "$COUNT" "$RATE" | tee "$tmp/example.log" &
+
+# The example's output goes to the terminal and to a log; $! is the example itself.
+./examples-c/inference --endpoint "$url" --path "$tmp/buffer.db" --count "$COUNT" --rate "$RATE" \
+  > >(tee "$tmp/example.log") &
 epid=$!
 
-sleep 3
-kill "$rpid"; wait "$rpid" 2>/dev/null || true; rpid=""
-down=$(date +%s.%N)
-echo "== receiver DOWN (outage starts)"
-sleep 4
-start_receiver "$port" "$out"
-up=$(date +%s.%N)
-echo "== receiver UP again"
+sleep "$DOWN_AT"
+if [ "$OUTAGE" = kill ]; then
+  stop_receiver
+  echo "== receiver DOWN (process stopped: connections refused)"
+else
+  echo down >"$control"
+  echo "== receiver DOWN (answering 503)"
+fi
+down=$(now)
+sleep "$DOWN_FOR"
+if [ "$OUTAGE" = kill ]; then
+  runs=$((runs + 1))
+  start_receiver "$port" "$tmp/receiver.$runs.log"
+else
+  : >"$control"
+fi
+up=$(now)
+echo "== receiver UP again on 127.0.0.1:$port after $(secs "$down" "$up") s"
 
-status=0
-wait "$epid" || status=$?
+example_status=0
+wait "$epid" || example_status=$?
 epid=""
+stop_receiver
+sleep 0.1   # let tee finish writing the example's last lines
 
-python3 - "$tmp/example.log" "$out" "$down" "$up" <<'PY'
-import json, re, sys
-log, out, down, up = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
-summary = [l for l in open(log) if l.startswith("summary:")][-1]
-vals = dict(re.findall(r"(\w+)=(\S+)", summary))
-logged = int(vals["logged"])
-ids = [json.loads(l)["id"] for l in open(out)]
-dups = sum(1 for _ in open(out + ".dups"))
-unique = len(set(ids))
-lost = logged - unique
-print()
-print("== summary")
-print(f"logged       {logged}")
-print(f"delivered    {unique} unique ids received")
-print(f"duplicates   {dups} (same id, acknowledgement lost)")
-print(f"lost         {lost}")
-print(f"outage       {up - down:.1f} s (receiver down)")
-print(f"peak backlog {vals['peak_backlog']} records")
-print(f"worst log    {vals['worst_log_us']} us for one edgebuf_log call")
-sys.exit(0 if lost == 0 else 1)
-PY
-exit $status
+summary=$(grep '^summary:' "$tmp/example.log" | tail -1 || true)
+if [ -z "$summary" ]; then
+  echo "the example printed no summary (exit status $example_status)" >&2
+  exit 1
+fi
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" ${summary#summary:}"; }
+logged=$(field logged)
+# Distinct envelope ids the receiver stored (it keeps each (source, id) once; counted again
+# here from the file itself).
+unique=$(sed -n 's/^{"id":"\([^"]*\)".*/\1/p' "$out" | sort -u | wc -l)
+# Duplicates the receiver turned away, over all its runs.
+duplicates=$(cat "$tmp"/receiver.*.log | sed -n 's/.*stopped;.* duplicates=\([0-9]*\).*/\1/p' |
+  awk '{ s += $1 } END { print s + 0 }')
+failed=$(cat "$tmp"/receiver.*.log | sed -n 's/.*stopped;.* failed=\([0-9]*\).*/\1/p' |
+  awk '{ s += $1 } END { print s + 0 }')
+lost=$((logged - unique))
+
+echo
+echo "== summary"
+printf '%-15s %s\n' "logged" "$logged predictions"
+printf '%-15s %s\n' "delivered" "$unique unique ids received"
+printf '%-15s %s\n' "duplicates" "$duplicates (same id sent again after a lost acknowledgement; dropped by the receiver)"
+printf '%-15s %s\n' "lost" "$lost"
+if [ "$OUTAGE" = kill ]; then
+  printf '%-15s %s\n' "longest outage" "$(secs "$down" "$up") s receiver down; the device saw the endpoint offline for $(field longest_offline_s) s"
+else
+  printf '%-15s %s\n' "longest outage" "$(secs "$down" "$up") s receiver failing ($failed requests answered 503); the device saw the endpoint offline for $(field longest_offline_s) s"
+fi
+printf '%-15s %s\n' "peak backlog" "$(field peak_backlog) records pending in the buffer"
+printf '%-15s %s\n' "failed sends" "$(field failed_attempts) attempts, retried with backoff"
+printf '%-15s %s\n' "slowest log" "$(field worst_log_us) us for one edgebuf_log call"
+if [ "$lost" -ne 0 ]; then
+  echo "FAIL: $lost logged records never reached the receiver (the example counted" \
+    "$(field dropped) dropped by a capacity policy, $(field dead_lettered) dead-lettered," \
+    "$(field pending) still pending)" >&2
+  exit 1
+fi
+if [ "$example_status" -ne 0 ]; then
+  echo "FAIL: the example exited with status $example_status" >&2
+  exit 1
+fi
+echo "OK: every logged prediction was delivered"

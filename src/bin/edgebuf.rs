@@ -1,0 +1,1154 @@
+//! `edgebuf`: the command-line tool of edgebuf.
+//!
+//! - `edgebuf receive`: a reference receiver for the wire format (SPEC 3) that deduplicates on
+//!   (`source`, `id`) and appends each new envelope as one line to a file; it can be switched to
+//!   failing (a control file, or SIGUSR1) to play an outage without a restart.
+//! - `edgebuf status`, `edgebuf export`, `edgebuf check`: read a buffer file (read-only, also
+//!   while a program holds it open) and print its backlog, its records, or its integrity.
+//!
+//! Nothing here writes to a buffer file.
+
+use clap::{Args, Parser, Subcommand};
+use edgebuf::store::{APPLICATION_ID, SCHEMA_VERSION};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Parser)]
+#[command(
+    name = "edgebuf",
+    version,
+    about = "Inspect edgebuf buffer files and run a reference receiver",
+    long_about = "Inspect edgebuf buffer files (read-only, also while a program holds them open) \
+                  and run a reference receiver for edgebuf's wire format.\n\n\
+                  Exit codes: 0 success; 1 the buffer file is damaged or not an edgebuf buffer; \
+                  2 a usage error or a file that cannot be read."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    Receive(ReceiveArgs),
+    Status(StatusArgs),
+    Export(ExportArgs),
+    Check(CheckArgs),
+}
+
+/// Run a reference receiver: accepts edgebuf batches, keeps each new envelope once.
+///
+/// Accepts POSTs on any path whose body is a JSON array of envelopes or NDJSON (one envelope
+/// per line), plain or with `Content-Encoding: gzip`. Each envelope not seen before
+/// (deduplicated on (source, id), including the envelopes already in --out at start, so a
+/// restarted receiver keeps deduplicating) is appended as one line to --out, verbatim; the
+/// answer is 200. A malformed body is refused with 400 and nothing of it is kept.
+///
+/// While --control-file contains "down", or after SIGUSR1 (which toggles), every POST is
+/// answered with --fail-status and nothing is kept: an outage without a restart.
+/// `GET /stats` answers the counters as JSON. On SIGTERM or SIGINT it prints one line of
+/// counters to stderr and exits 0. It binds only to the address given.
+#[derive(Args)]
+struct ReceiveArgs {
+    /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free port; the address is
+    /// printed to stderr at start).
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: SocketAddr,
+    /// File each new envelope is appended to, one JSON line each.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Status answered while failing (control file says "down", or toggled by SIGUSR1).
+    #[arg(long, value_name = "CODE", default_value_t = 503,
+          value_parser = clap::value_parser!(u16).range(300..=599))]
+    fail_status: u16,
+    /// Fail every POST while this file exists and contains "down".
+    #[arg(long, value_name = "FILE")]
+    control_file: Option<PathBuf>,
+    /// Largest request body accepted, in bytes (before and after gunzip); larger is 413.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    max_body: u64,
+    /// Print one line per request to stderr.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+/// Print the backlog of a buffer file: pending records and bytes, oldest record, dead letters,
+/// file size, instance id.
+///
+/// Opens the file read-only; works while a program holds it open (records still in that
+/// program's memory queue, not yet committed, are not counted).
+#[derive(Args)]
+struct StatusArgs {
+    /// The buffer file (the `path` of the configuration).
+    path: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Print the records of a buffer file as NDJSON envelopes, in seq order.
+///
+/// Each line is the envelope of the wire format:
+/// {"id":"<instance>-<seq>","seq":N,"ts_ms":N,"source":"...","data":<the record verbatim>}.
+/// The source is not stored in the file: it is --source, or "". With --dead-letters, each
+/// line also has "dead_letter":{"status":N,"reason":"...","dead_unix_ms":N}.
+#[derive(Args)]
+struct ExportArgs {
+    /// The buffer file.
+    path: PathBuf,
+    /// Export the dead letters instead of the pending records.
+    #[arg(long)]
+    dead_letters: bool,
+    /// At most this many records (the oldest first).
+    #[arg(long, value_name = "N")]
+    limit: Option<u64>,
+    /// The `source` written into every envelope.
+    #[arg(long, value_name = "ID", default_value = "")]
+    source: String,
+}
+
+/// Check the integrity of a buffer file (SQLite `PRAGMA integrity_check`, and that it is an
+/// edgebuf buffer of a known schema).
+///
+/// Exit code 0 when it is sound, 1 when it is damaged or not an edgebuf buffer (the library
+/// would quarantine or refuse it at open), 2 when it cannot be read at all.
+#[derive(Args)]
+struct CheckArgs {
+    /// The buffer file.
+    path: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::Receive(_)) {
+        // Like any Unix filter: `edgebuf export buf.db | head` ends quietly.
+        // SAFETY: restores the default action of one signal, before any thread starts.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
+    let r = match cli.cmd {
+        Cmd::Receive(a) => receive::run(a),
+        Cmd::Status(a) => status(a),
+        Cmd::Export(a) => export(a),
+        Cmd::Check(a) => check(a),
+    };
+    match r {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("edgebuf: {}", f.message());
+            f.exit_code()
+        }
+    }
+}
+
+/// Why a command failed.
+#[derive(Debug)]
+enum Failure {
+    /// The file is damaged or not an edgebuf buffer (exit 1).
+    Bad(String),
+    /// Anything else: missing file, permissions, I/O, bind (exit 2).
+    Other(String),
+}
+
+impl Failure {
+    fn message(&self) -> &str {
+        match self {
+            Failure::Bad(m) | Failure::Other(m) => m,
+        }
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            Failure::Bad(_) => ExitCode::from(1),
+            Failure::Other(_) => ExitCode::from(2),
+        }
+    }
+}
+
+type Outcome = Result<ExitCode, Failure>;
+
+// ---------------------------------------------------------------------------------------------
+// Reading a buffer file
+
+/// What every read command learns first.
+struct BufferFile {
+    conn: Connection,
+    instance: String,
+    schema: i32,
+}
+
+fn is_damage(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+    )
+}
+
+/// Classifies a SQLite error on `path`.
+fn sql_failure(path: &Path, what: &str, e: rusqlite::Error) -> Failure {
+    let m = format!("{}: {what}: {e}", path.display());
+    if is_damage(&e) {
+        Failure::Bad(m)
+    } else {
+        Failure::Other(m)
+    }
+}
+
+/// Opens `path` read-only (never creating anything) and checks it is an edgebuf buffer.
+fn open_buffer(path: &Path) -> Result<BufferFile, Failure> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => {
+            return Err(Failure::Other(format!(
+                "{} is a directory, not a buffer file",
+                path.display()
+            )))
+        }
+        Ok(_) => {}
+        Err(e) => return Err(Failure::Other(format!("{}: {e}", path.display()))),
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| sql_failure(path, "cannot open", e))?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(|e| sql_failure(path, "cannot open", e))?;
+    let q = |sql: &str| -> Result<i64, Failure> {
+        conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+            .map_err(|e| sql_failure(path, "cannot read", e))
+    };
+    let app_id = q("PRAGMA application_id")? as i32;
+    let schema = q("PRAGMA user_version")? as i32;
+    if app_id != APPLICATION_ID {
+        let tables = q("SELECT count(*) FROM sqlite_schema")?;
+        let what = if app_id == 0 && tables == 0 {
+            "an empty SQLite file, not (yet) an edgebuf buffer".to_string()
+        } else {
+            format!("a SQLite file of another application (application_id {app_id:#010x}), not an edgebuf buffer")
+        };
+        return Err(Failure::Bad(format!("{} is {what}", path.display())));
+    }
+    if schema > SCHEMA_VERSION {
+        return Err(Failure::Bad(format!(
+            "{} has schema version {schema}, newer than this tool's {SCHEMA_VERSION}",
+            path.display()
+        )));
+    }
+    let tables = q("SELECT count(*) FROM sqlite_schema WHERE type='table' \
+         AND name IN ('meta', 'records', 'dead_letters')")?;
+    if tables != 3 {
+        return Err(Failure::Bad(format!(
+            "{} is damaged: edgebuf tables are missing",
+            path.display()
+        )));
+    }
+    let instance: String = conn
+        .query_row("SELECT value FROM meta WHERE key='instance'", [], |r| {
+            r.get(0)
+        })
+        .map_err(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Failure::Bad(format!(
+                "{} is damaged: its instance id is missing",
+                path.display()
+            )),
+            e => sql_failure(path, "cannot read", e),
+        })?;
+    Ok(BufferFile {
+        conn,
+        instance,
+        schema,
+    })
+}
+
+/// `path` with `suffix` appended (`buf.db` + `-wal`).
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn file_len(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+/// The pid holding the buffer's lock (`<canonical path>.lock`, flock'd), read from
+/// /proc/locks without touching the lock. None when free; Err when it cannot be told.
+fn lock_holder(path: &Path) -> Result<Option<u32>, ()> {
+    use std::os::unix::fs::MetadataExt;
+    let canon = path.canonicalize().map_err(|_| ())?;
+    let Ok(meta) = std::fs::metadata(sibling(&canon, ".lock")) else {
+        return Ok(None); // never opened by edgebuf, or removed: nobody holds it
+    };
+    let locks = std::fs::read_to_string("/proc/locks").map_err(|_| ())?;
+    let dev = meta.dev();
+    let (maj, min) = (libc::major(dev), libc::minor(dev));
+    // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (major:minor in hex).
+    let want = format!("{maj:02x}:{min:02x}:{}", meta.ino());
+    for line in locks.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() >= 6 && f[1] == "FLOCK" && f[5] == want {
+            return Ok(f[4].parse().ok());
+        }
+    }
+    Ok(None)
+}
+
+/// `2026-11-28T16:40:12.123Z`.
+fn iso_utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let (mut v, mut u) = (n as f64, 0);
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn human_age(ms: i64) -> String {
+    let s = ms.max(0) as f64 / 1000.0;
+    if s < 120.0 {
+        format!("{s:.1} s")
+    } else if s < 7200.0 {
+        format!("{:.1} min", s / 60.0)
+    } else if s < 172_800.0 {
+        format!("{:.1} h", s / 3600.0)
+    } else {
+        format!("{:.1} days", s / 86_400.0)
+    }
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+// ---------------------------------------------------------------------------------------------
+// edgebuf status
+
+fn status(a: StatusArgs) -> Outcome {
+    let path = &a.path;
+    // Sizes as found (opening the file read-only creates an empty -wal and the -shm when
+    // they are missing, as every SQLite reader of a WAL file does).
+    let (db, wal, shm) = (
+        file_len(path),
+        file_len(&sibling(path, "-wal")),
+        file_len(&sibling(path, "-shm")),
+    );
+    let b = open_buffer(path)?;
+    let rd = |e| sql_failure(path, "cannot read", e);
+    // One read transaction: the counts agree with each other.
+    b.conn.execute_batch("BEGIN").map_err(rd)?;
+    let (pending, pending_bytes, oldest_ts, first_seq, last_seq) = b
+        .conn
+        .query_row(
+            "SELECT count(*), total(length(CAST(data AS BLOB))), min(ts_ms), min(seq), max(seq) \
+             FROM records",
+            [],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, f64>(1)? as u64,
+                    r.get::<_, Option<i64>>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                ))
+            },
+        )
+        .map_err(rd)?;
+    let (dead, dead_bytes) = b
+        .conn
+        .query_row(
+            "SELECT count(*), total(length(CAST(data AS BLOB))) FROM dead_letters",
+            [],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, f64>(1)? as u64)),
+        )
+        .map_err(rd)?;
+    let mut by_status: Vec<(i64, u64)> = Vec::new();
+    {
+        let mut st = b
+            .conn
+            .prepare("SELECT status, count(*) FROM dead_letters GROUP BY status ORDER BY status")
+            .map_err(rd)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64))
+            })
+            .map_err(rd)?;
+        for row in rows {
+            by_status.push(row.map_err(rd)?);
+        }
+    }
+    let hwm: i64 = b
+        .conn
+        .query_row("SELECT value FROM meta WHERE key='hwm'", [], |r| {
+            r.get::<_, Option<i64>>(0)
+        })
+        .map_err(rd)?
+        .unwrap_or(0);
+    let _ = b.conn.execute_batch("COMMIT");
+    let hwm = hwm.max(last_seq.unwrap_or(0));
+    let holder = lock_holder(path);
+    let now = now_ms();
+
+    if a.json {
+        let v = serde_json::json!({
+            "path": path.display().to_string(),
+            "instance": b.instance,
+            "schema_version": b.schema,
+            "pending_records": pending,
+            "pending_bytes": pending_bytes,
+            "oldest_pending_ts_ms": oldest_ts,
+            "first_pending_seq": first_seq,
+            "last_seq": hwm,
+            "dead_letter_records": dead,
+            "dead_letter_bytes": dead_bytes,
+            "dead_letters_by_status": by_status.iter()
+                .map(|(s, n)| (s.to_string(), serde_json::json!(n)))
+                .collect::<serde_json::Map<_, _>>(),
+            "disk_bytes": db + wal + shm,
+            "db_bytes": db,
+            "wal_bytes": wal,
+            "shm_bytes": shm,
+            "locked_by_pid": holder.ok().flatten(),
+        });
+        println!("{v}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut o = String::new();
+    let mut line = |k: &str, v: String| o.push_str(&format!("{k:<14}{v}\n"));
+    line("buffer", path.display().to_string());
+    line("instance", b.instance.clone());
+    line(
+        "pending",
+        format!(
+            "{}, {} ({} bytes of records){}",
+            plural(pending, "record", "records"),
+            human_bytes(pending_bytes),
+            pending_bytes,
+            match (first_seq, last_seq) {
+                (Some(f), Some(l)) => format!(", seq {f}..{l}"),
+                _ => String::new(),
+            }
+        ),
+    );
+    line(
+        "oldest",
+        match oldest_ts {
+            Some(ts) => format!("{} ({} ago)", iso_utc(ts), human_age(now - ts)),
+            None => "-".into(),
+        },
+    );
+    line("last seq", hwm.to_string());
+    let statuses = if by_status.is_empty() {
+        String::new()
+    } else {
+        let parts: Vec<String> = by_status
+            .iter()
+            .map(|(s, n)| format!("HTTP {s}: {n}"))
+            .collect();
+        format!(" ({})", parts.join(", "))
+    };
+    line(
+        "dead letters",
+        format!(
+            "{}, {}{statuses}",
+            plural(dead, "record", "records"),
+            human_bytes(dead_bytes)
+        ),
+    );
+    line(
+        "file size",
+        format!(
+            "{} (db {db} + wal {wal} + shm {shm} bytes)",
+            human_bytes(db + wal + shm)
+        ),
+    );
+    line(
+        "in use",
+        match holder {
+            Ok(Some(pid)) => format!("yes, by pid {pid} (its uncommitted records are not counted)"),
+            Ok(None) => "no".into(),
+            Err(()) => "unknown".into(),
+        },
+    );
+    print!("{o}");
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------------------------
+// edgebuf export
+
+/// Writes `data` as the envelope's data: verbatim, except CR and LF (only possible as
+/// insignificant whitespace in a valid record) become spaces, as edgebuf's own ndjson does.
+fn push_data(out: &mut Vec<u8>, data: &[u8]) {
+    out.extend(data.iter().map(|&b| match b {
+        b'\n' | b'\r' => b' ',
+        b => b,
+    }));
+}
+
+fn value_bytes<'a>(v: ValueRef<'a>) -> &'a [u8] {
+    match v {
+        ValueRef::Blob(b) | ValueRef::Text(b) => b,
+        _ => b"null",
+    }
+}
+
+fn export(a: ExportArgs) -> Outcome {
+    let path = &a.path;
+    let b = open_buffer(path)?;
+    let rd = |e| sql_failure(path, "cannot read", e);
+    let source = serde_json::to_string(&a.source).expect("a string serialises");
+    let limit = a.limit.map(|n| n.min(i64::MAX as u64) as i64).unwrap_or(-1);
+    let sql = if a.dead_letters {
+        "SELECT seq, ts_ms, inst, data, status, reason, dead_unix_ms FROM dead_letters \
+         ORDER BY seq, id LIMIT ?1"
+    } else {
+        "SELECT seq, ts_ms, inst, data FROM records ORDER BY seq LIMIT ?1"
+    };
+    let mut st = b.conn.prepare(sql).map_err(rd)?;
+    let mut rows = st.query([limit]).map_err(rd)?;
+    let stdout = io::stdout();
+    let mut w = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut line = Vec::with_capacity(1024);
+    while let Some(r) = rows.next().map_err(rd)? {
+        let seq: i64 = r.get(0).map_err(rd)?;
+        let ts: i64 = r.get(1).map_err(rd)?;
+        let inst: Option<String> = r.get(2).map_err(rd)?;
+        line.clear();
+        line.extend_from_slice(b"{\"id\":\"");
+        line.extend_from_slice(inst.as_deref().unwrap_or(&b.instance).as_bytes());
+        line.extend_from_slice(
+            format!("-{seq}\",\"seq\":{seq},\"ts_ms\":{ts},\"source\":").as_bytes(),
+        );
+        line.extend_from_slice(source.as_bytes());
+        line.extend_from_slice(b",\"data\":");
+        push_data(&mut line, value_bytes(r.get_ref(3).map_err(rd)?));
+        if a.dead_letters {
+            let status: i64 = r.get(4).map_err(rd)?;
+            let reason: String = r.get(5).map_err(rd)?;
+            let dead_ms: i64 = r.get(6).map_err(rd)?;
+            line.extend_from_slice(
+                format!(
+                    ",\"dead_letter\":{{\"status\":{status},\"reason\":{},\"dead_unix_ms\":{dead_ms}}}",
+                    serde_json::to_string(&reason).expect("a string serialises")
+                )
+                .as_bytes(),
+            );
+        }
+        line.extend_from_slice(b"}\n");
+        if let Err(e) = w.write_all(&line) {
+            return write_failure(e);
+        }
+    }
+    if let Err(e) = w.flush() {
+        return write_failure(e);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A reader that went away (`| head`) ends the export quietly.
+fn write_failure(e: io::Error) -> Outcome {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(Failure::Other(format!("cannot write to stdout: {e}")))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// edgebuf check
+
+fn check(a: CheckArgs) -> Outcome {
+    let path = &a.path;
+    let verdict_bad = |why: &str| {
+        let prefix = format!("{}: ", path.display());
+        let why = why.strip_prefix(&prefix).unwrap_or(why);
+        println!("{}: DAMAGED ({why})", path.display());
+        println!(
+            "  edgebuf moves a file found damaged at open aside to PATH.corrupt-UNIXMS and starts \
+             empty (storage.on_corrupt=quarantine, the default), or refuses to open it (fail)."
+        );
+        Ok(ExitCode::from(1))
+    };
+    let b = match open_buffer(path) {
+        Ok(b) => b,
+        Err(Failure::Bad(m)) => {
+            if m.contains("not an edgebuf buffer") || m.contains("newer than") {
+                println!("{m}");
+                println!("  edgebuf refuses to open it (EDGEBUF_ERR_CORRUPT) and never moves it.");
+                return Ok(ExitCode::from(1));
+            }
+            return verdict_bad(&m);
+        }
+        Err(f) => return Err(f),
+    };
+    let mut problems = Vec::new();
+    let r = (|| -> rusqlite::Result<()> {
+        let mut st = b.conn.prepare("PRAGMA integrity_check(20)")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        for row in rows {
+            let m = row?;
+            // Multi-line messages; "*** in database main ***" is a heading, not a problem.
+            problems.extend(
+                m.lines()
+                    .filter(|l| *l != "ok" && !l.starts_with("*** in database"))
+                    .map(str::to_string),
+            );
+        }
+        Ok(())
+    })();
+    if let Err(e) = r {
+        if is_damage(&e) {
+            return verdict_bad(&e.to_string());
+        }
+        return Err(sql_failure(path, "cannot check", e));
+    }
+    if !problems.is_empty() {
+        println!(
+            "{}: DAMAGED (integrity_check found {}):",
+            path.display(),
+            plural(problems.len() as u64, "problem", "problems")
+        );
+        for p in &problems {
+            println!("  {p}");
+        }
+        println!(
+            "  edgebuf moves a file found damaged at open aside to PATH.corrupt-UNIXMS and starts \
+             empty (storage.on_corrupt=quarantine, the default), or refuses to open it (fail)."
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let count = |sql: &str| {
+        b.conn
+            .query_row(sql, [], |r| r.get::<_, i64>(0))
+            .map_err(|e| sql_failure(path, "cannot read", e))
+    };
+    let pending = count("SELECT count(*) FROM records")?;
+    let dead = count("SELECT count(*) FROM dead_letters")?;
+    println!(
+        "{}: ok (integrity_check passed; edgebuf schema {}, instance {}, {} pending, {})",
+        path.display(),
+        b.schema,
+        b.instance,
+        pending,
+        plural(dead as u64, "dead letter", "dead letters")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------------------------
+// edgebuf receive
+
+mod receive {
+    use super::*;
+    use serde_json::Value;
+
+    #[derive(Default, Clone, Copy)]
+    struct Counters {
+        /// POST requests.
+        requests: u64,
+        /// Envelopes in accepted requests.
+        received: u64,
+        /// New envelopes appended to the out file by this run.
+        unique: u64,
+        /// Envelopes already seen (in this run or in the out file at start).
+        duplicates: u64,
+        /// Requests answered with --fail-status.
+        failed: u64,
+        /// Requests refused as malformed (4xx).
+        bad: u64,
+    }
+
+    impl Counters {
+        fn line(&self, loaded: u64) -> String {
+            format!(
+                "requests={} received={} unique={} duplicates={} failed={} bad={} loaded={loaded}",
+                self.requests, self.received, self.unique, self.duplicates, self.failed, self.bad
+            )
+        }
+
+        fn json(&self, loaded: u64) -> String {
+            serde_json::json!({
+                "requests": self.requests, "received": self.received, "unique": self.unique,
+                "duplicates": self.duplicates, "failed": self.failed, "bad": self.bad,
+                "loaded": loaded,
+            })
+            .to_string()
+        }
+    }
+
+    struct State {
+        out: File,
+        seen: HashSet<(String, String)>,
+        loaded: u64,
+        c: Counters,
+    }
+
+    struct Shared {
+        state: Mutex<State>,
+        /// Toggled by SIGUSR1.
+        failing: AtomicBool,
+        args: ReceiveArgs,
+    }
+
+    /// Loads the (source, id) keys of an existing out file, and makes sure it ends with a
+    /// newline (a line cut short by a crash is skipped, and the next one starts afresh).
+    fn load(out: &mut File, path: &Path) -> Result<(HashSet<(String, String)>, u64), Failure> {
+        let fail = |e: io::Error| Failure::Other(format!("{}: {e}", path.display()));
+        let mut seen = HashSet::new();
+        let (mut loaded, mut skipped) = (0u64, 0u64);
+        out.seek(SeekFrom::Start(0)).map_err(fail)?;
+        for line in BufReader::new(&mut *out).split(b'\n') {
+            let line = line.map_err(fail)?;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<Value>(&line) {
+                Ok(v) => match (v["source"].as_str(), v["id"].as_str()) {
+                    (Some(s), Some(i)) => {
+                        if seen.insert((s.to_string(), i.to_string())) {
+                            loaded += 1;
+                        }
+                    }
+                    _ => skipped += 1,
+                },
+                Err(_) => skipped += 1,
+            }
+        }
+        let len = out.seek(SeekFrom::End(0)).map_err(fail)?;
+        if len > 0 {
+            let mut last = [0u8; 1];
+            out.seek(SeekFrom::Start(len - 1)).map_err(fail)?;
+            out.read_exact(&mut last).map_err(fail)?;
+            if last[0] != b'\n' {
+                // Opened for append: this goes to the end whatever the position.
+                out.write_all(b"\n").map_err(fail)?;
+            }
+        }
+        if skipped > 0 {
+            eprintln!(
+                "edgebuf receive: skipped {skipped} unreadable line(s) of {}",
+                path.display()
+            );
+        }
+        Ok((seen, loaded))
+    }
+
+    fn block_signals() -> libc::sigset_t {
+        // SAFETY: plain libc calls on a local sigset_t.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            libc::sigaddset(&mut set, libc::SIGUSR1);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            set
+        }
+    }
+
+    pub fn run(args: ReceiveArgs) -> Outcome {
+        // Blocked before any thread starts, so every thread inherits the mask and the signal
+        // thread below is the only one that takes them.
+        let set = block_signals();
+        let mut out = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&args.out)
+            .map_err(|e| Failure::Other(format!("{}: {e}", args.out.display())))?;
+        let (seen, loaded) = load(&mut out, &args.out)?;
+        let server = tiny_http::Server::http(args.listen)
+            .map_err(|e| Failure::Other(format!("cannot listen on {}: {e}", args.listen)))?;
+        let addr = server
+            .server_addr()
+            .to_ip()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| args.listen.to_string());
+        eprintln!(
+            "edgebuf receive: listening on http://{addr}/ (out {}, {} already in it)",
+            args.out.display(),
+            plural(loaded, "envelope", "envelopes")
+        );
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                out,
+                seen,
+                loaded,
+                c: Counters::default(),
+            }),
+            failing: AtomicBool::new(false),
+            args,
+        });
+        let server = Arc::new(server);
+        {
+            let sh = Arc::clone(&shared);
+            std::thread::spawn(move || signals(set, &sh));
+        }
+        let mut workers = Vec::new();
+        for _ in 0..3 {
+            let (sh, srv) = (Arc::clone(&shared), Arc::clone(&server));
+            workers.push(std::thread::spawn(move || serve(&srv, &sh)));
+        }
+        serve(&server, &shared);
+        for w in workers {
+            let _ = w.join();
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn signals(set: libc::sigset_t, sh: &Shared) {
+        loop {
+            let mut sig: libc::c_int = 0;
+            // SAFETY: `set` is a valid signal set; `sig` a valid out pointer.
+            if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                continue;
+            }
+            if sig == libc::SIGUSR1 {
+                let now = !sh.failing.fetch_xor(true, Ordering::SeqCst);
+                eprintln!(
+                    "edgebuf receive: SIGUSR1: {}",
+                    if now {
+                        format!("failing (answering {})", sh.args.fail_status)
+                    } else {
+                        "accepting".to_string()
+                    }
+                );
+                continue;
+            }
+            // SIGTERM or SIGINT: wait for a request being written, then report and exit.
+            let st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = st.out.sync_data();
+            eprintln!("edgebuf receive: stopped; {}", st.c.line(st.loaded));
+            std::process::exit(0);
+        }
+    }
+
+    fn serve(server: &tiny_http::Server, sh: &Shared) {
+        while let Ok(req) = server.recv() {
+            handle(req, sh);
+        }
+    }
+
+    fn is_failing(sh: &Shared) -> bool {
+        if sh.failing.load(Ordering::SeqCst) {
+            return true;
+        }
+        match &sh.args.control_file {
+            Some(f) => std::fs::read_to_string(f)
+                .map(|s| s.contains("down"))
+                .unwrap_or(false),
+            None => false,
+        }
+    }
+
+    fn header<'a>(req: &'a tiny_http::Request, name: &str) -> Option<&'a str> {
+        req.headers()
+            .iter()
+            .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str())
+    }
+
+    fn answer(req: tiny_http::Request, code: u16, body: String) {
+        let ct = tiny_http::Header::from_bytes("Content-Type", "application/json")
+            .expect("a valid header");
+        let _ = req.respond(
+            tiny_http::Response::from_string(body)
+                .with_status_code(code)
+                .with_header(ct),
+        );
+    }
+
+    fn error_body(msg: &str) -> String {
+        serde_json::json!({ "error": msg }).to_string()
+    }
+
+    fn handle(mut req: tiny_http::Request, sh: &Shared) {
+        let verbose = sh.args.verbose;
+        match req.method() {
+            tiny_http::Method::Post => {}
+            tiny_http::Method::Get if req.url() == "/stats" => {
+                let body = {
+                    let st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
+                    st.c.json(st.loaded)
+                };
+                return answer(req, 200, body);
+            }
+            tiny_http::Method::Get | tiny_http::Method::Head => {
+                return answer(req, 200, "{\"ok\":true}".into())
+            }
+            _ => return answer(req, 405, error_body("only POST (and GET /stats)")),
+        }
+        let max = sh.args.max_body;
+        // Read the body (also when failing, so the connection stays usable).
+        let mut raw = Vec::new();
+        let read = req.as_reader().take(max + 1).read_to_end(&mut raw);
+        let failing = is_failing(sh);
+        let (code, body, n) = if read.is_err() {
+            (400, error_body("the body could not be read"), 0)
+        } else if raw.len() as u64 > max {
+            (413, error_body("the body is larger than --max-body"), 0)
+        } else if failing {
+            let code = sh.args.fail_status;
+            (code, error_body("failing on purpose (edgebuf receive)"), 0)
+        } else {
+            match decode(&req, raw, max).and_then(|plain| ingest(sh, &plain)) {
+                Ok((n, new, dups)) => (
+                    200,
+                    serde_json::json!({"accepted": n, "new": new, "duplicates": dups}).to_string(),
+                    n,
+                ),
+                Err((code, msg)) => (code, error_body(&msg), 0),
+            }
+        };
+        {
+            let mut st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.c.requests += 1;
+            if failing && code == sh.args.fail_status {
+                st.c.failed += 1;
+            } else if (400..500).contains(&code) {
+                st.c.bad += 1;
+            }
+        }
+        if verbose {
+            eprintln!(
+                "edgebuf receive: POST {} -> {code} ({} envelopes){}",
+                req.url(),
+                n,
+                if code >= 400 && !failing {
+                    format!(": {body}")
+                } else {
+                    String::new()
+                }
+            );
+        }
+        answer(req, code, body);
+    }
+
+    type HttpError = (u16, String);
+
+    fn decode(req: &tiny_http::Request, raw: Vec<u8>, max: u64) -> Result<Vec<u8>, HttpError> {
+        match header(req, "Content-Encoding").map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(raw),
+            Some(e) if e.is_empty() || e == "identity" => Ok(raw),
+            Some(e) if e == "gzip" || e == "x-gzip" => {
+                let mut plain = Vec::new();
+                flate2::read::GzDecoder::new(&raw[..])
+                    .take(max + 1)
+                    .read_to_end(&mut plain)
+                    .map_err(|e| (400, format!("the gzip body does not decompress: {e}")))?;
+                if plain.len() as u64 > max {
+                    return Err((
+                        413,
+                        "the decompressed body is larger than --max-body".into(),
+                    ));
+                }
+                Ok(plain)
+            }
+            Some(e) => Err((415, format!("Content-Encoding {e} is not supported"))),
+        }
+    }
+
+    /// The byte spans of the elements of a top-level JSON array (None when `body` is not one).
+    pub(super) fn array_elements(body: &[u8]) -> Option<Vec<&[u8]>> {
+        let start = body.iter().position(|b| !b.is_ascii_whitespace())?;
+        if body[start] != b'[' {
+            return None;
+        }
+        let (mut depth, mut in_str, mut esc) = (0usize, false, false);
+        let mut elems = Vec::new();
+        let mut elem_start = start + 1;
+        for (i, &b) in body.iter().enumerate().skip(start) {
+            if in_str {
+                match b {
+                    _ if esc => esc = false,
+                    b'\\' => esc = true,
+                    b'"' => in_str = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_str = true,
+                b'[' | b'{' => depth += 1,
+                b']' | b'}' => {
+                    depth = depth.checked_sub(1)?;
+                    if depth == 0 {
+                        let e = trim(&body[elem_start..i]);
+                        if !e.is_empty() || !elems.is_empty() {
+                            elems.push(e);
+                        }
+                        if !body[i + 1..].iter().all(u8::is_ascii_whitespace) {
+                            return None;
+                        }
+                        return Some(elems);
+                    }
+                }
+                b',' if depth == 1 => {
+                    elems.push(trim(&body[elem_start..i]));
+                    elem_start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    fn trim(b: &[u8]) -> &[u8] {
+        let s = b
+            .iter()
+            .position(|c| !c.is_ascii_whitespace())
+            .unwrap_or(b.len());
+        let e = b
+            .iter()
+            .rposition(|c| !c.is_ascii_whitespace())
+            .map_or(s, |e| e + 1);
+        &b[s..e]
+    }
+
+    /// Checks one envelope of the wire format; returns (source, id).
+    fn envelope(bytes: &[u8]) -> Result<(String, String), String> {
+        let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
+        let o = v.as_object().ok_or("an envelope must be a JSON object")?;
+        let id = o
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or("\"id\" (a string) is missing")?;
+        let seq = o
+            .get("seq")
+            .and_then(Value::as_u64)
+            .ok_or("\"seq\" (an integer) is missing")?;
+        o.get("ts_ms")
+            .and_then(Value::as_i64)
+            .ok_or("\"ts_ms\" (an integer) is missing")?;
+        let source = o
+            .get("source")
+            .and_then(Value::as_str)
+            .ok_or("\"source\" (a string) is missing")?;
+        if !o.contains_key("data") {
+            return Err("\"data\" is missing".into());
+        }
+        if !id.ends_with(&format!("-{seq}")) {
+            return Err(format!("\"id\" {id:?} does not end with -<seq> ({seq})"));
+        }
+        Ok((source.to_string(), id.to_string()))
+    }
+
+    /// Checks every envelope of `body`, then appends the new ones: (envelopes, new, duplicates).
+    fn ingest(sh: &Shared, body: &[u8]) -> Result<(u64, u64, u64), HttpError> {
+        let elems: Vec<&[u8]> = match array_elements(body) {
+            Some(e) => e,
+            None => body
+                .split(|&b| b == b'\n')
+                .map(trim)
+                .filter(|l| !l.is_empty())
+                .collect(),
+        };
+        let mut envs = Vec::with_capacity(elems.len());
+        for (i, e) in elems.iter().enumerate() {
+            let key = envelope(e).map_err(|m| (400, format!("envelope {}: {m}", i + 1)))?;
+            envs.push((key, *e));
+        }
+        let mut st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        let mut added = Vec::new();
+        let mut dups = 0u64;
+        for (key, bytes) in envs.iter() {
+            if st.seen.contains(key) {
+                dups += 1;
+                continue;
+            }
+            st.seen.insert(key.clone());
+            added.push(key.clone());
+            push_data(&mut out, bytes);
+            out.push(b'\n');
+        }
+        if !out.is_empty() {
+            if let Err(e) = st.out.write_all(&out) {
+                for k in &added {
+                    st.seen.remove(k);
+                }
+                return Err((500, format!("cannot write the out file: {e}")));
+            }
+        }
+        let n = envs.len() as u64;
+        st.c.received += n;
+        st.c.unique += added.len() as u64;
+        st.c.duplicates += dups;
+        Ok((n, added.len() as u64, dups))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::receive::array_elements;
+    use super::*;
+
+    #[test]
+    fn iso_utc_formats_unix_milliseconds() {
+        assert_eq!(iso_utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso_utc(1_764_320_000_123), "2025-11-28T08:53:20.123Z");
+        assert_eq!(iso_utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(iso_utc(-1), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn array_elements_splits_top_level_values_only() {
+        let b = br#" [ {"a":[1,2],"s":"x,]}\""} , 3,"q"] "#;
+        let e = array_elements(b).unwrap();
+        assert_eq!(e, vec![&br#"{"a":[1,2],"s":"x,]}\""}"#[..], b"3", b"\"q\""]);
+        assert_eq!(array_elements(b"[]").unwrap(), Vec::<&[u8]>::new());
+        assert!(array_elements(b"{\"id\":1}").is_none(), "not an array");
+        assert!(array_elements(b"[1,2] x").is_none(), "trailing data");
+        assert!(array_elements(b"[1,2").is_none(), "unterminated");
+        assert_eq!(array_elements(b"[1,]").unwrap(), vec![&b"1"[..], b""]);
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(5 << 20), "5.0 MiB");
+    }
+}

@@ -1,0 +1,616 @@
+//! The `edgebuf` command-line tool (src/bin/edgebuf.rs), run as a program: `status`, `export`
+//! and `check` on buffer files written through the Rust API (also while a buffer holds the
+//! file open), and `receive`, the reference receiver, with HTTP requests and with a buffer.
+
+mod common;
+use common::httpd::{Act, Server};
+use common::*;
+use edgebuf::{Buffer, Code};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_edgebuf");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("run edgebuf")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Lines of `edgebuf export`, parsed.
+fn export(args: &[&str]) -> Vec<Value> {
+    let o = run(&[&["export"], args].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+/// A buffer file holding dead letter seq 3 (rejected with 400) and `pending` records logged
+/// while the endpoint is down; returned open (it holds the file's lock) with the records it
+/// logged last.
+fn buffer_with_backlog(dir: &Path, pending: usize) -> (Buffer, Vec<String>) {
+    let srv = Server::start(|hit| {
+        if hit.plain().windows(8).any(|w| w == b"\"poison\"") {
+            Act::status(400)
+        } else {
+            Act::status(200)
+        }
+    });
+    let mut c = config(dir, &srv.url());
+    c.set("http.proxy", "none").unwrap();
+    c.set("batch.linger_ms", "5000").unwrap();
+    let b = Buffer::open(&c, None).unwrap();
+    for i in 0..10 {
+        let rec = if i == 2 {
+            format!("{{\"i\":{i},\"poison\":true}}")
+        } else {
+            format!("{{\"i\":{i}}}")
+        };
+        b.log(rec.as_bytes()).unwrap();
+    }
+    b.flush(Duration::from_secs(10)).unwrap();
+    assert_eq!(b.status().dead_letter_records, 1);
+    b.close(Duration::from_secs(1)).unwrap();
+    drop(srv);
+
+    let url = format!("http://127.0.0.1:{}/ingest", dead_port());
+    let mut c = config(dir, &url);
+    c.set("http.proxy", "none").unwrap();
+    let b = Buffer::open(&c, None).unwrap();
+    let mut logged = Vec::new();
+    for i in 0..pending {
+        // Whitespace, a newline between tokens, escapes and non-ASCII: exported verbatim.
+        let rec = format!(
+            "{{\"frame\": {i},\n \"label\":\"caf\u{e9} \\\"q\\\"\", \"scores\":[0.25, 1e-3]}}"
+        );
+        b.log(rec.as_bytes()).unwrap();
+        logged.push(rec);
+    }
+    b.sync(Duration::from_secs(10)).unwrap();
+    (b, logged)
+}
+
+#[test]
+fn status_reports_the_backlog_while_a_buffer_holds_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("buf.db");
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let (b, logged) = buffer_with_backlog(dir.path(), 25);
+    let bytes: usize = logged.iter().map(String::len).sum();
+
+    let o = run(&["status", p(&path), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(s["pending_records"], 25, "{s}");
+    assert_eq!(s["pending_bytes"], bytes as u64, "{s}");
+    assert_eq!(s["dead_letter_records"], 1, "{s}");
+    assert_eq!(s["dead_letters_by_status"]["400"], 1, "{s}");
+    assert_eq!(s["instance"], b.instance(), "{s}");
+    assert_eq!(s["first_pending_seq"], 11, "{s}");
+    assert_eq!(s["last_seq"], 35, "{s}");
+    assert_eq!(s["locked_by_pid"], std::process::id(), "{s}");
+    let oldest = s["oldest_pending_ts_ms"].as_i64().unwrap();
+    assert!(oldest >= before - 1000 && oldest <= before + 60_000, "{s}");
+    // Measured before the tool opened the file (a reader creates a missing -shm).
+    assert!(s["disk_bytes"].as_u64().unwrap() >= s["db_bytes"].as_u64().unwrap());
+    assert!(s["db_bytes"].as_u64().unwrap() >= 4096, "{s}");
+
+    let o = run(&["status", p(&path)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for want in [
+        format!("instance      {}", b.instance()),
+        format!("pending       25 records, {}", human(bytes as u64)),
+        "dead letters  1 record".to_string(),
+        "(HTTP 400: 1)".to_string(),
+        format!("in use        yes, by pid {}", std::process::id()),
+        "last seq      35".to_string(),
+    ] {
+        assert!(text.contains(&want), "{want:?} not in\n{text}");
+    }
+    // The buffer still works, and nothing the tool did disturbs it.
+    b.log(b"{\"after\":1}").unwrap();
+    b.sync(Duration::from_secs(5)).unwrap();
+    assert_eq!(b.status().pending_records, 26);
+    assert_eq!(
+        b.close(Duration::from_millis(50)).unwrap_err().code(),
+        Code::Timeout
+    );
+
+    let o = run(&["status", p(&path), "--json"]);
+    let s: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(s["pending_records"], 26, "{s}");
+    assert_eq!(s["locked_by_pid"], Value::Null, "{s}");
+    assert!(stdout(&run(&["status", p(&path)])).contains("in use        no"));
+}
+
+fn human(n: u64) -> String {
+    if n < 1024 {
+        format!("{n} B")
+    } else {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    }
+}
+
+#[test]
+fn export_prints_wire_envelopes_with_the_data_verbatim() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("buf.db");
+    let (b, logged) = buffer_with_backlog(dir.path(), 12);
+    let inst = b.instance().to_string();
+
+    let o = run(&["export", p(&path)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 12);
+    for (k, line) in lines.iter().enumerate() {
+        let seq = 11 + k as u64;
+        let prefix = format!("{{\"id\":\"{inst}-{seq}\",\"seq\":{seq},\"ts_ms\":");
+        assert!(line.starts_with(&prefix), "{line}");
+        // The record's bytes, its newline (insignificant whitespace) as a space.
+        let data = logged[k].replace('\n', " ");
+        assert!(
+            line.ends_with(&format!(",\"source\":\"\",\"data\":{data}}}")),
+            "{line}"
+        );
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["data"]["frame"], k as u64);
+        assert_eq!(v["data"]["label"], "caf\u{e9} \"q\"");
+    }
+
+    let env = export(&[p(&path), "--limit", "5", "--source", "cam-\"7\""]);
+    assert_eq!(seqs(&env), (11..=15).collect::<Vec<_>>());
+    assert!(env.iter().all(|e| e["source"] == "cam-\"7\""));
+
+    let dead = export(&[p(&path), "--dead-letters"]);
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["id"], format!("{inst}-3"));
+    assert_eq!(dead[0]["seq"], 3);
+    assert_eq!(dead[0]["data"], serde_json::json!({"i": 2, "poison": true}));
+    assert_eq!(dead[0]["dead_letter"]["status"], 400);
+    assert!(dead[0]["dead_letter"]["reason"].as_str().is_some());
+    assert!(dead[0]["dead_letter"]["dead_unix_ms"].as_i64().unwrap() > 1_600_000_000_000);
+
+    assert!(export(&[p(&path), "--limit", "0"]).is_empty());
+    let _ = b.close(Duration::from_millis(50));
+    // After close too (nobody holds the file), and with a reader that goes away early.
+    assert_eq!(export(&[p(&path)]).len(), 12);
+}
+
+#[test]
+fn check_tells_a_sound_file_from_a_damaged_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("buf.db");
+    let (b, _) = buffer_with_backlog(dir.path(), 300);
+    let o = run(&["check", p(&path)]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains(": ok"), "{}", stdout(&o));
+    assert!(stdout(&o).contains(b.instance()), "{}", stdout(&o));
+    let _ = b.close(Duration::from_millis(50));
+
+    // Not a database at all.
+    let garbage = dir.path().join("garbage.db");
+    let noise: Vec<u8> = (0..20_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&garbage, &noise).unwrap();
+    let o = run(&["check", p(&garbage)]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("DAMAGED"), "{}", stdout(&o));
+    assert!(
+        !garbage.with_extension("db-wal").exists(),
+        "check creates nothing"
+    );
+
+    // A real buffer file whose b-tree pages were overwritten.
+    let damaged = dir.path().join("damaged.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+    }
+    let mut bytes = std::fs::read(&path).unwrap();
+    let page = 4096;
+    assert!(bytes.len() >= 8 * page, "{} bytes", bytes.len());
+    for pg in 2..bytes.len() / page {
+        for b in &mut bytes[pg * page..pg * page + 64] {
+            *b = 0xA5;
+        }
+    }
+    std::fs::write(&damaged, &bytes).unwrap();
+    let o = run(&["check", p(&damaged)]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("DAMAGED"), "{}", stdout(&o));
+
+    // Wrong entries in the pointer map (page 2 of an auto_vacuum file): reads still work,
+    // integrity_check lists the problems.
+    let mut bytes = std::fs::read(&path).unwrap();
+    for entry in 0..8 {
+        bytes[page + entry * 5] = 0x04;
+    }
+    let ptrmap = dir.path().join("ptrmap.db");
+    std::fs::write(&ptrmap, &bytes).unwrap();
+    let o = run(&["check", p(&ptrmap)]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("DAMAGED (integrity_check found"),
+        "{}",
+        stdout(&o)
+    );
+
+    // A sound SQLite file of another application.
+    let foreign = dir.path().join("foreign.db");
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let o = run(&["check", p(&foreign)]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("not an edgebuf buffer"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(run(&["status", p(&foreign)]).status.code(), Some(1));
+
+    // Nothing to check.
+    let o = run(&["check", p(&dir.path().join("missing.db"))]);
+    assert_eq!(o.status.code(), Some(2), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        !dir.path().join("missing.db").exists(),
+        "check creates nothing"
+    );
+}
+
+#[test]
+fn every_command_has_help() {
+    for cmd in [
+        &[][..],
+        &["receive"][..],
+        &["status"][..],
+        &["export"][..],
+        &["check"][..],
+    ] {
+        let o = run(&[cmd, &["--help"]].concat());
+        assert!(o.status.success(), "{cmd:?}: {}", stderr(&o));
+        assert!(
+            stdout(&o).contains("Usage: edgebuf"),
+            "{cmd:?}: {}",
+            stdout(&o)
+        );
+    }
+    assert_eq!(
+        run(&["status"]).status.code(),
+        Some(2),
+        "a missing argument"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// edgebuf receive
+
+/// A running `edgebuf receive`; its stderr is collected.
+struct Receive {
+    child: Child,
+    port: u16,
+    err: Arc<Mutex<String>>,
+    out: PathBuf,
+}
+
+impl Receive {
+    fn start(out: &Path, extra: &[&str]) -> Receive {
+        Receive::start_on(0, out, extra)
+    }
+
+    fn start_on(port: u16, out: &Path, extra: &[&str]) -> Receive {
+        let listen = format!("127.0.0.1:{port}");
+        let mut child = Command::new(BIN)
+            .args(["receive", "--listen", &listen, "--out", p(out)])
+            .args(extra)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start edgebuf receive");
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut first = String::new();
+        err.read_line(&mut first).unwrap();
+        let port: u16 = first
+            .split("http://127.0.0.1:")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {first:?}"));
+        let collected = Arc::new(Mutex::new(first));
+        let c2 = Arc::clone(&collected);
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = err.read_to_string(&mut rest);
+            c2.lock().unwrap().push_str(&rest);
+        });
+        Receive {
+            child,
+            port,
+            err: collected,
+            out: out.to_path_buf(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/ingest", self.port)
+    }
+
+    /// SIGTERM; returns the exit code and everything it printed to stderr.
+    fn stop(mut self) -> (Option<i32>, String) {
+        // SAFETY: signals a child process of this test.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let st = self.child.wait().unwrap();
+        let end = Instant::now() + Duration::from_secs(5);
+        while !self.err.lock().unwrap().contains("stopped;") && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let err = self.err.lock().unwrap().clone();
+        (st.code(), err)
+    }
+
+    fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Receive {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request on a new connection; (status, body).
+fn http(port: u16, method: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!(
+        "{method} /ingest HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
+         Content-Length: {}\r\n",
+        body.len()
+    );
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let resp = String::from_utf8_lossy(&resp).into_owned();
+    let code = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (code, body)
+}
+
+fn post(port: u16, body: &str) -> u16 {
+    http(
+        port,
+        "POST",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
+    .0
+}
+
+fn env(inst: &str, seq: u64, source: &str, data: &str) -> String {
+    format!("{{\"id\":\"{inst}-{seq}\",\"seq\":{seq},\"ts_ms\":1764320000123,\"source\":\"{source}\",\"data\":{data}}}")
+}
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn receive_keeps_each_envelope_once_and_fails_on_demand() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("received.ndjson");
+    let control = dir.path().join("control");
+    let rx = Receive::start(
+        &out,
+        &["--control-file", p(&control), "--fail-status", "502"],
+    );
+
+    let a = env("00000000000000aa", 1, "cam-1", "{\"b\": 2, \"a\":1.50}");
+    let body = format!("[{a}]");
+    assert_eq!(post(rx.port, &body), 200);
+    assert_eq!(post(rx.port, &body), 200, "a duplicate is acknowledged too");
+    assert_eq!(rx.lines(), vec![a.clone()], "kept once, verbatim");
+
+    // NDJSON, gzipped: the duplicate is skipped, the new one kept; the same id from another
+    // source is another record.
+    let b = env("00000000000000aa", 2, "cam-1", "[1, 2]");
+    let c = env("00000000000000aa", 1, "cam-2", "null");
+    let nd = format!("{a}\n{b}\n{c}\n");
+    let (code, resp) = http(
+        rx.port,
+        "POST",
+        &[
+            ("Content-Type", "application/x-ndjson"),
+            ("Content-Encoding", "gzip"),
+        ],
+        &gzip(nd.as_bytes()),
+    );
+    assert_eq!(code, 200, "{resp}");
+    assert_eq!(rx.lines(), vec![a.clone(), b.clone(), c.clone()]);
+
+    // A malformed body or envelope: 400, nothing kept (not even its good envelopes).
+    let d = env("00000000000000aa", 3, "cam-1", "{}");
+    assert_eq!(post(rx.port, &format!("[{d},{{\"id\":\"x\"}}]")), 400);
+    assert_eq!(
+        post(
+            rx.port,
+            "[{\"id\":\"00000000000000aa-4\",\"seq\":5,\"ts_ms\":1,\"source\":\"s\",\"data\":1}]"
+        ),
+        400
+    );
+    assert_eq!(post(rx.port, "not json"), 400);
+    assert_eq!(rx.lines().len(), 3);
+
+    // Failing while the control file says "down".
+    std::fs::write(&control, "down\n").unwrap();
+    assert_eq!(post(rx.port, &format!("[{d}]")), 502);
+    assert_eq!(rx.lines().len(), 3);
+    std::fs::write(&control, "up\n").unwrap();
+    assert_eq!(post(rx.port, &format!("[{d}]")), 200);
+    assert_eq!(rx.lines().len(), 4);
+
+    // SIGUSR1 toggles failing.
+    // SAFETY: signals a child process of this test.
+    unsafe { libc::kill(rx.child.id() as i32, libc::SIGUSR1) };
+    assert!(wait_until(Duration::from_secs(5), || post(rx.port, "[]") == 502));
+    unsafe { libc::kill(rx.child.id() as i32, libc::SIGUSR1) };
+    assert!(wait_until(Duration::from_secs(5), || post(rx.port, "[]") == 200));
+
+    let (code, health) = http(rx.port, "GET", &[], b"");
+    assert_eq!(code, 200, "GET elsewhere is a health check: {health}");
+    assert_eq!(http(rx.port, "PUT", &[], b"[]").0, 405);
+    let mut s = TcpStream::connect(("127.0.0.1", rx.port)).unwrap();
+    s.write_all(b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let stats: Value = serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(stats["unique"], 4, "{stats}");
+    assert_eq!(stats["duplicates"], 2, "{stats}");
+    assert_eq!(stats["bad"], 3, "{stats}");
+
+    let (code, err) = rx.stop();
+    assert_eq!(code, Some(0), "{err}");
+    let last = err.lines().last().unwrap_or("");
+    assert!(
+        last.contains("stopped;")
+            && last.contains("received=6")
+            && last.contains("unique=4")
+            && last.contains("duplicates=2"),
+        "{err}"
+    );
+
+    // A restarted receiver keeps deduplicating against the file.
+    let rx = Receive::start(&out, &[]);
+    assert_eq!(post(rx.port, &format!("[{b},{a}]")), 200);
+    assert_eq!(rx.lines().len(), 4);
+    let (_, err) = rx.stop();
+    assert!(err.contains("4 envelopes already in it"), "{err}");
+    assert!(err.contains("unique=0 duplicates=2"), "{err}");
+}
+
+#[test]
+fn receive_binds_only_the_address_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let rx = Receive::start(&dir.path().join("out"), &[]);
+    // Another local address of the loopback range is not served.
+    assert!(TcpStream::connect(("127.0.0.2", rx.port)).is_err());
+    assert!(TcpStream::connect(("127.0.0.1", rx.port)).is_ok());
+    // A second receiver on the same port fails clearly.
+    let o = run(&[
+        "receive",
+        "--listen",
+        &format!("127.0.0.1:{}", rx.port),
+        "--out",
+        p(&dir.path().join("out2")),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot listen"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_buffer_delivers_everything_to_receive_once_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("received.ndjson");
+    let rx = Receive::start(&out, &[]);
+    let port = rx.port;
+    for (format, compression) in [("json", "none"), ("ndjson", "gzip")] {
+        let sub = dir.path().join(format);
+        std::fs::create_dir(&sub).unwrap();
+        let mut c = config(&sub, &rx.url());
+        c.set("http.proxy", "none").unwrap();
+        c.set("format", format).unwrap();
+        c.set("http.compression", compression).unwrap();
+        c.set("source.id", format).unwrap();
+        let b = Buffer::open(&c, None).unwrap();
+        for i in 0..150 {
+            b.log(format!("{{\"i\": {i}}}").as_bytes()).unwrap();
+        }
+        b.flush(Duration::from_secs(20)).unwrap();
+        b.close(Duration::from_secs(2)).unwrap();
+    }
+    let (_, err) = rx.stop();
+    assert!(err.contains("unique=300 duplicates=0"), "{err}");
+    // The receiver comes back on the same port; a buffer with a backlog delivers it.
+    let sub = dir.path().join("again");
+    std::fs::create_dir(&sub).unwrap();
+    let url = format!("http://127.0.0.1:{port}/ingest");
+    let mut c = config(&sub, &url);
+    c.set("http.proxy", "none").unwrap();
+    c.set("source.id", "again").unwrap();
+    let b = Buffer::open(&c, None).unwrap();
+    for i in 0..50 {
+        b.log(format!("{{\"i\": {i}}}").as_bytes()).unwrap();
+    }
+    assert_eq!(
+        b.flush(Duration::from_millis(300)).unwrap_err().code(),
+        Code::Timeout
+    );
+    let rx = Receive::start_on(port, &out, &[]);
+    b.flush(Duration::from_secs(20)).unwrap();
+    b.close(Duration::from_secs(2)).unwrap();
+    let lines = rx.lines();
+    let (_, err) = rx.stop();
+    assert_eq!(lines.len(), 350, "{err}");
+    let env: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for source in ["json", "ndjson"] {
+        let got: Vec<&Value> = env.iter().filter(|e| e["source"] == source).collect();
+        assert_eq!(
+            seqs(&got.into_iter().cloned().collect::<Vec<_>>()),
+            (1..=150).collect::<Vec<_>>(),
+            "{source}"
+        );
+    }
+    let again: Vec<Value> = env
+        .iter()
+        .filter(|e| e["source"] == "again")
+        .cloned()
+        .collect();
+    assert_eq!(seqs(&again), (1..=50).collect::<Vec<_>>());
+    // Verbatim: the space inside each record is kept.
+    assert!(lines.iter().all(|l| l.contains("\"data\":{\"i\": ")));
+}
