@@ -69,6 +69,8 @@ impl Buffer {
             disk_pending: AtomicU64::new(store.disk_records),
             disk_oldest: AtomicU64::new(0),
             backlog_armed: AtomicBool::new(true),
+            garbage: AtomicU64::new(0),
+            garbage_bytes: AtomicU64::new(0),
             store: Mutex::new(None),
             queue: Mutex::new(QueueState {
                 next_seq,
@@ -307,7 +309,14 @@ impl Buffer {
 
     /// The lowest seq not yet settled, if any.
     fn lowest_unsettled(&self) -> Option<u64> {
-        let q = lock(&self.sh.queue).items.front().map(|r| r.seq);
+        let q = {
+            let q = lock(&self.sh.queue);
+            let front = q.items.front().map(|r| r.seq);
+            match (front, q.mem_inflight) {
+                (Some(a), Some((b, _, _))) => Some(a.min(b)),
+                (a, b) => a.or(b.map(|b| b.0)),
+            }
+        };
         let disk = lock(&self.sh.store)
             .as_mut()
             .and_then(|s| s.min_seq().ok().flatten());
@@ -459,7 +468,6 @@ impl Buffer {
         if let Some(w) = threads.writer.take() {
             let _ = w.join();
         }
-        let lost = lock(&sh.queue).lost_at_close;
         let deadline = Instant::now() + timeout;
         let _ = start;
         // 2. Deliver for at most `timeout`.
@@ -476,6 +484,19 @@ impl Buffer {
                 s = wait_timeout(&sh.progress_cv, s, Duration::from_millis(5));
             }
         }
+        // Records the disk never took and the endpoint did not accept in time are lost.
+        let lost = {
+            let mut q = lock(&sh.queue);
+            let (n_in, b_in) = q.mem_inflight.map_or((0, 0), |(_, n, b)| (n, b));
+            let n = q.items.len() as u64 + n_in;
+            let bytes = q.bytes + b_in;
+            q.items.clear();
+            q.bytes = 0;
+            q.mem_abandoned = true;
+            q.lost_at_close = n;
+            sh.count_dropped(n, bytes, "storage failed at close");
+            n
+        };
         let pending = sh.counters.pending_records();
         // Taking the store away closes the file and releases the lock; an abandoned request
         // finds it gone and touches nothing.

@@ -173,6 +173,48 @@ impl fmt::Debug for Sender {
     }
 }
 
+/// An agent whose resolver answers IP-literal hosts itself. ureq's default resolver runs
+/// every lookup on a new thread when a timeout applies (always, with `http.timeout_ms`), also
+/// for `127.0.0.1`, which costs a thread spawn per request.
+fn new_agent(config: &AgentConfig) -> Agent {
+    Agent::with_parts(
+        config.clone(),
+        ureq::unversioned::transport::DefaultConnector::default(),
+        LiteralResolver::default(),
+    )
+}
+
+#[derive(Debug, Default)]
+struct LiteralResolver(ureq::unversioned::resolver::DefaultResolver);
+
+impl ureq::unversioned::resolver::Resolver for LiteralResolver {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        config: &AgentConfig,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> std::result::Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let host = uri.host().unwrap_or("");
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let port = uri.port_u16().or(match uri.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        });
+        match (host.parse::<std::net::IpAddr>(), port) {
+            (Ok(ip), Some(port)) => {
+                let mut v = self.empty();
+                v.push(std::net::SocketAddr::new(ip, port));
+                Ok(v)
+            }
+            _ => self.0.resolve(uri, config, timeout),
+        }
+    }
+}
+
 impl Sender {
     /// Builds the sender and its HTTP agent from the configuration.
     ///
@@ -272,7 +314,7 @@ impl Sender {
         });
 
         Ok(Sender {
-            agent: agent_config.new_agent(),
+            agent: new_agent(&agent_config),
             agent_config,
             uri,
             endpoint,
@@ -446,7 +488,7 @@ impl Sender {
             Err(Failure::Transport(ref e)) if was_pooled && is_stale_connection(e) => {
                 // The server closed the idle keep-alive connection as we reused it: drop the
                 // pool and send once more on a new connection.
-                self.agent = self.agent_config.new_agent();
+                self.agent = new_agent(&self.agent_config);
                 self.resends += 1;
                 self.post(&body, &key)
             }
@@ -546,7 +588,7 @@ impl Sender {
         let (outcome, detail) = match failure {
             Failure::Panic => {
                 // The agent may be in any state: start afresh.
-                self.agent = self.agent_config.new_agent();
+                self.agent = new_agent(&self.agent_config);
                 (
                     Outcome::Config,
                     format!(

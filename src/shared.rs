@@ -33,6 +33,14 @@ pub struct QueueState {
     pub failed: Vec<(u64, Code)>,
     /// Records lost because storage failed at close.
     pub lost_at_close: u64,
+    /// While storage is degraded the worker delivers from memory: the records it has taken
+    /// out of `items` for the request in flight (lowest seq, count, bytes).
+    pub mem_inflight: Option<(u64, u64, u64)>,
+    /// The instance of records delivered from memory (drawn when first needed, in memory
+    /// only): their seqs were never committed to the file, which may hand them out again.
+    pub mem_instance: Option<String>,
+    /// Close counted what was left in memory as lost: a late answer settles nothing.
+    pub mem_abandoned: bool,
 }
 
 /// What wakes the delivery worker.
@@ -75,6 +83,10 @@ pub struct Shared {
     pub disk_oldest: AtomicU64,
     /// BACKLOG_HIGH is armed (fires on the next upward crossing).
     pub backlog_armed: std::sync::atomic::AtomicBool,
+    /// Delivered records not reclaimed from the file yet, and their bytes (mirror of the
+    /// store's counts, for the writer's housekeeping).
+    pub garbage: AtomicU64,
+    pub garbage_bytes: AtomicU64,
 }
 
 /// Locks a mutex, riding over poisoning: every critical section here leaves its state
@@ -120,6 +132,8 @@ impl Shared {
     /// Mirrors the store's pending count and oldest record for lock-free readers.
     pub fn mirror_store(&self, store: &mut Store) {
         self.disk_pending.store(store.disk_records, Relaxed);
+        self.garbage.store(store.garbage_records, Relaxed);
+        self.garbage_bytes.store(store.garbage_bytes, Relaxed);
         self.counters
             .dead_letter_records
             .store(store.dead_records, Relaxed);

@@ -4,6 +4,7 @@
 
 use crate::config::{Config, OnCorrupt};
 use crate::error::{Code, Error, Result};
+use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -84,6 +85,13 @@ pub struct Store {
     /// Records with a smaller seq were stored by an earlier run: their age counts from open.
     run_first_seq: u64,
     hwm: u64,
+    /// Delivered watermark: records with a seq up to this one were delivered and are only
+    /// waiting to be reclaimed (`collect_garbage`); nothing reads them as pending.
+    wm: u64,
+    /// Delivered records not reclaimed yet (and their payload bytes, approximately).
+    pub garbage_records: u64,
+    pub garbage_bytes: u64,
+    /// Pending records and payload bytes (above the delivered watermark).
     pub disk_records: u64,
     pub disk_bytes: u64,
     pub dead_records: u64,
@@ -119,38 +127,96 @@ fn sql_err(what: &str, e: rusqlite::Error) -> WriteError {
     if e.sqlite_error_code() == Some(ErrorCode::DiskFull) {
         WriteError::Full
     } else {
-        WriteError::Storage(Error::storage(format!("{what}: {e}")))
+        WriteError::Storage(Error::storage(format!("{what}: {}", describe(&e))))
     }
 }
 
 fn sql_storage(what: &str, e: rusqlite::Error) -> Error {
-    Error::storage(format!("{what}: {e}"))
+    Error::storage(format!("{what}: {}", describe(&e)))
 }
 
-/// The canonical form of a buffer path whose file may not exist yet.
+/// SQLite's message, with what its extended code says about the disk: "disk I/O error" alone
+/// does not tell a user where to look.
+fn describe(e: &rusqlite::Error) -> String {
+    let why = match e.sqlite_error().map(|f| f.extended_code) {
+        Some(778) => {
+            "a write to the buffer file failed: the file system may be full, read-only \
+             or failing, or the process is over its file-size limit (RLIMIT_FSIZE)"
+        }
+        Some(1034) => "fsync of the buffer file failed: the disk may be failing",
+        Some(266 | 522) => "a read of the buffer file failed: the disk may be failing",
+        Some(1546) => "truncating the buffer file failed",
+        Some(4874 | 5130 | 6410) => {
+            "the -shm file beside the buffer file cannot be grown or mapped"
+        }
+        _ => return e.to_string(),
+    };
+    format!("{e} ({why})")
+}
+
+/// What to do about a failed file operation in the directory of the buffer file.
+fn io_hint(e: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::ReadOnlyFilesystem => {
+            "; the file system is read-only: set path to a file on a writable local file system"
+        }
+        K::PermissionDenied => {
+            "; edgebuf creates the buffer file and its -wal, -shm and .lock files in that \
+             directory: make it writable for this process"
+        }
+        K::StorageFull | K::QuotaExceeded => "; the file system is full: free space on it",
+        K::IsADirectory => "; a directory is in the way: remove it",
+        _ => "",
+    }
+}
+
+/// The canonical form of a buffer path whose file may not exist yet. A value that cannot name
+/// a buffer file (a directory, a file in a directory that does not exist) is INVALID_CONFIG,
+/// whose message names the key and never the value (SPEC 1).
 pub fn canonical_path(path: &Path) -> Result<PathBuf> {
+    let names_dir = || {
+        Error::new(
+            Code::InvalidConfig,
+            "path names a directory; set it to a file (edgebuf creates it), for example \
+             DIRECTORY/buffer.db",
+        )
+    };
     if let Ok(p) = path.canonicalize() {
         if p.is_dir() {
+            return Err(names_dir());
+        }
+        if !p.is_file() {
             return Err(Error::new(
                 Code::InvalidConfig,
-                format!("path {} is a directory; it must name a file", p.display()),
+                "path names a special file (a FIFO, socket or device); set it to a regular file",
             ));
         }
         return Ok(p);
     }
-    let name = path.file_name().ok_or_else(|| {
-        Error::new(
-            Code::InvalidConfig,
-            "path must name a file, not a directory",
-        )
-    })?;
+    let name = path.file_name().ok_or_else(names_dir)?;
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let dir = parent
-        .canonicalize()
-        .map_err(|e| storage_err("cannot use the directory of the buffer file", &parent, e))?;
+    let no_dir = || {
+        Error::new(
+            Code::InvalidConfig,
+            "path names a file in a directory that does not exist; create the directory \
+             (edgebuf creates only the file) or set path to a file in an existing directory",
+        )
+    };
+    let dir = parent.canonicalize().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory => no_dir(),
+        _ => Error::storage(format!(
+            "cannot use the directory {} of the buffer file: {e}{}",
+            parent.display(),
+            io_hint(&e)
+        )),
+    })?;
+    if !dir.is_dir() {
+        return Err(no_dir());
+    }
     Ok(dir.join(name))
 }
 
@@ -205,7 +271,11 @@ impl Store {
                 .mode(0o600)
                 .open(path)
                 .map_err(|e| {
-                    OpenFailure::Other(storage_err("cannot create buffer file", path, e))
+                    OpenFailure::Other(Error::storage(format!(
+                        "cannot create buffer file {}: {e}{}",
+                        path.display(),
+                        io_hint(&e)
+                    )))
                 })?;
         }
         let conn = Connection::open_with_flags(
@@ -213,6 +283,12 @@ impl Store {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| OpenFailure::from_sql("cannot open buffer file", e))?;
+        // Until the file is known to be an edgebuf buffer, closing the connection must not
+        // checkpoint: a damaged or foreign file must stay exactly as found, and a `-wal` of
+        // another database lying beside it would otherwise be copied into it. Enabled again
+        // once the file is accepted.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            .map_err(|e| OpenFailure::from_sql("cannot open buffer file", e))?;
         let app_id: i32 = conn
             .query_row("PRAGMA application_id", [], |r| r.get(0))
             .map_err(|e| OpenFailure::from_sql("cannot read buffer file", e))?;
@@ -280,10 +356,25 @@ impl Store {
             .map_err(|e| OpenFailure::from_sql("cannot read buffer file", e))?
             .ok_or_else(|| OpenFailure::Damaged("its instance id is missing".into()))?;
         let hwm = q("SELECT value FROM meta WHERE key='hwm'")?;
+        // Files written before the watermark existed have no 'wm' row: nothing delivered.
+        let wm: i64 = conn
+            .query_row("SELECT value FROM meta WHERE key='wm'", [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
+            .optional()
+            .map_err(|e| OpenFailure::from_sql("cannot read buffer file", e))?
+            .flatten()
+            .unwrap_or(0)
+            .max(0);
+        let garbage_records = conn
+            .query_row("SELECT count(*) FROM records WHERE seq <= ?1", [wm], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(|e| OpenFailure::from_sql("cannot read buffer file", e))?;
         let (disk_records, disk_bytes, max_rec) = conn
             .query_row(
-                "SELECT count(*), total(length(data)), max(seq) FROM records",
-                [],
+                "SELECT count(*), total(length(data)), (SELECT max(seq) FROM records) FROM records WHERE seq > ?1",
+                [wm],
                 |r| {
                     Ok((
                         r.get::<_, i64>(0)?,
@@ -317,11 +408,15 @@ impl Store {
                 (32u64 << 20).min(total / 20)
             }
         };
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)
+            .map_err(|e| OpenFailure::from_sql("cannot set up buffer file", e))?;
         Ok(PartialStore {
             conn,
             path: path.to_path_buf(),
             instance,
             hwm,
+            wm: wm as u64,
+            garbage_records: garbage_records as u64,
             disk_records: disk_records as u64,
             disk_bytes: disk_bytes as u64,
             dead_records: dead_records as u64,
@@ -464,6 +559,7 @@ impl Store {
         cost: impl Fn(&StoredRecord) -> u64,
     ) -> Result<Vec<StoredRecord>> {
         let (lo, hi) = range.unwrap_or((0, i64::MAX as u64));
+        let lo = lo.max(self.wm + 1);
         let mut st = self
             .conn
             .prepare_cached(
@@ -473,7 +569,7 @@ impl Store {
         let mut rows = st
             .query(params![lo as i64, hi as i64, max_records as i64])
             .map_err(|e| sql_storage("cannot read pending records", e))?;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(max_records.min(4096) as usize);
         let mut bytes = 0u64;
         while let Some(row) = rows
             .next()
@@ -484,8 +580,19 @@ impl Store {
                     .get::<_, i64>(0)
                     .map_err(|e| sql_storage("bad row", e))? as u64,
                 ts_ms: row.get(1).map_err(|e| sql_storage("bad row", e))?,
-                inst: row.get(2).map_err(|e| sql_storage("bad row", e))?,
-                data: row.get(3).map_err(|e| sql_storage("bad row", e))?,
+                inst: match row.get_ref(2).map_err(|e| sql_storage("bad row", e))? {
+                    rusqlite::types::ValueRef::Null => None,
+                    v => Some(
+                        v.as_str()
+                            .map_err(|e| sql_storage("bad row", e.into()))?
+                            .to_owned(),
+                    ),
+                },
+                data: row
+                    .get_ref(3)
+                    .and_then(|v| v.as_blob().map_err(Into::into))
+                    .map_err(|e| sql_storage("bad row", e))?
+                    .to_vec(),
             };
             let c = cost(&rec);
             if !out.is_empty() && bytes + c > max_bytes {
@@ -553,6 +660,120 @@ impl Store {
         self.disk_records -= n.min(self.disk_records);
         self.disk_bytes -= bytes.min(self.disk_bytes);
         Ok((n, bytes))
+    }
+
+    /// Deletes a delivered batch: the records `lo..=hi` the worker read (`n` records of
+    /// `bytes` payload bytes; records in flight are never dropped, so all of them are here).
+    /// Cheaper than [`Store::delete`]: one range statement without RETURNING.
+    pub fn delete_delivered(&mut self, lo: u64, hi: u64, n: u64, bytes: u64) -> Result<(u64, u64)> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| sql_storage("cannot begin a transaction", e))?;
+        let removed =
+            tx.prepare_cached("DELETE FROM records WHERE seq BETWEEN ?1 AND ?2")
+                .and_then(|mut st| st.execute(params![lo as i64, hi as i64]))
+                .map_err(|e| sql_storage("cannot delete delivered records", e))? as u64;
+        tx.prepare_cached("UPDATE meta SET value=max(value, ?1) WHERE key='hwm'")
+            .and_then(|mut s| s.execute(params![hi as i64]))
+            .map_err(|e| sql_storage("cannot store the seq high-water mark", e))?;
+        tx.commit()
+            .map_err(|e| sql_storage("cannot commit the deletion of delivered records", e))?;
+        self.disk_records -= removed.min(self.disk_records);
+        if removed == n {
+            self.disk_bytes -= bytes.min(self.disk_bytes);
+            return Ok((n, bytes));
+        }
+        // Not what was read (something else removed records meanwhile): count from the file.
+        let before = self.disk_bytes;
+        self.disk_bytes =
+            self.conn
+                .query_row(
+                    "SELECT total(length(data)) FROM records WHERE seq > ?1",
+                    [self.wm as i64],
+                    |r| r.get::<_, f64>(0),
+                )
+                .map_err(|e| sql_storage("cannot count pending bytes", e))? as u64;
+        Ok((removed, before.saturating_sub(self.disk_bytes)))
+    }
+
+    /// Settles a delivered batch `lo..=hi` (`n` records, `bytes` payload bytes) that is the
+    /// oldest pending: advances the delivered watermark, one small write, and leaves the rows
+    /// to `collect_garbage`. Anything else (a batch behind records still pending) is deleted
+    /// at once.
+    pub fn settle_delivered(&mut self, lo: u64, hi: u64, n: u64, bytes: u64) -> Result<(u64, u64)> {
+        let behind: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT seq FROM records WHERE seq > ?1 AND seq < ?2 LIMIT 1")
+            .and_then(|mut st| {
+                st.query_row(params![self.wm as i64, lo as i64], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(|e| sql_storage("cannot read pending records", e))?;
+        if behind.is_some() || hi < lo || lo <= self.wm {
+            return self.delete_delivered(lo, hi, n, bytes);
+        }
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| sql_storage("cannot begin a transaction", e))?;
+        tx.prepare_cached(
+            "INSERT INTO meta(key, value) VALUES('wm', ?1) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+        )
+        .and_then(|mut st| st.execute(params![hi as i64]))
+        .map_err(|e| sql_storage("cannot store the delivered watermark", e))?;
+        tx.prepare_cached("UPDATE meta SET value=max(value, ?1) WHERE key='hwm'")
+            .and_then(|mut s| s.execute(params![hi as i64]))
+            .map_err(|e| sql_storage("cannot store the seq high-water mark", e))?;
+        tx.commit()
+            .map_err(|e| sql_storage("cannot commit the delivered watermark", e))?;
+        self.wm = hi;
+        self.disk_records -= n.min(self.disk_records);
+        self.disk_bytes -= bytes.min(self.disk_bytes);
+        self.garbage_records += n;
+        self.garbage_bytes += bytes;
+        Ok((n, bytes))
+    }
+
+    /// Reclaims up to `max_rows` delivered rows (below the watermark) in one transaction.
+    /// Returns how many were removed.
+    pub fn collect_garbage(&mut self, max_rows: u64) -> Result<u64> {
+        if self.garbage_records == 0 {
+            return Ok(0);
+        }
+        // The seq of the max_rows-th delivered row bounds the chunk (a walk of the index).
+        let bound: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT seq FROM records WHERE seq <= ?1 ORDER BY seq LIMIT 1 OFFSET ?2",
+            )
+            .and_then(|mut st| {
+                st.query_row(
+                    params![
+                        self.wm as i64,
+                        max_rows.saturating_sub(1).min(i64::MAX as u64) as i64
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+            .map_err(|e| sql_storage("cannot read delivered records", e))?;
+        let upto = bound.map_or(self.wm as i64, |b| b.min(self.wm as i64));
+        let removed = self
+            .conn
+            .prepare_cached("DELETE FROM records WHERE seq <= ?1")
+            .and_then(|mut st| st.execute(params![upto]))
+            .map_err(|e| sql_storage("cannot reclaim delivered records", e))?
+            as u64;
+        if bound.is_none() || removed >= self.garbage_records {
+            self.garbage_records = 0;
+            self.garbage_bytes = 0;
+        } else {
+            let per = self.garbage_bytes / self.garbage_records.max(1);
+            self.garbage_records -= removed;
+            self.garbage_bytes = self.garbage_bytes.saturating_sub(per * removed);
+        }
+        Ok(removed)
     }
 
     /// Moves records to the dead letters with the status and reason; trims the oldest dead
@@ -673,11 +894,11 @@ impl Store {
             let mut st = self
                 .conn
                 .prepare_cached(
-                    "SELECT seq, length(data) FROM records WHERE seq NOT BETWEEN ?1 AND ?2 ORDER BY seq",
+                    "SELECT seq, length(data) FROM records WHERE seq > ?3 AND seq NOT BETWEEN ?1 AND ?2 ORDER BY seq",
                 )
                 .map_err(|e| sql_storage("cannot read pending records", e))?;
             let rows = st
-                .query_map(params![lo as i64, hi as i64], |r| {
+                .query_map(params![lo as i64, hi as i64, self.wm as i64], |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })
                 .map_err(|e| sql_storage("cannot read pending records", e))?;
@@ -711,7 +932,7 @@ impl Store {
             let mut st = self
                 .conn
                 .prepare_cached(
-                    "SELECT seq FROM records WHERE (seq < ?1 OR t_acc < ?2) AND seq NOT BETWEEN ?3 AND ?4",
+                    "SELECT seq FROM records WHERE (seq < ?1 OR t_acc < ?2) AND seq > ?5 AND seq NOT BETWEEN ?3 AND ?4",
                 )
                 .map_err(|e| sql_storage("cannot read pending records", e))?;
             // Records of earlier runs count as accepted at open (t = 0), so they expire
@@ -722,7 +943,8 @@ impl Store {
                         self.run_first_seq as i64,
                         cutoff as i64,
                         lo as i64,
-                        hi as i64
+                        hi as i64,
+                        self.wm as i64
                     ],
                     |r| r.get::<_, i64>(0),
                 )
@@ -743,10 +965,12 @@ impl Store {
     pub fn oldest(&mut self) -> Result<Option<(u64, u64)>> {
         let mut st = self
             .conn
-            .prepare_cached("SELECT seq, t_acc FROM records ORDER BY seq LIMIT 1")
+            .prepare_cached("SELECT seq, t_acc FROM records WHERE seq > ?1 ORDER BY seq LIMIT 1")
             .map_err(|e| sql_storage("cannot read pending records", e))?;
         let row = st
-            .query_row([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+            .query_row([self.wm as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })
             .optional()
             .map_err(|e| sql_storage("cannot read pending records", e))?;
         Ok(row.map(|(seq, t)| {
@@ -808,6 +1032,8 @@ struct PartialStore {
     path: PathBuf,
     instance: String,
     hwm: u64,
+    wm: u64,
+    garbage_records: u64,
     disk_records: u64,
     disk_bytes: u64,
     dead_records: u64,
@@ -828,6 +1054,9 @@ impl Store {
             instance: p.instance,
             run_first_seq: next,
             hwm: p.hwm,
+            wm: p.wm,
+            garbage_records: p.garbage_records,
+            garbage_bytes: 0,
             disk_records: p.disk_records,
             disk_bytes: p.disk_bytes,
             dead_records: p.dead_records,
@@ -852,14 +1081,15 @@ impl OpenFailure {
     fn from_sql(what: &str, e: rusqlite::Error) -> OpenFailure {
         if is_damage(&e) {
             OpenFailure::Damaged(e.to_string())
-        } else if e.sqlite_error_code() == Some(ErrorCode::ReadOnly)
-            || e.sqlite_error_code() == Some(ErrorCode::CannotOpen)
-        {
-            OpenFailure::Other(Error::storage(format!(
-                "{what}: {e}; check the permissions of the file and its directory"
-            )))
         } else {
-            OpenFailure::Other(Error::storage(format!("{what}: {e}")))
+            let hint = match e.sqlite_error_code() {
+                Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen) => {
+                    "; the file and its directory must be writable, on a read-write local file system"
+                }
+                Some(ErrorCode::DiskFull) => "; the file system is full: free space on it",
+                _ => "",
+            };
+            OpenFailure::Other(Error::storage(format!("{what}: {}{hint}", describe(&e))))
         }
     }
 
@@ -869,13 +1099,28 @@ impl OpenFailure {
                 Code::Corrupt,
                 format!("buffer file {} is damaged: {why}", path.display()),
             ),
-            OpenFailure::Foreign(why) => Error::new(
-                Code::Corrupt,
-                format!(
-                    "buffer file {} is not an edgebuf buffer ({why}); it was left untouched",
-                    path.display()
-                ),
-            ),
+            OpenFailure::Foreign(why) => {
+                // SQLite reads a `-wal` beside the file as part of it: a stray one (of another
+                // database, copied or restored beside this file) makes a buffer look foreign.
+                let mut wal = path.as_os_str().to_owned();
+                wal.push("-wal");
+                let wal = PathBuf::from(wal);
+                let hint = if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+                    format!(
+                        "; if {} belongs to another database, move it away and open again",
+                        wal.display()
+                    )
+                } else {
+                    String::new()
+                };
+                Error::new(
+                    Code::Corrupt,
+                    format!(
+                        "buffer file {} is not an edgebuf buffer ({why}); it was left untouched{hint}",
+                        path.display()
+                    ),
+                )
+            }
             OpenFailure::Other(e) => {
                 Error::new(e.code(), format!("{} ({})", e.message(), path.display()))
             }
@@ -894,7 +1139,13 @@ fn take_lock(path: &Path) -> Result<File> {
         .truncate(false)
         .mode(0o600)
         .open(&lock_path)
-        .map_err(|e| storage_err("cannot create the lock file", &lock_path, e))?;
+        .map_err(|e| {
+            Error::storage(format!(
+                "cannot create the lock file {}: {e}{}",
+                lock_path.display(),
+                io_hint(&e)
+            ))
+        })?;
     match f.try_lock() {
         Ok(()) => Ok(f),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(

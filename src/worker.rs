@@ -102,7 +102,7 @@ impl Worker {
                 self.hard_until = None;
                 sh.counters.retry_at_ms.store(0, Relaxed);
             }
-            let pending = sh.disk_pending.load(Relaxed);
+            let pending = sh.disk_pending.load(Relaxed) + self.memory_pending();
             if pending == 0 {
                 self.linger_since = None;
                 s = wait(&sh.signal_cv, s);
@@ -139,9 +139,112 @@ impl Worker {
         Some(recs)
     }
 
+    /// Records held in memory that the worker may deliver: only while storage is degraded
+    /// (otherwise the writer is about to store them).
+    fn memory_pending(&self) -> u64 {
+        let c = &self.sh.counters;
+        if c.storage_degraded.load(Relaxed) == 0 {
+            return 0;
+        }
+        c.pending_records()
+            .saturating_sub(self.sh.disk_pending.load(Relaxed))
+    }
+
+    /// Takes the oldest records held in memory (storage degraded) for one request. They
+    /// carry an instance of their own: their seqs were never committed to the file.
+    fn take_memory(&mut self) -> Option<Vec<StoredRecord>> {
+        let sh = Arc::clone(&self.sh);
+        if sh.counters.storage_degraded.load(Relaxed) == 0 {
+            return None;
+        }
+        let mut q = lock(&sh.queue);
+        if q.items.is_empty() || q.mem_inflight.is_some() || q.mem_abandoned {
+            return None;
+        }
+        let inst = match &q.mem_instance {
+            Some(i) => i.clone(),
+            None => {
+                let i = crate::sys::random_instance().ok()?;
+                q.mem_instance = Some(i.clone());
+                i
+            }
+        };
+        let src = self.sender.source_json().len();
+        let (mut n, mut body) = (0usize, 2u64);
+        for r in q.items.iter() {
+            let len = crate::sender::envelope_len(inst.len(), r.seq, r.ts_ms, src, r.data.len())
+                as u64
+                + 1;
+            if n as u64 >= self.batch_cap || (n > 0 && body + len > sh.cfg.batch_max_bytes) {
+                break;
+            }
+            body += len;
+            n += 1;
+        }
+        let mut out = Vec::with_capacity(n);
+        let mut bytes = 0u64;
+        for mut r in q.items.drain(..n) {
+            bytes += r.data.len() as u64;
+            let inst = r.inst.get_or_insert_with(|| inst.clone()).clone();
+            out.push(StoredRecord {
+                seq: r.seq,
+                ts_ms: r.ts_ms,
+                inst: Some(inst),
+                data: std::mem::take(&mut r.data),
+            });
+        }
+        q.bytes = q.bytes.saturating_sub(bytes);
+        q.mem_inflight = out.first().map(|r| (r.seq, out.len() as u64, bytes));
+        sh.room_cv.notify_all();
+        Some(out)
+    }
+
+    /// Delivers records held in memory while storage is degraded. Whatever is not accepted
+    /// goes back in front of the memory queue (the writer stores it once the disk works).
+    fn deliver_memory(&mut self, batch: Vec<StoredRecord>) -> Flow {
+        let a = self.send(&batch);
+        let sh = Arc::clone(&self.sh);
+        let mut q = lock(&sh.queue);
+        q.mem_inflight = None;
+        if q.mem_abandoned {
+            // Close counted these as lost and took the file away.
+            return Flow::Exit;
+        }
+        if a.outcome == Outcome::Delivered {
+            drop(q);
+            let bytes: u64 = batch.iter().map(|r| r.data.len() as u64).sum();
+            self.succeeded(batch.len() as u64, bytes, &a);
+            return Flow::Continue;
+        }
+        for r in batch.into_iter().rev() {
+            q.bytes += r.data.len() as u64;
+            q.items.push_front(crate::store::NewRecord {
+                seq: r.seq,
+                ts_ms: r.ts_ms,
+                // Not known any more; only TTL uses it: from now.
+                t_acc_ms: sh.now_ms(),
+                inst: r.inst,
+                data: r.data,
+            });
+        }
+        drop(q);
+        sh.queue_cv.notify_one();
+        let outcome = a.outcome.clone();
+        if matches!(outcome, Outcome::Split) {
+            self.batch_cap = (self.batch_cap / 2).max(1);
+        }
+        self.fail_and_wait(&a, outcome);
+        Flow::Continue
+    }
+
     /// Forms (or re-forms) the batch and delivers it.
     fn attempt(&mut self) -> Flow {
         self.linger_since = None;
+        if let Some(batch) = self.take_memory() {
+            let flow = self.deliver_memory(batch);
+            self.sh.notify_progress();
+            return flow;
+        }
         let Some(batch) = self.fetch(self.retry_range, self.batch_cap) else {
             return Flow::Exit;
         };
@@ -292,8 +395,17 @@ impl Worker {
         let Some(store) = g.as_mut() else {
             return false;
         };
-        let seqs: Vec<u64> = part.iter().map(|r| r.seq).collect();
-        let (n, bytes) = match store.delete(&seqs) {
+        let lo = part.first().map_or(0, |r| r.seq);
+        let hi = part.last().map_or(0, |r| r.seq);
+        let contiguous = hi + 1 - lo == part.len() as u64;
+        let deleted = if contiguous {
+            let bytes = part.iter().map(|r| r.data.len() as u64).sum();
+            store.settle_delivered(lo, hi, part.len() as u64, bytes)
+        } else {
+            let seqs: Vec<u64> = part.iter().map(|r| r.seq).collect();
+            store.delete(&seqs)
+        };
+        let (n, bytes) = match deleted {
             Ok(v) => v,
             Err(e) => {
                 // Delivered but not deleted: it will be sent again (same ids).
@@ -309,6 +421,21 @@ impl Worker {
         sh.mirror_store(store);
         // The counters change before the store lock is released: a flush that sees these
         // records settled (it reads the store) then reads a status that counts them.
+        self.succeeded(n, bytes, a);
+        let idle = store.disk_records == 0 && store.garbage_records > 0;
+        drop(g);
+        if idle {
+            // Nothing left to deliver: the writer may reclaim the delivered rows now. Taking
+            // the queue lock orders this after the writer's last look at `garbage`.
+            drop(lock(&sh.queue));
+            sh.queue_cv.notify_one();
+        }
+        true
+    }
+
+    /// Counts a delivery and reports it; resets backoff and batch size.
+    fn succeeded(&mut self, n: u64, bytes: u64, a: &Attempt) {
+        let sh = Arc::clone(&self.sh);
         let c = &sh.counters;
         c.pending_bytes.fetch_sub(bytes, Relaxed);
         c.delivered_total.fetch_add(n, Relaxed);
@@ -316,7 +443,6 @@ impl Worker {
         c.last_http_status.store(a.http_status, Relaxed);
         c.last_success_unix_ms.store(unix_ms(), Relaxed);
         let was = c.connectivity.swap(CONNECTIVITY_ONLINE, Relaxed);
-        drop(g);
         self.backoff.reset();
         self.timeouts_in_row = 0;
         self.offline_status = None;
@@ -339,7 +465,6 @@ impl Worker {
                 format!("{n} records delivered"),
             );
         }
-        true
     }
 
     fn record_failure(&mut self, a: &Attempt, offline: bool) {

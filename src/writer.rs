@@ -18,6 +18,10 @@ const STORAGE_RETRY: Duration = Duration::from_secs(1);
 const GATHER: Duration = Duration::from_micros(500);
 /// TTL sweeps and space maintenance run at most this often.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// Delivered rows are reclaimed in transactions of this many rows...
+const GC_CHUNK: u64 = 2048;
+/// ...for at most this long per housekeeping round (records due to be written come first).
+const GC_BUDGET: Duration = Duration::from_secs(1);
 
 pub fn run(sh: Arc<Shared>) {
     let sync_mode = sh.cfg.durability == Durability::Sync;
@@ -58,7 +62,9 @@ pub fn run(sh: Arc<Shared>) {
                     break;
                 }
                 let ttl_active = sh.cfg.record_ttl_ms > 0 && sh.counters.pending_records() > 0;
-                if ttl_active && last_housekeeping.elapsed() >= HOUSEKEEPING {
+                // Delivered rows waiting to be reclaimed keep housekeeping running.
+                let timed = ttl_active || sh.garbage.load(Relaxed) > 0;
+                if timed && last_housekeeping.elapsed() >= HOUSEKEEPING {
                     break;
                 }
                 q = match q.items.front() {
@@ -70,7 +76,7 @@ pub fn run(sh: Arc<Shared>) {
                             Duration::from_millis(left).min(HOUSEKEEPING),
                         )
                     }
-                    None if ttl_active => wait_timeout(&sh.queue_cv, q, HOUSEKEEPING),
+                    None if timed => wait_timeout(&sh.queue_cv, q, HOUSEKEEPING),
                     // Idle: no timed wake-ups.
                     None => wait(&sh.queue_cv, q),
                 };
@@ -119,14 +125,12 @@ pub fn run(sh: Arc<Shared>) {
                         q.items.push_front(r);
                     }
                     if q.closing {
-                        q.lost_at_close = q.items.len() as u64;
-                        let bytes = q.bytes;
-                        let n = q.items.len() as u64;
-                        q.items.clear();
-                        q.bytes = 0;
-                        sh.count_dropped(n, bytes, "storage failed at close");
+                        // Close delivers them from memory within its timeout and counts
+                        // what is left as lost.
                         q.writer_done = true;
                         sh.commit_cv.notify_all();
+                        drop(q);
+                        sh.poke_worker(|s| s.commits += 1);
                         return;
                     }
                 }
@@ -199,6 +203,12 @@ fn write_batch(
         return WriteOutcome::Stored;
     }
     let mut attempt = store.insert(&batch, fsync);
+    if matches!(attempt, Err(WriteError::Full)) && store.garbage_records > 0 {
+        // Reclaim delivered rows before anything pending is dropped.
+        while matches!(store.collect_garbage(GC_CHUNK * 8), Ok(n) if n > 0) {}
+        store.maintain();
+        attempt = store.insert(&batch, fsync);
+    }
     if matches!(attempt, Err(WriteError::Full)) {
         store.recheck_space_soon();
         if sh.cfg.capacity_when_full == WhenFull::DropOldest {
@@ -282,6 +292,7 @@ fn write_batch(
 }
 
 fn housekeeping(sh: &Shared) {
+    collect_garbage(sh);
     let mut guard = lock(&sh.store);
     let Some(store) = guard.as_mut() else { return };
     if sh.cfg.record_ttl_ms > 0 {
@@ -308,6 +319,43 @@ fn housekeeping(sh: &Shared) {
     }
     store.maintain();
     sh.mirror_store(store);
+}
+
+/// Reclaims delivered rows (below the delivered watermark) from the file, a chunk per
+/// transaction. While the worker is delivering a backlog this waits, so that draining is not
+/// slowed by deletes, unless the delivered rows take a quarter of `capacity.max_bytes`.
+fn collect_garbage(sh: &Shared) {
+    let start = std::time::Instant::now();
+    while sh.garbage.load(Relaxed) > 0 && start.elapsed() < GC_BUDGET {
+        let delivering =
+            sh.disk_pending.load(Relaxed) > 0 && sh.counters.retry_at_ms.load(Relaxed) == 0;
+        let pressure =
+            sh.garbage_bytes.load(Relaxed).saturating_mul(4) >= sh.cfg.capacity_max_bytes;
+        if delivering && !pressure {
+            return;
+        }
+        {
+            // Records waiting to be written come first.
+            let q = lock(&sh.queue);
+            let now = sh.now_ms();
+            let due = q.items.front().is_some_and(|first| {
+                sh.cfg.durability == Durability::Sync
+                    || q.urgent
+                    || q.items.len() >= COMMIT_BATCH
+                    || now >= first.t_acc_ms + sh.cfg.commit_interval_ms
+            });
+            if due || q.closing || q.sync_wanted > q.synced_seq {
+                return;
+            }
+        }
+        let mut guard = lock(&sh.store);
+        let Some(store) = guard.as_mut() else { return };
+        let removed = store.collect_garbage(GC_CHUNK);
+        sh.mirror_store(store);
+        if !matches!(removed, Ok(n) if n > 0) {
+            return;
+        }
+    }
 }
 
 /// BACKLOG_HIGH once per upward crossing of alert.pending_records or 90 % of
