@@ -214,7 +214,8 @@ impl Buffer {
         });
         // Wake the writer only when it may be waiting for this: a syscall per record would
         // double the cost of a log while the writer is busy committing.
-        if sync_mode || q.items.len() == 1 || q.items.len() == crate::writer::COMMIT_BATCH {
+        // In sync mode the logging threads commit themselves (below).
+        if !sync_mode && (q.items.len() == 1 || q.items.len() == crate::writer::COMMIT_BATCH) {
             sh.queue_cv.notify_one();
         }
         if !sync_mode {
@@ -235,6 +236,11 @@ impl Buffer {
             }
             if q.writer_done {
                 return Err(closed_err());
+            }
+            if !q.committing && !q.items.is_empty() {
+                // Nobody is committing and this record is still queued: commit the group.
+                q = crate::writer::lead_commit(sh, q);
+                continue;
             }
             q = crate::shared::wait(&sh.commit_cv, q);
         }

@@ -27,6 +27,9 @@ pub struct QueueState {
     pub sync_wanted: u64,
     /// A flush or close wants the queue written now.
     pub urgent: bool,
+    /// Someone (the writer, or in sync mode a logging thread leading a group commit) has
+    /// taken records out of `items` and is writing them.
+    pub committing: bool,
     pub closing: bool,
     pub writer_done: bool,
     /// Sync-mode records that could not be stored, with the code their edgebuf_log returns.

@@ -257,9 +257,15 @@ impl Store {
         path: &Path,
         lock: File,
     ) -> std::result::Result<Store, (OpenFailure, File)> {
+        let had = siblings_present(path);
         match Store::open_inner(cfg, path) {
             Ok(p) => Ok(Store::from_parts(p, lock)),
-            Err(f) => Err((f, lock)),
+            Err(f) => {
+                // A failed open leaves the files as found (the connection was closed without
+                // a checkpoint).
+                tidy_siblings(path, had);
+                Err((f, lock))
+            }
         }
     }
 
@@ -1160,11 +1166,51 @@ fn take_lock(path: &Path) -> Result<File> {
     }
 }
 
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// Whether `-wal` and `-shm` exist beside `path`.
+fn siblings_present(path: &Path) -> (bool, bool) {
+    (
+        sibling(path, "-wal").exists(),
+        sibling(path, "-shm").exists(),
+    )
+}
+
+/// Removes an empty `-wal` (and the `-shm`) that an open which did not keep the file created
+/// itself, so that the file set stays as it was found.
+fn tidy_siblings(path: &Path, had: (bool, bool)) {
+    let wal = sibling(path, "-wal");
+    if !had.0 && std::fs::metadata(&wal).is_ok_and(|m| m.len() == 0) {
+        let _ = std::fs::remove_file(&wal);
+        if !had.1 {
+            let _ = std::fs::remove_file(sibling(path, "-shm"));
+        }
+    }
+}
+
+/// The records of a damaged file that can still be read, as a lower bound of what is lost.
+/// With writable_schema, SQLite reads a file shorter than its header says instead of refusing
+/// it; rows are counted up to the first error.
 fn count_records_best_effort(path: &Path) -> u64 {
-    Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .and_then(|c| c.query_row("SELECT count(*) FROM records", [], |r| r.get::<_, i64>(0)))
-        .map(|n| n.max(0) as u64)
-        .unwrap_or(0)
+    let had = siblings_present(path);
+    let count = (|| -> rusqlite::Result<u64> {
+        let c = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        c.execute_batch("PRAGMA writable_schema=ON")?;
+        let mut st = c.prepare("SELECT 1 FROM records")?;
+        let mut rows = st.query([])?;
+        let mut n = 0u64;
+        while let Ok(Some(_)) = rows.next() {
+            n += 1;
+        }
+        Ok(n)
+    })()
+    .unwrap_or(0);
+    tidy_siblings(path, had);
+    count
 }
 
 /// Moves a damaged file with its `-wal` and `-shm` to `PATH.corrupt-UNIXMS`, keeping only the

@@ -4,18 +4,20 @@
 use crate::config::{Durability, WhenFull};
 use crate::error::Code;
 use crate::events::{EVENT_BACKLOG_HIGH, EVENT_STORAGE_ERROR, EVENT_STORAGE_OK};
-use crate::shared::{lock, wait, wait_timeout, Shared};
+use crate::shared::{lock, wait, wait_timeout, QueueState, Shared};
 use crate::store::{NewRecord, WriteError};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 /// A full batch of writes commits at once, without waiting for `commit.interval_ms`.
 pub const COMMIT_BATCH: usize = 1024;
 /// While the disk fails, writing is tried again this often.
 const STORAGE_RETRY: Duration = Duration::from_secs(1);
-/// Sync mode: how long the writer waits for the callers of the previous commit to log again.
-const GATHER: Duration = Duration::from_micros(500);
+/// Sync mode: logging threads commit their records themselves (see `lead_commit`); the writer
+/// commits what they left only after this long (a safety net; at close at once).
+const SYNC_FALLBACK_MS: u64 = 50;
 /// TTL sweeps and space maintenance run at most this often.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// Delivered rows are reclaimed in transactions of this many rows...
@@ -27,14 +29,19 @@ pub fn run(sh: Arc<Shared>) {
     let sync_mode = sh.cfg.durability == Durability::Sync;
     let interval_ms = sh.cfg.commit_interval_ms;
     let mut last_failure: Option<std::time::Instant> = None;
-    let mut last_batch = 1usize;
-    let mut degraded = false;
+    let mut degraded;
     let mut last_housekeeping = sh.opened;
     loop {
         // Wait for something to write.
         let (batch, fsync, sync_target, closing) = {
             let mut q = lock(&sh.queue);
             loop {
+                // A leading logger (sync mode) may have changed it.
+                degraded = sh.counters.storage_degraded.load(Relaxed) != 0;
+                if q.committing {
+                    q = wait(&sh.queue_cv, q);
+                    continue;
+                }
                 let now = sh.now_ms();
                 let sync_due = q.sync_wanted > q.synced_seq && !degraded;
                 if q.closing && q.items.is_empty() && !sync_due {
@@ -52,7 +59,7 @@ pub fn run(sh: Arc<Shared>) {
                     continue;
                 }
                 let due = q.items.front().is_some_and(|first| {
-                    sync_mode
+                    (sync_mode && now >= first.t_acc_ms + SYNC_FALLBACK_MS)
                         || q.urgent
                         || q.closing
                         || q.items.len() >= COMMIT_BATCH
@@ -69,7 +76,12 @@ pub fn run(sh: Arc<Shared>) {
                 }
                 q = match q.items.front() {
                     Some(first) => {
-                        let left = (first.t_acc_ms + interval_ms).saturating_sub(now);
+                        let wait_ms = if sync_mode {
+                            SYNC_FALLBACK_MS
+                        } else {
+                            interval_ms
+                        };
+                        let left = (first.t_acc_ms + wait_ms).saturating_sub(now);
                         wait_timeout(
                             &sh.queue_cv,
                             q,
@@ -81,19 +93,10 @@ pub fn run(sh: Arc<Shared>) {
                     None => wait(&sh.queue_cv, q),
                 };
             }
-            if sync_mode && !q.closing {
-                // Group commit: callers woken by the last commit log again within
-                // microseconds; wait briefly for them so that one fsync covers them all.
-                let until = std::time::Instant::now() + GATHER;
-                while q.items.len() < last_batch && std::time::Instant::now() < until {
-                    let left = until.saturating_duration_since(std::time::Instant::now());
-                    q = wait_timeout(&sh.queue_cv, q, left);
-                }
-                last_batch = q.items.len().max(1);
-            }
             let fsync = sync_mode || q.sync_wanted > q.synced_seq;
             let target = q.next_seq.saturating_sub(1);
             q.urgent = false;
+            q.committing = true;
             let batch: Vec<NewRecord> = q.items.drain(..).collect();
             q.bytes = 0;
             sh.room_cv.notify_all();
@@ -111,6 +114,7 @@ pub fn run(sh: Arc<Shared>) {
 
         {
             let mut q = lock(&sh.queue);
+            q.committing = false;
             match result {
                 WriteOutcome::Stored | WriteOutcome::Dropped => {
                     q.committed_seq = q.committed_seq.max(sync_target_for(&q, sync_target));
@@ -141,6 +145,47 @@ pub fn run(sh: Arc<Shared>) {
         sh.notify_progress();
         check_backlog(&sh);
     }
+}
+
+/// Sync mode: a logging thread whose record is queued while nobody is committing commits it
+/// itself, with every record queued meanwhile, and wakes the others (leader/follower group
+/// commit). Threads that log during its fsync queue up and the next of them leads: one fsync
+/// serves them all, without a hand-off to the writer thread and back. Returns the queue lock.
+pub fn lead_commit<'a>(
+    sh: &'a Shared,
+    mut q: MutexGuard<'a, QueueState>,
+) -> MutexGuard<'a, QueueState> {
+    q.committing = true;
+    let target = q.next_seq.saturating_sub(1);
+    let batch: Vec<NewRecord> = q.items.drain(..).collect();
+    q.bytes = 0;
+    sh.room_cv.notify_all();
+    drop(q);
+    let mut degraded = sh.counters.storage_degraded.load(Relaxed) != 0;
+    let result = write_batch(sh, batch, true, &mut degraded);
+    let mut q = lock(&sh.queue);
+    q.committing = false;
+    match result {
+        WriteOutcome::Stored | WriteOutcome::Dropped => {
+            q.committed_seq = q.committed_seq.max(sync_target_for(&q, target));
+            q.synced_seq = q.committed_seq;
+        }
+        WriteOutcome::Held(recs) => {
+            // Not in sync mode (a failing disk drops with STORAGE); kept for safety.
+            for r in recs.into_iter().rev() {
+                q.bytes += r.data.len() as u64;
+                q.items.push_front(r);
+            }
+        }
+    }
+    sh.commit_cv.notify_all();
+    // The writer waits while someone commits.
+    sh.queue_cv.notify_all();
+    drop(q);
+    sh.poke_worker(|s| s.commits += 1);
+    sh.notify_progress();
+    check_backlog(sh);
+    lock(&sh.queue)
 }
 
 fn sync_target_for(q: &crate::shared::QueueState, target: u64) -> u64 {
