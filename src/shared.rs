@@ -49,8 +49,9 @@ pub struct QueueState {
 /// What wakes the delivery worker.
 #[derive(Default)]
 pub struct Signals {
-    /// Bumped by the writer after every commit.
-    pub commits: u64,
+    /// The worker sleeps until records arrive (nothing pending, or lingering for a fuller
+    /// batch): commits wake it only then.
+    pub wants_records: bool,
     pub retry_now: bool,
     /// Flush/close callers waiting: partial batches go out without linger.
     pub flushing: u32,
@@ -134,12 +135,7 @@ impl Shared {
 
     /// Mirrors the store's pending count and oldest record for lock-free readers.
     pub fn mirror_store(&self, store: &mut Store) {
-        self.disk_pending.store(store.disk_records, Relaxed);
-        self.garbage.store(store.garbage_records, Relaxed);
-        self.garbage_bytes.store(store.garbage_bytes, Relaxed);
-        self.counters
-            .dead_letter_records
-            .store(store.dead_records, Relaxed);
+        self.mirror_counts(store);
         let oldest = match store.oldest() {
             Ok(Some((_, t))) => t + 1,
             _ => 0,
@@ -147,11 +143,30 @@ impl Shared {
         self.disk_oldest.store(oldest, Relaxed);
     }
 
+    /// The counts only: enough after an insert into a file that already held pending
+    /// records (the oldest stays the oldest).
+    pub fn mirror_counts(&self, store: &Store) {
+        self.disk_pending.store(store.disk_records, Relaxed);
+        self.garbage.store(store.garbage_records, Relaxed);
+        self.garbage_bytes.store(store.garbage_bytes, Relaxed);
+        self.counters
+            .dead_letter_records
+            .store(store.dead_records, Relaxed);
+    }
+
     /// Wakes the worker (new records, retry_now, flush).
     pub fn poke_worker(&self, f: impl FnOnce(&mut Signals)) {
         let mut s = lock(&self.signals);
         f(&mut s);
         self.signal_cv.notify_all();
+    }
+
+    /// After a commit: wakes the worker if it is waiting for records (not during a backoff).
+    pub fn records_committed(&self) {
+        let s = lock(&self.signals);
+        if s.wants_records {
+            self.signal_cv.notify_all();
+        }
     }
 
     /// Wakes flush and close waiters.

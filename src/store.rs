@@ -283,6 +283,13 @@ impl Store {
                         io_hint(&e)
                     )))
                 })?;
+        } else if empty_beside_wal(path) {
+            // SQLite deletes the `-wal` of an empty database, committed records and all. An
+            // edgebuf file is never empty once it has a `-wal` (its header is written first),
+            // so this is damage: quarantine keeps the `-wal`.
+            return Err(OpenFailure::Damaged(
+                "it is empty, but its -wal holds data".into(),
+            ));
         }
         let conn = Connection::open_with_flags(
             path,
@@ -1172,6 +1179,12 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// An empty file beside a `-wal` with more than its 32-byte header.
+fn empty_beside_wal(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.len() == 0)
+        && std::fs::metadata(sibling(path, "-wal")).is_ok_and(|m| m.len() > 32)
+}
+
 /// Whether `-wal` and `-shm` exist beside `path`.
 fn siblings_present(path: &Path) -> (bool, bool) {
     (
@@ -1196,6 +1209,10 @@ fn tidy_siblings(path: &Path, had: (bool, bool)) {
 /// With writable_schema, SQLite reads a file shorter than its header says instead of refusing
 /// it; rows are counted up to the first error.
 fn count_records_best_effort(path: &Path) -> u64 {
+    if empty_beside_wal(path) {
+        // Opening it would delete the -wal.
+        return 0;
+    }
     let had = siblings_present(path);
     let count = (|| -> rusqlite::Result<u64> {
         let c = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;

@@ -105,7 +105,9 @@ impl Worker {
             let pending = sh.disk_pending.load(Relaxed) + self.memory_pending();
             if pending == 0 {
                 self.linger_since = None;
+                s.wants_records = true;
                 s = wait(&sh.signal_cv, s);
+                s.wants_records = false;
                 continue;
             }
             if self.retry_range.is_some() || pending >= self.batch_cap || s.flushing > 0 {
@@ -116,7 +118,9 @@ impl Worker {
             if now.duration_since(since) >= linger {
                 return Flow::Continue;
             }
+            s.wants_records = true;
             s = wait_timeout(&sh.signal_cv, s, linger - now.duration_since(since));
+            s.wants_records = false;
         }
     }
 

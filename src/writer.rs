@@ -134,14 +134,14 @@ pub fn run(sh: Arc<Shared>) {
                         q.writer_done = true;
                         sh.commit_cv.notify_all();
                         drop(q);
-                        sh.poke_worker(|s| s.commits += 1);
+                        sh.records_committed();
                         return;
                     }
                 }
             }
             sh.commit_cv.notify_all();
         }
-        sh.poke_worker(|s| s.commits += 1);
+        sh.records_committed();
         sh.notify_progress();
         check_backlog(&sh);
     }
@@ -182,7 +182,7 @@ pub fn lead_commit<'a>(
     // The writer waits while someone commits.
     sh.queue_cv.notify_all();
     drop(q);
-    sh.poke_worker(|s| s.commits += 1);
+    sh.records_committed();
     sh.notify_progress();
     check_backlog(sh);
     lock(&sh.queue)
@@ -213,6 +213,9 @@ fn write_batch(
     let Some(store) = guard.as_mut() else {
         return WriteOutcome::Held(batch);
     };
+    // The oldest pending record changes only if the file held none or records are dropped.
+    let dropped_before = sh.counters.dropped_total.load(Relaxed);
+    let had_pending = store.disk_records > 0 && sh.disk_oldest.load(Relaxed) != 0;
     // drop_oldest: make room on disk before storing what is newer.
     if sh.cfg.capacity_when_full == WhenFull::DropOldest {
         let max_b = sh.cfg.capacity_max_bytes;
@@ -332,7 +335,11 @@ fn write_batch(
             }
         }
     };
-    sh.mirror_store(store);
+    if had_pending && sh.counters.dropped_total.load(Relaxed) == dropped_before {
+        sh.mirror_counts(store);
+    } else {
+        sh.mirror_store(store);
+    }
     outcome
 }
 
