@@ -81,6 +81,7 @@ impl Buffer {
             queue_cv: Condvar::new(),
             room_cv: Condvar::new(),
             commit_cv: Condvar::new(),
+            group_cv: Condvar::new(),
             signals: Mutex::new(Signals::default()),
             signal_cv: Condvar::new(),
             progress_cv: Condvar::new(),
@@ -217,6 +218,9 @@ impl Buffer {
         // In sync mode the logging threads commit themselves (below).
         if !sync_mode && (q.items.len() == 1 || q.items.len() == crate::writer::COMMIT_BATCH) {
             sh.queue_cv.notify_one();
+        }
+        if q.gathering && q.items.len() >= q.last_group {
+            sh.group_cv.notify_one();
         }
         if !sync_mode {
             return Ok(());

@@ -30,6 +30,10 @@ pub struct QueueState {
     /// Someone (the writer, or in sync mode a logging thread leading a group commit) has
     /// taken records out of `items` and is writing them.
     pub committing: bool,
+    /// Sync mode: the size of the last group commit, and whether a leader is waiting for the
+    /// group to gather (see `writer::lead_commit`).
+    pub last_group: usize,
+    pub gathering: bool,
     pub closing: bool,
     pub writer_done: bool,
     /// Sync-mode records that could not be stored, with the code their edgebuf_log returns.
@@ -76,6 +80,8 @@ pub struct Shared {
     pub room_cv: Condvar,
     /// Sync-mode loggers and edgebuf_sync wait here for commits.
     pub commit_cv: Condvar,
+    /// A leading sync-mode logger waits here for its group to gather.
+    pub group_cv: Condvar,
     pub signals: Mutex<Signals>,
     /// The worker waits here.
     pub signal_cv: Condvar,

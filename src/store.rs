@@ -141,7 +141,7 @@ fn describe(e: &rusqlite::Error) -> String {
     let why = match e.sqlite_error().map(|f| f.extended_code) {
         Some(778) => {
             "a write to the buffer file failed: the file system may be full, read-only \
-             or failing, or the process is over its file-size limit (RLIMIT_FSIZE)"
+             or failing, or the process may be over its file-size limit"
         }
         Some(1034) => "fsync of the buffer file failed: the disk may be failing",
         Some(266 | 522) => "a read of the buffer file failed: the disk may be failing",
@@ -237,7 +237,8 @@ impl Store {
                     return Err(Error::new(
                         Code::Corrupt,
                         format!(
-                            "buffer file {} is damaged ({why}); storage.on_corrupt=fail keeps it as it is",
+                            "buffer file {} is damaged ({why}); storage.on_corrupt=fail keeps it as it is: \
+                             move it away (with its -wal and -shm) to start an empty buffer",
                             path.display()
                         ),
                     ));
@@ -245,6 +246,25 @@ impl Store {
                 let lost = count_records_best_effort(&path);
                 let moved = quarantine(&path)?;
                 report.quarantined = Some((moved, lost));
+                Store::open_locked(cfg, &path, lock).map_err(|(f, _)| f.into_error(&path))?
+            }
+            Err((OpenFailure::StrayWal(why), lock)) => {
+                let wal = sibling(&path, "-wal");
+                if cfg.storage_on_corrupt == OnCorrupt::Fail {
+                    return Err(Error::new(
+                        Code::Corrupt,
+                        format!(
+                            "the -wal beside buffer file {} is not its own ({why}); \
+                             storage.on_corrupt=fail keeps it as it is: move {} away and open again",
+                            path.display(),
+                            wal.display()
+                        ),
+                    ));
+                }
+                // The file itself is sound: move only the stray -wal (and its -shm) aside and
+                // keep every record of the file.
+                let moved = quarantine_files(&path, &["-wal", "-shm"])?;
+                report.quarantined = Some((sibling(&moved, "-wal"), 0));
                 Store::open_locked(cfg, &path, lock).map_err(|(f, _)| f.into_error(&path))?
             }
             Err((f, _)) => return Err(f.into_error(&path)),
@@ -291,6 +311,13 @@ impl Store {
                 "it is empty, but its -wal holds data".into(),
             ));
         }
+        // After a crash the -wal holds the newest transactions; the instance in the file
+        // itself (written once, at creation) tells whether the -wal is this file's own.
+        let own_instance = if std::fs::metadata(sibling(path, "-wal")).is_ok_and(|m| m.len() > 32) {
+            instance_without_wal(path)
+        } else {
+            None
+        };
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -311,6 +338,15 @@ impl Store {
         let tables: i64 = conn
             .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
             .map_err(|e| OpenFailure::from_sql("cannot read buffer file", e))?;
+        let stray = |what: &str| {
+            OpenFailure::StrayWal(format!(
+                "with it the file reads as {what}, without it as the edgebuf buffer {}",
+                own_instance.as_deref().unwrap_or_default()
+            ))
+        };
+        if own_instance.is_some() && (app_id != APPLICATION_ID || version > SCHEMA_VERSION) {
+            return Err(stray("another database"));
+        }
         if app_id != APPLICATION_ID && (app_id != 0 || tables > 0) {
             return Err(OpenFailure::Foreign(
                 "it is a SQLite file of another application".into(),
@@ -368,6 +404,9 @@ impl Store {
             .optional()
             .map_err(|e| OpenFailure::from_sql("cannot read buffer file", e))?
             .ok_or_else(|| OpenFailure::Damaged("its instance id is missing".into()))?;
+        if own_instance.as_ref().is_some_and(|own| *own != instance) {
+            return Err(stray(&format!("the edgebuf buffer {instance}")));
+        }
         let hwm = q("SELECT value FROM meta WHERE key='hwm'")?;
         // Files written before the watermark existed have no 'wm' row: nothing delivered.
         let wm: i64 = conn
@@ -1087,6 +1126,8 @@ impl Store {
 enum OpenFailure {
     Damaged(String),
     Foreign(String),
+    /// The `-wal` beside the file is not its own (it belongs to another database).
+    StrayWal(String),
     Other(Error),
 }
 
@@ -1111,6 +1152,13 @@ impl OpenFailure {
             OpenFailure::Damaged(why) => Error::new(
                 Code::Corrupt,
                 format!("buffer file {} is damaged: {why}", path.display()),
+            ),
+            OpenFailure::StrayWal(why) => Error::new(
+                Code::Corrupt,
+                format!(
+                    "the -wal beside buffer file {} is not its own: {why}",
+                    path.display()
+                ),
             ),
             OpenFailure::Foreign(why) => {
                 // SQLite reads a `-wal` beside the file as part of it: a stray one (of another
@@ -1179,6 +1227,38 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// The instance recorded in the file itself, ignoring its `-wal` (SQLite's immutable mode
+/// reads the file alone and creates nothing), when the file alone is an edgebuf buffer.
+fn instance_without_wal(path: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/._-~".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    let c = Connection::open_with_flags(
+        &uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ok()?;
+    let app_id: i32 = c
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .ok()?;
+    if app_id != APPLICATION_ID {
+        return None;
+    }
+    c.query_row("SELECT value FROM meta WHERE key='instance'", [], |r| {
+        r.get::<_, String>(0)
+    })
+    .ok()
+}
+
 /// An empty file beside a `-wal` with more than its 32-byte header.
 fn empty_beside_wal(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.len() == 0)
@@ -1233,6 +1313,12 @@ fn count_records_best_effort(path: &Path) -> u64 {
 /// Moves a damaged file with its `-wal` and `-shm` to `PATH.corrupt-UNIXMS`, keeping only the
 /// newest such set.
 fn quarantine(path: &Path) -> Result<PathBuf> {
+    quarantine_files(path, &["", "-wal", "-shm"])
+}
+
+/// Moves the `suffixes` of the file set of `path` to `PATH.corrupt-UNIXMS` + suffix, keeping
+/// only the newest such set. Returns `PATH.corrupt-UNIXMS`.
+fn quarantine_files(path: &Path, suffixes: &[&str]) -> Result<PathBuf> {
     let stamp = unix_ms();
     let mut base = path.as_os_str().to_owned();
     base.push(format!(".corrupt-{stamp}"));
@@ -1253,7 +1339,7 @@ fn quarantine(path: &Path) -> Result<PathBuf> {
             }
         }
     }
-    for suffix in ["", "-wal", "-shm"] {
+    for suffix in suffixes {
         let mut from = path.as_os_str().to_owned();
         from.push(suffix);
         let mut to = dest.as_os_str().to_owned();

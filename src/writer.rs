@@ -18,6 +18,8 @@ const STORAGE_RETRY: Duration = Duration::from_secs(1);
 /// Sync mode: logging threads commit their records themselves (see `lead_commit`); the writer
 /// commits what they left only after this long (a safety net; at close at once).
 const SYNC_FALLBACK_MS: u64 = 50;
+/// Sync mode: how long a leading logger waits for the threads of the last group.
+const GATHER: Duration = Duration::from_micros(300);
 /// TTL sweeps and space maintenance run at most this often.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// Delivered rows are reclaimed in transactions of this many rows...
@@ -156,6 +158,20 @@ pub fn lead_commit<'a>(
     mut q: MutexGuard<'a, QueueState>,
 ) -> MutexGuard<'a, QueueState> {
     q.committing = true;
+    // The threads of the last group were woken by its commit and log again within
+    // microseconds, but a thread that was running gets here first: wait briefly for them,
+    // so that one fsync serves the group again.
+    let until = std::time::Instant::now() + GATHER;
+    while q.items.len() < q.last_group && !q.closing {
+        let now = std::time::Instant::now();
+        if now >= until {
+            break;
+        }
+        q.gathering = true;
+        q = wait_timeout(&sh.group_cv, q, until - now);
+    }
+    q.gathering = false;
+    q.last_group = q.items.len().max(1);
     let target = q.next_seq.saturating_sub(1);
     let batch: Vec<NewRecord> = q.items.drain(..).collect();
     q.bytes = 0;
