@@ -94,7 +94,7 @@ impl Buffer {
                 lost,
                 0,
                 format!(
-                    "the damaged buffer file was moved to {}; {lost} records are known lost",
+                    "damaged files were moved aside to {}; {lost} records are known lost",
                     moved.display()
                 ),
             );
@@ -321,11 +321,16 @@ impl Buffer {
     fn lowest_unsettled(&self) -> Option<u64> {
         let q = {
             let q = lock(&self.sh.queue);
-            let front = q.items.front().map(|r| r.seq);
-            match (front, q.mem_inflight) {
-                (Some(a), Some((b, _, _))) => Some(a.min(b)),
-                (a, b) => a.or(b.map(|b| b.0)),
-            }
+            // Queued, being written by the writer (or a leading logger), or being delivered
+            // from memory: whichever is lowest.
+            [
+                q.items.front().map(|r| r.seq),
+                q.writing_from,
+                q.mem_inflight.map(|m| m.0),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
         };
         let disk = lock(&self.sh.store)
             .as_mut()

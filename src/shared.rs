@@ -30,6 +30,8 @@ pub struct QueueState {
     /// Someone (the writer, or in sync mode a logging thread leading a group commit) has
     /// taken records out of `items` and is writing them.
     pub committing: bool,
+    /// The lowest seq of the records being written (out of `items`, not yet on disk).
+    pub writing_from: Option<u64>,
     /// Sync mode: the size of the last group commit, and whether a leader is waiting for the
     /// group to gather (see `writer::lead_commit`).
     pub last_group: usize,

@@ -1064,6 +1064,106 @@ impl Store {
     pub fn disk_usage(&self) -> u64 {
         file_set_size(&self.path)
     }
+
+    /// Moves dead letters back to the pending records, oldest first (`edgebuf requeue`); with
+    /// `statuses` not empty, only those rejected with one of these HTTP statuses.
+    ///
+    /// Each record gets a new seq above the high-water mark, so its id is new and it is sent
+    /// after everything already pending: seqs are never reused, delivery stays in seq order,
+    /// and a record under the delivered watermark would count as delivered. The receiver
+    /// never accepted a dead letter (it answered 4xx to it alone), so nothing can duplicate.
+    /// One transaction: all of them move, or none.
+    pub fn requeue_dead_letters(&mut self, statuses: &[i32]) -> Result<Requeued> {
+        let filter = serde_json::to_string(statuses).expect("integers serialise");
+        let base = self.hwm.max(self.wm);
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| sql_storage("cannot begin a transaction", e))?;
+        let sel = "(?1 = '[]' OR status IN (SELECT value FROM json_each(?1)))";
+        let (n, bytes, first_old, last_old): (i64, f64, Option<i64>, Option<i64>) = tx
+            .query_row(
+                &format!(
+                    "SELECT count(*), total(length(data)), min(seq), max(seq) FROM dead_letters WHERE {sel}"
+                ),
+                [&filter],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .map_err(|e| sql_storage("cannot read dead letters", e))?;
+        let n = n as u64;
+        if n == 0 {
+            return Ok(Requeued::default());
+        }
+        // t_acc 0: like every record of an earlier run, it ages from the next open.
+        tx.execute(
+            &format!(
+                "INSERT INTO records(seq, ts_ms, t_acc, inst, data)
+                 SELECT ?2 + row_number() OVER (ORDER BY seq, id), ts_ms, 0, NULL, data
+                 FROM dead_letters WHERE {sel} ORDER BY seq, id"
+            ),
+            params![filter, base as i64],
+        )
+        .map_err(|e| sql_storage("cannot requeue dead letters", e))?;
+        tx.execute(&format!("DELETE FROM dead_letters WHERE {sel}"), [&filter])
+            .map_err(|e| sql_storage("cannot requeue dead letters", e))?;
+        let last = base + n;
+        tx.execute(
+            "UPDATE meta SET value=max(value, ?1) WHERE key='hwm'",
+            params![last as i64],
+        )
+        .map_err(|e| sql_storage("cannot store the seq high-water mark", e))?;
+        tx.commit()
+            .map_err(|e| sql_storage("cannot commit the requeued dead letters", e))?;
+        let bytes = bytes as u64;
+        self.hwm = last;
+        self.disk_records += n;
+        self.disk_bytes += bytes;
+        self.dead_records -= n.min(self.dead_records);
+        self.dead_bytes -= bytes.min(self.dead_bytes);
+        Ok(Requeued {
+            records: n,
+            bytes,
+            old_seqs: (first_old.unwrap_or(0) as u64, last_old.unwrap_or(0) as u64),
+            new_seqs: (base + 1, last),
+        })
+    }
+
+    /// Gives the file's free space back to the file system (`edgebuf compact`): deletes the
+    /// delivered rows still waiting under the watermark, returns every free page
+    /// (incremental vacuum) or, with `full`, rebuilds the file (VACUUM: also defragments, and
+    /// needs free space about the size of the file), then truncates the `-wal`.
+    pub fn compact(&mut self, full: bool) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM records WHERE seq <= ?1", [self.wm as i64])
+            .map_err(|e| sql_storage("cannot reclaim delivered records", e))?;
+        self.garbage_records = 0;
+        self.garbage_bytes = 0;
+        if full {
+            self.conn
+                .execute_batch("VACUUM")
+                .map_err(|e| sql_storage("cannot vacuum the buffer file", e))?;
+        } else {
+            self.conn
+                .execute_batch("PRAGMA incremental_vacuum")
+                .map_err(|e| sql_storage("cannot vacuum the buffer file", e))?;
+        }
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| sql_storage("cannot checkpoint the buffer file", e))?;
+        Ok(())
+    }
+}
+
+/// What [`Store::requeue_dead_letters`] moved.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Requeued {
+    pub records: u64,
+    /// Their payload bytes.
+    pub bytes: u64,
+    /// The lowest and highest seq they had as dead letters.
+    pub old_seqs: (u64, u64),
+    /// The seqs they have now, in the same order (`new_seqs.0 ..= new_seqs.1`).
+    pub new_seqs: (u64, u64),
 }
 
 /// st_size of a buffer file with its `-wal` and `-shm`.

@@ -99,6 +99,7 @@ pub fn run(sh: Arc<Shared>) {
             let target = q.next_seq.saturating_sub(1);
             q.urgent = false;
             q.committing = true;
+            q.writing_from = q.items.front().map(|r| r.seq);
             let batch: Vec<NewRecord> = q.items.drain(..).collect();
             q.bytes = 0;
             sh.room_cv.notify_all();
@@ -117,6 +118,7 @@ pub fn run(sh: Arc<Shared>) {
         {
             let mut q = lock(&sh.queue);
             q.committing = false;
+            q.writing_from = None;
             match result {
                 WriteOutcome::Stored | WriteOutcome::Dropped => {
                     q.committed_seq = q.committed_seq.max(sync_target_for(&q, sync_target));
@@ -172,6 +174,7 @@ pub fn lead_commit<'a>(
     }
     q.gathering = false;
     q.last_group = q.items.len().max(1);
+    q.writing_from = q.items.front().map(|r| r.seq);
     let target = q.next_seq.saturating_sub(1);
     let batch: Vec<NewRecord> = q.items.drain(..).collect();
     q.bytes = 0;
@@ -181,6 +184,7 @@ pub fn lead_commit<'a>(
     let result = write_batch(sh, batch, true, &mut degraded);
     let mut q = lock(&sh.queue);
     q.committing = false;
+    q.writing_from = None;
     match result {
         WriteOutcome::Stored | WriteOutcome::Dropped => {
             q.committed_seq = q.committed_seq.max(sync_target_for(&q, target));

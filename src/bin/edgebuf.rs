@@ -4,9 +4,11 @@
 //!   (`source`, `id`) and appends each new envelope as one line to a file; it can be switched to
 //!   failing (a control file, or SIGUSR1) to play an outage without a restart.
 //! - `edgebuf status`, `edgebuf export`, `edgebuf check`: read a buffer file (read-only, also
-//!   while a program holds it open) and print its backlog, its records, or its integrity.
-//!
-//! Nothing here writes to a buffer file.
+//!   while a program holds it open) and print its backlog, its records, or its integrity. They
+//!   never write to the file, and leave no `-wal` or `-shm` behind that was not there.
+//! - `edgebuf requeue`, `edgebuf compact`, `edgebuf drain`: maintenance that writes to the
+//!   file. Each takes the buffer's lock like the library does, so each refuses (exit 3) while a
+//!   program holds the buffer open.
 
 use clap::{Args, Parser, Subcommand};
 use edgebuf::store::{APPLICATION_ID, SCHEMA_VERSION};
@@ -26,11 +28,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[command(
     name = "edgebuf",
     version,
-    about = "Inspect edgebuf buffer files and run a reference receiver",
-    long_about = "Inspect edgebuf buffer files (read-only, also while a program holds them open) \
-                  and run a reference receiver for edgebuf's wire format.\n\n\
+    about = "Inspect and maintain edgebuf buffer files, deliver a backlog, run a reference receiver",
+    long_about = "Inspect edgebuf buffer files (status, export, check: read-only, also while a \
+                  program holds them open), maintain them (requeue, compact, drain: only while no \
+                  program holds them), and run a reference receiver for edgebuf's wire format.\n\n\
                   Exit codes: 0 success; 1 the buffer file is damaged or not an edgebuf buffer; \
-                  2 a usage error or a file that cannot be read."
+                  2 a usage error, or a file that cannot be read or written; 3 the buffer is held \
+                  by another process (requeue, compact, drain: stop that process first); \
+                  4 drain: records are still pending when the timeout passed or it was \
+                  interrupted (they stay on disk)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -43,6 +49,9 @@ enum Cmd {
     Status(StatusArgs),
     Export(ExportArgs),
     Check(CheckArgs),
+    Requeue(RequeueArgs),
+    Compact(CompactArgs),
+    Drain(DrainArgs),
 }
 
 /// Run a reference receiver: accepts edgebuf batches, keeps each new envelope once.
@@ -139,6 +148,9 @@ fn main() -> ExitCode {
         Cmd::Status(a) => status(a),
         Cmd::Export(a) => export(a),
         Cmd::Check(a) => check(a),
+        Cmd::Requeue(a) => requeue(a),
+        Cmd::Compact(a) => compact(a),
+        Cmd::Drain(a) => drain::run(a),
     };
     match r {
         Ok(code) => code,
@@ -156,12 +168,19 @@ enum Failure {
     Bad(String),
     /// Anything else: missing file, permissions, I/O, bind (exit 2).
     Other(String),
+    /// A writing command found the buffer held by another process (exit 3).
+    Held(String),
 }
+
+/// Exit code of a writing command that found the buffer held by another process.
+const EXIT_HELD: u8 = 3;
+/// Exit code of `drain` when records are still pending at its end (timeout or interrupt).
+const EXIT_NOT_DRAINED: u8 = 4;
 
 impl Failure {
     fn message(&self) -> &str {
         match self {
-            Failure::Bad(m) | Failure::Other(m) => m,
+            Failure::Bad(m) | Failure::Other(m) | Failure::Held(m) => m,
         }
     }
 
@@ -169,6 +188,7 @@ impl Failure {
         match self {
             Failure::Bad(_) => ExitCode::from(1),
             Failure::Other(_) => ExitCode::from(2),
+            Failure::Held(_) => ExitCode::from(EXIT_HELD),
         }
     }
 }
@@ -202,7 +222,16 @@ fn sql_failure(path: &Path, what: &str, e: rusqlite::Error) -> Failure {
     }
 }
 
-/// Opens `path` read-only (never creating anything) and checks it is an edgebuf buffer.
+/// Opens `path` read-only and checks it is an edgebuf buffer. Never creates the file; never
+/// writes to it.
+///
+/// A SQLite reader of a WAL file creates the `-wal` and `-shm` when they are missing, and a
+/// read-only connection cannot remove them again. So when no program holds the buffer (its
+/// lock is free) and no `-wal` with transactions lies beside it (the state after a clean
+/// close), the file alone is the whole buffer and is read in SQLite's immutable mode, which
+/// creates nothing. While a program holds it, its `-wal` and `-shm` exist already and are
+/// shared. After a crash (a `-wal` with transactions, nobody holding the lock) reading needs a
+/// `-shm`, which SQLite creates; the next open uses it.
 fn open_buffer(path: &Path) -> Result<BufferFile, Failure> {
     match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => {
@@ -214,10 +243,21 @@ fn open_buffer(path: &Path) -> Result<BufferFile, Failure> {
         Ok(_) => {}
         Err(e) => return Err(Failure::Other(format!("{}: {e}", path.display()))),
     }
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
+    let free = matches!(lock_holder(path), Ok(None));
+    let wal_empty = std::fs::metadata(sibling(path, "-wal")).map_or(true, |m| m.len() <= 32);
+    let conn = if free && wal_empty {
+        Connection::open_with_flags(
+            immutable_uri(path),
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+    } else {
+        Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+    }
     .map_err(|e| sql_failure(path, "cannot open", e))?;
     conn.busy_timeout(Duration::from_secs(5))
         .map_err(|e| sql_failure(path, "cannot open", e))?;
@@ -266,6 +306,36 @@ fn open_buffer(path: &Path) -> Result<BufferFile, Failure> {
         instance,
         schema,
     })
+}
+
+/// `file:PATH?immutable=1`: SQLite reads the file alone, takes no lock and creates nothing.
+fn immutable_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/._-~".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
+/// The delivered watermark: rows with a seq up to it were delivered and only wait to be
+/// reclaimed by the library (or `edgebuf compact`); they are not pending.
+fn watermark(conn: &Connection, path: &Path) -> Result<i64, Failure> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key='wm'", [], |r| {
+            r.get::<_, Option<i64>>(0)
+        })
+        .optional()
+        .map_err(|e| sql_failure(path, "cannot read", e))?
+        .flatten()
+        .unwrap_or(0)
+        .max(0))
 }
 
 /// `path` with `suffix` appended (`buf.db` + `-wal`).
