@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of edgebuf: Rust unit and integration tests, the C API test under
-# AddressSanitizer and valgrind, the C example, and the Go, Python and C++ bindings.
+# AddressSanitizer and valgrind, the C example, the Go, Python and C++ bindings, and the
+# ONNX Runtime examples in Python and Go (which install onnxruntime from PyPI into target/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -15,7 +16,7 @@ ln -sf libedgebuf.so target/release/libedgebuf.so.0
 step "cargo test"
 cargo test --lib --bins --tests -- --test-threads=2
 
-for t in tests/c/run.sh examples-c/run.sh examples-c/install-test.sh examples-c/static-test.sh bindings/cpp/test.sh bindings/go/test.sh bindings/python/test.sh; do
+for t in tests/c/run.sh examples-c/run.sh examples-c/install-test.sh examples-c/static-test.sh bindings/cpp/test.sh bindings/go/test.sh bindings/python/test.sh examples-python/run.sh examples-go/run.sh; do
   if [ -x "$t" ]; then
     step "$t"
     "$t"

@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# Test of the Go ONNX Runtime example (examples-go/main.go): a Go inference loop
+# (github.com/yalue/onnxruntime_go) logs COUNT predictions at RATE/s through the Go binding to the
+# reference receiver (`edgebuf receive`) on 127.0.0.1; after DOWN_AT s the receiver is stopped
+# (connections refused) for DOWN_FOR s, then started again on the same port. Then it checks,
+# from the receiver's output file, that every logged prediction arrived exactly once by envelope
+# id with the record (and scores) that was logged, and that no iteration stalled during the
+# outage (worst under STALL_MS). Last, `onnxloop -bench` prints the cost table (no logging /
+# edgebuf / plain net/http POST per prediction / edgebuf with the endpoint down or hanging).
+# Exits non-zero on any mismatch.
+#
+#   COUNT (3000) RATE (500) DOWN_AT (2) DOWN_FOR (2.5) STALL_MS (250) BENCH_COUNT (20000)
+#   RETRY_MAX_MS (1000): edgebuf's retry.max_ms in the outage run. With the default (60 s,
+#   exponential with full jitter) the first retry after the receiver is back can come 15-30 s
+#   later; a short cap keeps the test's wait bounded. BENCH=0 skips the table.
+#
+# Needs cargo, go (with cgo and a C compiler), python3 with venv, and the Go module proxy and
+# PyPI (scripts/onnx-venv.sh installs onnxruntime, onnx and numpy into target/onnx-venv once;
+# the ONNX Runtime shared library comes from that wheel).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/common.sh
+
+COUNT=${COUNT:-3000}
+RATE=${RATE:-500}
+DOWN_AT=${DOWN_AT:-2}
+DOWN_FOR=${DOWN_FOR:-2.5}
+STALL_MS=${STALL_MS:-250}
+BENCH_COUNT=${BENCH_COUNT:-20000}
+BENCH=${BENCH:-1}
+RETRY_MAX_MS=${RETRY_MAX_MS:-1000}
+
+command -v go >/dev/null || { echo "examples-go: go (1.22 or newer, with cgo) is not installed" >&2; exit 1; }
+
+tmp=$(mktemp -d)
+rpid=""
+lpid=""
+cleanup() {
+  local p
+  for p in $lpid $rpid; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+echo "== building the library and the edgebuf CLI (release), the ONNX Runtime venv, the Go example"
+build_lib
+cargo build --release --quiet --bin edgebuf
+cli=target/release/edgebuf
+venv_out=$(timeout 600 scripts/onnx-venv.sh)
+py=$(sed -n 1p <<<"$venv_out")
+ort_lib=$(sed -n 2p <<<"$venv_out")
+[ -x "$py" ] && [ -f "$ort_lib" ] || { echo "scripts/onnx-venv.sh gave no python or no libonnxruntime.so" >&2; exit 1; }
+"$py" examples-go/make_model.py "$tmp/model.onnx"
+# -mod=readonly: go.mod and go.sum must be complete as committed (a cold cache downloads the
+# module from the proxy).
+(cd examples-go && CGO_ENABLED=1 timeout 300 go build -mod=readonly -o "$tmp/onnxloop" .)
+export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}" no_proxy="127.0.0.1,localhost${no_proxy:+,$no_proxy}"
+
+out="$tmp/received.ndjson"
+
+# start_receiver PORT: starts `edgebuf receive` in the background (sets rpid), waits until it
+# listens, sets port (PORT 0 = a free one). The port of a stopped receiver may be held for a
+# moment: a few tries.
+runs=0
+start_receiver() {
+  local want=$1 try log
+  for try in 1 2 3 4 5; do
+    runs=$((runs + 1))
+    log="$tmp/receiver.$runs.log"
+    "$cli" receive --listen "127.0.0.1:$want" --out "$out" 2>"$log" &
+    rpid=$!
+    port=""
+    for _ in $(seq 1 100); do
+      port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$log")
+      [ -n "$port" ] && return 0
+      kill -0 "$rpid" 2>/dev/null || break
+      sleep 0.05
+    done
+    kill "$rpid" 2>/dev/null || true
+    wait "$rpid" 2>/dev/null || true
+    rpid=""
+    sleep 0.2
+  done
+  echo "the receiver did not start on 127.0.0.1:$want:" >&2
+  cat "$log" >&2
+  return 1
+}
+stop_receiver() {
+  kill -TERM "$rpid"
+  for _ in $(seq 1 100); do kill -0 "$rpid" 2>/dev/null || break; sleep 0.05; done
+  kill -KILL "$rpid" 2>/dev/null || true
+  wait "$rpid" 2>/dev/null || true
+  rpid=""
+}
+
+start_receiver 0
+url="http://127.0.0.1:$port/ingest"
+echo "== receiver on 127.0.0.1:$port; onnxloop logs $COUNT predictions at $RATE/s;" \
+  "outage (receiver stopped) at ${DOWN_AT}s for ${DOWN_FOR}s"
+
+timeout 90 "$tmp/onnxloop" -ort-lib "$ort_lib" -model "$tmp/model.onnx" -mode edgebuf \
+  -endpoint "$url" -path "$tmp/buffer.db" -count "$COUNT" -rate "$RATE" \
+  -set retry.max_ms="$RETRY_MAX_MS" -logged "$tmp/logged.ndjson" -flush-timeout 30s \
+  > >(tee "$tmp/loop.log") &
+lpid=$!
+
+# nap SECONDS: sleeps, but returns early when the loop has ended (it failed: no outage to play).
+nap() {
+  local end
+  end=$(awk -v s="$1" 'BEGIN { printf "%d", s * 10 }')
+  for _ in $(seq 1 "$end"); do kill -0 "$lpid" 2>/dev/null || return 0; sleep 0.1; done
+}
+
+nap "$DOWN_AT"
+stop_receiver
+echo "== receiver DOWN (process stopped: connections refused)"
+nap "$DOWN_FOR"
+start_receiver "$port"
+echo "== receiver UP again on 127.0.0.1:$port"
+
+loop_status=0
+wait "$lpid" || loop_status=$?
+lpid=""
+stop_receiver
+sleep 0.1   # let tee write the loop's last lines
+
+fail=0
+summary=$(grep '^summary:' "$tmp/loop.log" | tail -1 || true)
+if [ -z "$summary" ]; then
+  echo "FAIL: onnxloop printed no summary (exit status $loop_status)" >&2
+  exit 1
+fi
+if [ "$loop_status" -ne 0 ]; then
+  echo "FAIL: onnxloop exited with status $loop_status" >&2
+  fail=1
+fi
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" ${summary#summary:}"; }
+duplicates=$(cat "$tmp"/receiver.*.log | sed -n 's/.*stopped;.* duplicates=\([0-9]*\).*/\1/p' |
+  awk '{ s += $1 } END { print s + 0 }')
+
+# Every logged record exactly once by envelope id, with what was logged: the scores compared
+# as numbers and the data bytes compared verbatim (edgebuf never re-encodes them).
+"$py" - "$tmp/logged.ndjson" "$out" "$COUNT" <<'PY' || fail=1
+import json, re, sys
+logged_path, received_path, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+problems = []
+def problem(msg):
+    problems.append(msg)
+    if len(problems) <= 10:
+        print("  " + msg, file=sys.stderr)
+
+logged = {}  # n -> (raw line, parsed)
+with open(logged_path) as f:
+    for line in f:
+        raw = line.rstrip("\n")
+        rec = json.loads(raw)
+        if rec["n"] in logged:
+            problem("n=%d logged twice" % rec["n"])
+        logged[rec["n"]] = (raw, rec)
+if sorted(logged) != list(range(1, count + 1)):
+    problem("the side file has %d records, not n=1..%d" % (len(logged), count))
+
+data_re = re.compile(r',"data":(.*)\}$')
+ids, by_n, instances = set(), {}, set()
+with open(received_path) as f:
+    for line in f:
+        line = line.rstrip("\n")
+        env = json.loads(line)
+        if env.get("source") != "onnx-loop-go":
+            continue
+        eid, seq, data = env["id"], env["seq"], env["data"]
+        if eid in ids:
+            problem("id %s received twice" % eid)
+        ids.add(eid)
+        inst, _, s = eid.rpartition("-")
+        instances.add(inst)
+        if s != str(seq):
+            problem("id %s does not end with its seq %d" % (eid, seq))
+        n = data.get("n")
+        if n in by_n:
+            problem("n=%s arrived under two ids: %s and %s" % (n, by_n[n][0], eid))
+        m = data_re.search(line)
+        by_n[n] = (eid, seq, data, m.group(1) if m else None)
+
+missing = sorted(set(logged) - set(by_n))
+extra = sorted(set(by_n) - set(logged))
+if missing:
+    problem("%d logged predictions never arrived (n=%s...)" % (len(missing), missing[:5]))
+if extra:
+    problem("%d arrived that were not logged (n=%s...)" % (len(extra), extra[:5]))
+if len(instances) != 1:
+    problem("expected one buffer instance, got %d" % len(instances))
+bad = {"scores": 0, "bytes": 0, "seq": 0}
+for n, (eid, seq, data, raw) in by_n.items():
+    if n not in logged:
+        continue
+    lraw, rec = logged[n]
+    scores = data.get("scores")
+    if scores != rec["scores"] or len(scores) != 4 or not all(isinstance(v, float) for v in scores):
+        bad["scores"] += 1
+        if bad["scores"] <= 3:
+            problem("n=%d (%s): scores %s, logged %s" % (n, eid, scores, rec["scores"]))
+    elif raw != lraw:
+        bad["bytes"] += 1
+        if bad["bytes"] <= 3:
+            problem("n=%d (%s): data %r differs from the logged bytes %r" % (n, eid, raw, lraw))
+    if seq != n:  # a fresh buffer: seq counts from 1 in log order
+        bad["seq"] += 1
+        if bad["seq"] <= 3:
+            problem("n=%d arrived with seq %d" % (n, seq))
+if problems:
+    print("examples-go: %d problems in the received records" % len(problems), file=sys.stderr)
+    sys.exit(1)
+print("examples-go: %d predictions received exactly once by id (%d unique ids), scores and "
+      "record bytes equal to what was logged" % (len(by_n), len(ids)))
+PY
+
+worst=$(field worst_offline_iter_us)
+offline_iters=$(field offline_iters)
+echo
+echo "== summary"
+printf '%-22s %s\n' "logged" "$(field logged) predictions (loop p50 $(field iter_p50_us) us, p99 $(field iter_p99_us) us, max $(field iter_max_us) us per iteration)"
+printf '%-22s %s\n' "edgebuf Log call" "p50 $(field log_p50_us) us, p99 $(field log_p99_us) us, max $(field log_max_us) us (building the record: p50 $(field record_p50_us) us)"
+printf '%-22s %s\n' "logging share" "$(field logging_pct_of_iter) % of an iteration, $(field logging_pct_of_period) % of the ${RATE}/s loop period"
+printf '%-22s %s\n' "delivered" "$(field delivered) (edgebuf's count); flush $(field flush) after $(field flush_s) s"
+printf '%-22s %s\n' "duplicates" "$duplicates (resent after a lost acknowledgement; dropped by the receiver)"
+printf '%-22s %s\n' "outage" "edgebuf offline for $(field longest_offline_s) s, $(field failed_attempts) failed attempts, peak backlog $(field peak_backlog)"
+printf '%-22s %s\n' "worst while offline" "$worst us over $offline_iters iterations; worst of the run $(field iter_max_us) us (limit ${STALL_MS} ms)"
+if [ "${offline_iters:-0}" -eq 0 ] || [ "$(field failed_attempts)" = 0 ]; then
+  echo "FAIL: edgebuf never saw the outage (no failed attempt or no iteration while offline)" >&2
+  fail=1
+fi
+if [ "$(field iter_max_us)" -gt $((STALL_MS * 1000)) ]; then
+  echo "FAIL: an iteration took $(field iter_max_us) us: the loop stalled" >&2
+  fail=1
+fi
+[ "$fail" -eq 0 ] || exit 1
+echo "OK: every logged prediction arrived exactly once, the loop never stalled"
+
+if [ "$BENCH" != 0 ]; then
+  echo
+  echo "== bench: $BENCH_COUNT predictions per mode, as fast as possible"
+  start_receiver 0
+  timeout 120 "$tmp/onnxloop" -bench -ort-lib "$ort_lib" -model "$tmp/model.onnx" \
+    -endpoint "http://127.0.0.1:$port/ingest" -path "$tmp/bench" -count "$BENCH_COUNT"
+  stop_receiver
+fi
