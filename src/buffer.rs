@@ -487,9 +487,8 @@ impl Buffer {
         let _ = start;
         // 2. Deliver for at most `timeout`.
         let target = lock(&sh.queue).next_seq - 1;
-        let delivered_all = self
-            .wait_settled(target, deadline, "edgebuf_close", false)
-            .is_ok();
+        // Its answer does not matter: what is pending once the file is closed does.
+        let _ = self.wait_settled(target, deadline, "edgebuf_close", false);
         // 3. Stop the worker; a request still in flight is abandoned.
         sh.poke_worker(|s| s.stop = true);
         {
@@ -512,11 +511,12 @@ impl Buffer {
             sh.count_dropped(n, bytes, "storage failed at close");
             n
         };
-        let pending = sh.counters.pending_records();
         // Taking the store away closes the file and releases the lock; an abandoned request
-        // finds it gone and touches nothing.
+        // finds it gone and touches nothing. A request settled during the grace above counts:
+        // settlements happen under the store lock, so the counters are final once it is gone.
         let store = lock(&sh.store).take();
         drop(store);
+        let pending = sh.counters.pending_records();
         if let Some(w) = threads.worker.take() {
             if lock(&sh.signals).worker_exited {
                 let _ = w.join();
@@ -531,7 +531,7 @@ impl Buffer {
                 "{lost} records held in memory could not be written to the buffer file and are lost"
             )));
         }
-        if delivered_all && pending == 0 {
+        if pending == 0 {
             Ok(())
         } else {
             Err(Error::new(

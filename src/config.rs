@@ -531,6 +531,20 @@ impl Config {
     /// milliseconds from 0 to 3600000". A failed set leaves the old value. The value "" restores
     /// the default (for `path` and `endpoint`: unset; for `http.header.NAME`: removes the header).
     /// Keys are case-sensitive; enumerated values are matched ignoring ASCII case.
+    /// INVALID_CONFIG for a key that names no setting, with a message fit to print.
+    pub fn check_key(key: &str) -> Result<()> {
+        if key.starts_with(HEADER_PREFIX) || Config::KEYS.contains(&key) {
+            Ok(())
+        } else {
+            Err(unknown_key(key))
+        }
+    }
+
+    /// A key (or any name) made safe for a message: printable ASCII, at most 100 characters.
+    pub fn printable_name(key: &str) -> String {
+        printable(key)
+    }
+
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
         if let Some(name) = key.strip_prefix(HEADER_PREFIX) {
             return self.set_header(name, value);
@@ -948,7 +962,8 @@ fn valid_url(s: &str, schemes: &[&str]) -> bool {
     let host_port = authority
         .rfind('@')
         .map_or(authority, |j| &authority[j + 1..]);
-    valid_host_port(host_port)
+    // And what the HTTP client will parse at open: `set` and open must agree.
+    valid_host_port(host_port) && s.parse::<ureq::http::Uri>().is_ok()
 }
 
 fn valid_host_port(hp: &str) -> bool {

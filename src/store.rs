@@ -1054,9 +1054,16 @@ impl Store {
             .query_row("PRAGMA page_count", [], |r| r.get(0))
             .unwrap_or(0);
         if free > 256 && free * 4 > pages {
+            // The pragma gives back one page per step: step it to the end (execute_batch
+            // would run a single step and free 4 KiB).
             let _ = self
                 .conn
-                .execute_batch(&format!("PRAGMA incremental_vacuum({free})"));
+                .prepare(&format!("PRAGMA incremental_vacuum({free})"))
+                .and_then(|mut st| {
+                    let mut rows = st.query([])?;
+                    while rows.next()?.is_some() {}
+                    Ok(())
+                });
         }
     }
 
@@ -1143,9 +1150,19 @@ impl Store {
                 .execute_batch("VACUUM")
                 .map_err(|e| sql_storage("cannot vacuum the buffer file", e))?;
         } else {
-            self.conn
-                .execute_batch("PRAGMA incremental_vacuum")
+            // One page per step (a row each): step to the end.
+            let mut st = self
+                .conn
+                .prepare("PRAGMA incremental_vacuum")
                 .map_err(|e| sql_storage("cannot vacuum the buffer file", e))?;
+            let mut rows = st
+                .query([])
+                .map_err(|e| sql_storage("cannot vacuum the buffer file", e))?;
+            while rows
+                .next()
+                .map_err(|e| sql_storage("cannot vacuum the buffer file", e))?
+                .is_some()
+            {}
         }
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))

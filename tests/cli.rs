@@ -1,6 +1,8 @@
 //! The `edgebuf` command-line tool (src/bin/edgebuf.rs), run as a program: `status`, `export`
 //! and `check` on buffer files written through the Rust API (also while a buffer holds the
-//! file open), and `receive`, the reference receiver, with HTTP requests and with a buffer.
+//! file open, and without creating or changing a file), `requeue`, `compact` and `drain`
+//! (refused while a buffer holds the file), and `receive`, the reference receiver, with HTTP
+//! requests and with a buffer.
 
 mod common;
 use common::httpd::{Act, Server};
@@ -291,6 +293,9 @@ fn every_command_has_help() {
         &["status"][..],
         &["export"][..],
         &["check"][..],
+        &["requeue"][..],
+        &["compact"][..],
+        &["drain"][..],
     ] {
         let o = run(&[cmd, &["--help"]].concat());
         assert!(o.status.success(), "{cmd:?}: {}", stderr(&o));
@@ -305,6 +310,28 @@ fn every_command_has_help() {
         Some(2),
         "a missing argument"
     );
+    // The exit codes and the requeue design are documented.
+    let top = stdout(&run(&["--help"]));
+    assert!(
+        top.contains("3 the buffer is held by another process"),
+        "{top}"
+    );
+    assert!(top.contains("4 drain"), "{top}");
+    let rq = stdout(&run(&["requeue", "--help"]));
+    assert!(
+        rq.contains("new seq") && rq.contains("never reused"),
+        "{rq}"
+    );
+    let dr = stdout(&run(&["drain", "--help"]));
+    for opt in [
+        "--endpoint",
+        "--timeout",
+        "--header",
+        "--batch-max-records",
+        "--from-env",
+    ] {
+        assert!(dr.contains(opt), "{opt}: {dr}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -613,4 +640,498 @@ fn a_buffer_delivers_everything_to_receive_once_across_a_restart() {
     assert_eq!(seqs(&again), (1..=50).collect::<Vec<_>>());
     // Verbatim: the space inside each record is kept.
     assert!(lines.iter().all(|l| l.contains("\"data\":{\"i\": ")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Read-only commands leave the file set as they found it
+
+/// The names in `dir` with their sizes and modification times, and the bytes of `path`.
+fn snapshot(dir: &Path, path: &Path) -> (Vec<(String, u64, std::time::SystemTime)>, Vec<u8>) {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                m.len(),
+                m.modified().unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    (files, std::fs::read(path).unwrap())
+}
+
+#[test]
+fn read_only_commands_create_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("buf.db");
+    let (b, _) = buffer_with_backlog(dir.path(), 40);
+    let _ = b.close(Duration::from_millis(50));
+    let before = snapshot(dir.path(), &path);
+    assert!(
+        !before
+            .0
+            .iter()
+            .any(|f| f.0.ends_with("-wal") || f.0.ends_with("-shm")),
+        "a closed buffer has no -wal or -shm: {:?}",
+        before.0
+    );
+    for args in [
+        &["status", p(&path)][..],
+        &["status", p(&path), "--json"][..],
+        &["export", p(&path)][..],
+        &["export", p(&path), "--dead-letters"][..],
+        &["check", p(&path)][..],
+    ] {
+        let o = run(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        assert_eq!(snapshot(dir.path(), &path), before, "after {args:?}");
+    }
+    assert!(stdout(&run(&["check", p(&path)])).contains("40 pending"));
+
+    // While a buffer holds the file: its -wal and -shm are shared, nothing else appears.
+    let mut c = config(dir.path(), &format!("http://127.0.0.1:{}/", dead_port()));
+    c.set("http.proxy", "none").unwrap();
+    let b = Buffer::open(&c, None).unwrap();
+    b.log(b"{\"held\":1}").unwrap();
+    b.sync(Duration::from_secs(5)).unwrap();
+    let names = |d: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let held = names(dir.path());
+    for args in [&["status", p(&path)][..], &["export", p(&path)][..]] {
+        let o = run(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    }
+    assert_eq!(names(dir.path()), held);
+    assert_eq!(export(&[p(&path)]).len(), 41);
+    let _ = b.close(Duration::from_millis(50));
+}
+
+// ---------------------------------------------------------------------------------------------
+// edgebuf requeue, compact, drain
+
+/// A closed buffer file in `dir` whose records `poison` (indexes of 0..total) were rejected with
+/// 400 and are dead letters; the others were delivered. Returns the instance.
+fn buffer_with_dead_letters(dir: &Path, total: usize, poison: &[usize]) -> String {
+    let srv = Server::start(|hit| {
+        if hit.plain().windows(8).any(|w| w == b"\"poison\"") {
+            Act::status(400)
+        } else {
+            Act::status(200)
+        }
+    });
+    let mut c = config(dir, &srv.url());
+    c.set("http.proxy", "none").unwrap();
+    let b = Buffer::open(&c, None).unwrap();
+    for i in 0..total {
+        let rec = if poison.contains(&i) {
+            format!("{{\"i\":{i},\"poison\":true}}")
+        } else {
+            format!("{{\"i\":{i}}}")
+        };
+        b.log(rec.as_bytes()).unwrap();
+    }
+    b.flush(Duration::from_secs(20)).unwrap();
+    assert_eq!(b.status().dead_letter_records, poison.len() as u64);
+    let inst = b.instance().to_string();
+    b.close(Duration::from_secs(2)).unwrap();
+    inst
+}
+
+/// `edgebuf status --json`.
+fn status_json(path: &Path) -> Value {
+    let o = run(&["status", p(path), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).unwrap()
+}
+
+/// Opens the buffer in this process (holding its lock) with an endpoint that is down.
+fn hold(dir: &Path) -> Buffer {
+    let mut c = config(dir, &format!("http://127.0.0.1:{}/", dead_port()));
+    c.set("http.proxy", "none").unwrap();
+    Buffer::open(&c, None).unwrap()
+}
+
+fn assert_held(o: &Output) {
+    assert_eq!(o.status.code(), Some(3), "{}{}", stdout(o), stderr(o));
+    assert!(
+        stderr(o).contains("held by another process")
+            && stderr(o).contains(&format!("(pid {})", std::process::id()))
+            && stderr(o).contains("stop it first"),
+        "{}",
+        stderr(o)
+    );
+}
+
+#[test]
+fn requeue_moves_dead_letters_back_and_a_receiver_gets_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("buf.db");
+    let inst = buffer_with_dead_letters(dir.path(), 12, &[2, 5, 9]);
+    let dead = export(&[p(&path), "--dead-letters"]);
+    assert_eq!(seqs(&dead), vec![3, 6, 10]);
+
+    // Refused while a program holds the buffer; nothing changes.
+    let b = hold(dir.path());
+    b.log(b"{\"later\":1}").unwrap();
+    b.sync(Duration::from_secs(5)).unwrap();
+    assert_held(&run(&["requeue", p(&path)]));
+    assert_eq!(status_json(&path)["dead_letter_records"], 3);
+    let _ = b.close(Duration::ZERO);
+
+    // A status filter that matches nothing.
+    let o = run(&["requeue", p(&path), "--status", "422"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("requeued 0 dead letters"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(status_json(&path)["dead_letter_records"], 3);
+
+    let o = run(&["requeue", p(&path), "--status", "400"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("requeued 3 dead letters with HTTP status 400")
+            && stdout(&o).contains("pending again as seq 14..16")
+            && stdout(&o).contains(&format!("new ids {inst}-14..{inst}-16")),
+        "{}",
+        stdout(&o)
+    );
+    let s = status_json(&path);
+    assert_eq!(s["dead_letter_records"], 0, "{s}");
+    assert_eq!(s["pending_records"], 4, "{s}");
+    assert_eq!(s["last_seq"], 16, "{s}");
+    // Behind the record already pending, in their original order, with new ids.
+    let pending = export(&[p(&path)]);
+    assert_eq!(seqs(&pending), vec![13, 14, 15, 16]);
+    let ids: Vec<&str> = pending.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [13, 14, 15, 16]
+            .map(|s| format!("{inst}-{s}"))
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+    );
+    let data: Vec<&Value> = pending[1..].iter().map(|e| &e["data"]["i"]).collect();
+    assert_eq!(data, [2, 5, 9].map(Value::from).iter().collect::<Vec<_>>());
+    assert!(pending[1..].iter().all(|e| e["data"]["poison"] == true));
+    // Their original ts_ms is kept.
+    for (old, new) in dead.iter().zip(&pending[1..]) {
+        assert_eq!(old["ts_ms"], new["ts_ms"]);
+    }
+    assert_eq!(run(&["check", p(&path)]).status.code(), Some(0));
+
+    // A receiver that now accepts them gets them, once, in order.
+    let out = dir.path().join("received.ndjson");
+    let rx = Receive::start(&out, &[]);
+    let mut c = config(dir.path(), &rx.url());
+    c.set("http.proxy", "none").unwrap();
+    let b = Buffer::open(&c, None).unwrap();
+    assert_eq!(b.status().pending_at_open, 4);
+    b.flush(Duration::from_secs(20)).unwrap();
+    b.close(Duration::from_secs(2)).unwrap();
+    let got: Vec<Value> = rx
+        .lines()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(seqs(&got), vec![13, 14, 15, 16]);
+    assert_eq!(got[1]["data"], serde_json::json!({"i": 2, "poison": true}));
+    assert_eq!(got[3]["id"], format!("{inst}-16"));
+    let (_, err) = rx.stop();
+    assert!(err.contains("unique=4 duplicates=0"), "{err}");
+    // Nothing is left to requeue; seqs are never reused afterwards.
+    let o = run(&["requeue", p(&path)]);
+    assert!(
+        stdout(&o).contains("requeued 0 dead letters"),
+        "{}",
+        stdout(&o)
+    );
+    let b = hold(dir.path());
+    b.log(b"{\"next\":1}").unwrap();
+    b.sync(Duration::from_secs(5)).unwrap();
+    let _ = b.close(Duration::ZERO);
+    assert_eq!(seqs(&export(&[p(&path)])), vec![17]);
+}
+
+/// A closed buffer file in `dir` with `n` pending records of about `size` bytes, logged while
+/// the endpoint was down.
+fn buffer_with_pending(dir: &Path, n: usize, size: usize) -> Vec<String> {
+    let b = hold(dir);
+    let pad = "x".repeat(size.saturating_sub(30));
+    let mut logged = Vec::new();
+    for i in 0..n {
+        let rec = format!("{{\"i\":{i},\"pad\":\"{pad}\"}}");
+        b.log(rec.as_bytes()).unwrap();
+        logged.push(rec);
+    }
+    b.sync(Duration::from_secs(20)).unwrap();
+    let _ = b.close(Duration::ZERO);
+    logged
+}
+
+#[test]
+fn drain_delivers_a_backlog_to_a_receiver_with_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("buf.db");
+    buffer_with_pending(dir.path(), 3000, 200);
+    let out = dir.path().join("received.ndjson");
+    let rx = Receive::start(&out, &[]);
+
+    // Refused while a program holds the buffer.
+    let b = hold(dir.path());
+    let o = run(&[
+        "drain",
+        p(&path),
+        "--endpoint",
+        &rx.url(),
+        "--proxy",
+        "none",
+    ]);
+    assert_held(&o);
+    let _ = b.close(Duration::ZERO);
+    assert!(rx.lines().is_empty());
+
+    let o = run(&[
+        "drain",
+        p(&path),
+        "--endpoint",
+        &rx.url(),
+        "--proxy",
+        "none",
+        "--source-id",
+        "test-device",
+        "--batch-max-records",
+        "100",
+        "--timeout",
+        "60",
+        "--progress-interval",
+        "0.01",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("drained: 3000 records delivered"),
+        "{}",
+        stdout(&o)
+    );
+    // Not a terminal: plain progress lines.
+    let err = stderr(&o);
+    assert!(err.contains("delivering 3000 records"), "{err}");
+    assert!(
+        err.contains("/3000 settled") && err.contains("records/s"),
+        "{err}"
+    );
+    let got: Vec<Value> = rx
+        .lines()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(seqs(&got), (1..=3000).collect::<Vec<_>>());
+    assert!(got.iter().all(|e| e["source"] == "test-device"));
+    assert_eq!(status_json(&path)["pending_records"], 0);
+
+    // Nothing left: exit 0 at once.
+    let o = run(&[
+        "drain",
+        p(&path),
+        "--endpoint",
+        &rx.url(),
+        "--proxy",
+        "none",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("nothing pending"), "{}", stdout(&o));
+    let (_, err) = rx.stop();
+    assert!(err.contains("unique=3000 duplicates=0"), "{err}");
+
+    // A missing file is not created.
+    let missing = dir.path().join("missing.db");
+    let o = run(&["drain", p(&missing), "--endpoint", "http://127.0.0.1:9/"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!missing.exists());
+}
+
+#[test]
+fn drain_with_a_dead_endpoint_times_out_and_keeps_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("buf.db");
+    buffer_with_pending(dir.path(), 40, 100);
+    let ids: Vec<Value> = export(&[p(&path)])
+        .iter()
+        .map(|e| e["id"].clone())
+        .collect();
+    let dead = format!("http://127.0.0.1:{}/ingest", dead_port());
+    let t = Instant::now();
+    let o = run(&[
+        "drain",
+        p(&path),
+        "--endpoint",
+        &dead,
+        "--proxy",
+        "none",
+        "--timeout",
+        "1.5",
+    ]);
+    let took = t.elapsed();
+    assert_eq!(o.status.code(), Some(4), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_secs(15),
+        "{took:?}"
+    );
+    assert!(
+        stderr(&o).contains("the timeout of 1.5 s passed")
+            && stderr(&o).contains("40 records still pending"),
+        "{}",
+        stderr(&o)
+    );
+    let after: Vec<Value> = export(&[p(&path)])
+        .iter()
+        .map(|e| e["id"].clone())
+        .collect();
+    assert_eq!(after, ids, "the same records, the same ids");
+
+    // Then an endpoint that answers: the options reach the wire.
+    let srv = Server::start(|_| Act::status(200));
+    let o = run(&[
+        "drain",
+        p(&path),
+        "--endpoint",
+        &srv.url(),
+        "--proxy",
+        "none",
+        "-H",
+        "X-Api-Key: k-123",
+        "--batch-max-records",
+        "7",
+        "--format",
+        "ndjson",
+        "--set",
+        "source.id=cam-9",
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).is_empty(), "--quiet: {}", stderr(&o));
+    let hits = srv.hits();
+    assert_eq!(hits.len(), 6, "40 records in batches of 7");
+    for h in &hits {
+        assert_eq!(h.header("x-api-key"), Some("k-123"));
+        assert_eq!(h.header("x-edgebuf-source"), Some("cam-9"));
+        assert_eq!(h.header("content-type"), Some("application/x-ndjson"));
+        assert!(h.envelopes().len() <= 7);
+    }
+    let sent: Vec<Value> = hits
+        .iter()
+        .flat_map(|h| h.envelopes())
+        .map(|e| e["id"].clone())
+        .collect();
+    assert_eq!(sent, ids);
+
+    // Bad options are usage errors.
+    let o = run(&["drain", p(&path), "--endpoint", "ftp://x/"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = run(&["drain", p(&path)]);
+    assert_eq!(o.status.code(), Some(2), "no endpoint: {}", stderr(&o));
+}
+
+#[test]
+fn compact_gives_free_space_back_after_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("buf.db");
+    buffer_with_pending(dir.path(), 4000, 1000);
+    // Most of the backlog was delivered, but the program stopped before it deleted the rows
+    // (delivery moves a watermark; the rows are reclaimed later).
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute(
+            "INSERT INTO meta(key, value) VALUES('wm', 3990) \
+             ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            [],
+        )
+        .unwrap();
+    }
+    let s = status_json(&path);
+    assert_eq!(s["pending_records"], 10, "{s}");
+    assert_eq!(s["first_pending_seq"], 3991, "{s}");
+    assert_eq!(s["delivered_unreclaimed_records"], 3990, "{s}");
+    assert_eq!(
+        seqs(&export(&[p(&path)])),
+        (3991..=4000).collect::<Vec<_>>()
+    );
+    let size = |p: &Path| edgebuf::store::file_set_size(p);
+    let before = size(&path);
+    assert!(before > 4_000_000, "{before}");
+
+    // Refused while a program holds the buffer; the file is not touched.
+    let b = hold(dir.path());
+    let held = std::fs::read(&path).unwrap();
+    assert_held(&run(&["compact", p(&path)]));
+    assert_eq!(std::fs::read(&path).unwrap(), held);
+    let _ = b.close(Duration::ZERO);
+
+    let o = run(&["compact", p(&path)]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let after = size(&path);
+    assert!(after < before / 10, "{before} -> {after}");
+    assert!(
+        stdout(&o).contains(&format!("{before} -> {after} bytes")),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!dir.path().join("buf.db-wal").exists());
+    let s = status_json(&path);
+    assert_eq!(s["pending_records"], 10, "{s}");
+    assert_eq!(s["delivered_unreclaimed_records"], 0, "{s}");
+    assert_eq!(s["last_seq"], 4000, "{s}");
+    assert_eq!(run(&["check", p(&path)]).status.code(), Some(0));
+
+    // Rows deleted all over the file (free pages between used ones); --full rebuilds it.
+    let dir2 = tempfile::tempdir().unwrap();
+    let path2 = dir2.path().join("buf.db");
+    buffer_with_pending(dir2.path(), 2000, 1000);
+    {
+        let conn = rusqlite::Connection::open(&path2).unwrap();
+        conn.execute("DELETE FROM records WHERE seq % 2 = 0 AND seq < 2000", [])
+            .unwrap();
+    }
+    let big = size(&path2);
+    let o = run(&["compact", p(&path2), "--full"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(size(&path2) < big * 2 / 3, "{big} -> {}", size(&path2));
+    assert_eq!(run(&["check", p(&path2)]).status.code(), Some(0));
+    let odd = export(&[p(&path2)]);
+    let mut want: Vec<u64> = (1..2000).step_by(2).collect();
+    want.push(2000);
+    assert_eq!(seqs(&odd), want);
+    // A library still opens and uses it.
+    let b = hold(dir2.path());
+    b.log(b"{\"after\":1}").unwrap();
+    b.sync(Duration::from_secs(5)).unwrap();
+    let _ = b.close(Duration::ZERO);
+    assert_eq!(seqs(&export(&[p(&path2)])).last(), Some(&2001));
+
+    // Not a buffer file: refused, untouched.
+    let foreign = dir.path().join("foreign.db");
+    rusqlite::Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let bytes = std::fs::read(&foreign).unwrap();
+    for cmd in ["compact", "requeue"] {
+        let o = run(&[cmd, p(&foreign)]);
+        assert_eq!(o.status.code(), Some(1), "{cmd}: {}", stderr(&o));
+        assert_eq!(std::fs::read(&foreign).unwrap(), bytes);
+    }
+    let o = run(&["compact", p(&dir.path().join("missing.db"))]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!dir.path().join("missing.db").exists());
 }

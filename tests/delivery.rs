@@ -136,3 +136,36 @@ fn a_restart_before_reclaiming_sends_nothing_again() {
     let got = rx.delivered();
     assert_eq!(seqs(&got), (1..=3001).collect::<Vec<_>>());
 }
+
+#[test]
+fn the_file_gives_space_back_after_a_backlog_is_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("buf.db");
+    let port = dead_port();
+    let pad = "x".repeat(2000);
+    {
+        let url = format!("http://127.0.0.1:{port}/ingest");
+        let b = Buffer::open(&config(dir.path(), &url), None).unwrap();
+        for i in 0..10_000 {
+            b.log(format!("{{\"i\":{i},\"pad\":\"{pad}\"}}").as_bytes())
+                .unwrap();
+        }
+        b.sync(Duration::from_secs(20)).unwrap();
+        let _ = b.close(Duration::ZERO);
+    }
+    let full = std::fs::metadata(&path).unwrap().len();
+    assert!(full > 20_000_000, "{full}");
+    let rx = Receiver::start_on(port);
+    let b = Buffer::open(&config(dir.path(), &rx.url()), None).unwrap();
+    b.flush(Duration::from_secs(30)).unwrap();
+    // Reclaimed rows become free pages, and free pages go back to the file system.
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            std::fs::metadata(&path).unwrap().len() < full / 4
+        }),
+        "the file stayed at {} bytes (was {full})",
+        std::fs::metadata(&path).unwrap().len()
+    );
+    b.close(Duration::from_secs(1)).unwrap();
+    assert_eq!(rx.delivered().len(), 10_000);
+}

@@ -51,7 +51,7 @@ enum Cmd {
     Check(CheckArgs),
     Requeue(RequeueArgs),
     Compact(CompactArgs),
-    Drain(DrainArgs),
+    Drain(Box<DrainArgs>),
 }
 
 /// Run a reference receiver: accepts edgebuf batches, keeps each new envelope once.
@@ -150,7 +150,7 @@ fn main() -> ExitCode {
         Cmd::Check(a) => check(a),
         Cmd::Requeue(a) => requeue(a),
         Cmd::Compact(a) => compact(a),
-        Cmd::Drain(a) => drain::run(a),
+        Cmd::Drain(a) => drain::run(*a),
     };
     match r {
         Ok(code) => code,
@@ -437,8 +437,7 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 
 fn status(a: StatusArgs) -> Outcome {
     let path = &a.path;
-    // Sizes as found (opening the file read-only creates an empty -wal and the -shm when
-    // they are missing, as every SQLite reader of a WAL file does).
+    // Sizes as found (see `open_buffer` on the -wal and -shm).
     let (db, wal, shm) = (
         file_len(path),
         file_len(&sibling(path, "-wal")),
@@ -448,12 +447,19 @@ fn status(a: StatusArgs) -> Outcome {
     let rd = |e| sql_failure(path, "cannot read", e);
     // One read transaction: the counts agree with each other.
     b.conn.execute_batch("BEGIN").map_err(rd)?;
+    let wm = watermark(&b.conn, path)?;
+    let reclaimable = b
+        .conn
+        .query_row("SELECT count(*) FROM records WHERE seq <= ?1", [wm], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(rd)? as u64;
     let (pending, pending_bytes, oldest_ts, first_seq, last_seq) = b
         .conn
         .query_row(
-            "SELECT count(*), total(length(CAST(data AS BLOB))), min(ts_ms), min(seq), max(seq) \
-             FROM records",
-            [],
+            "SELECT count(*), total(length(CAST(data AS BLOB))), min(ts_ms), min(seq), \
+             (SELECT max(seq) FROM records) FROM records WHERE seq > ?1",
+            [wm],
             |r| {
                 Ok((
                     r.get::<_, i64>(0)? as u64,
@@ -515,6 +521,7 @@ fn status(a: StatusArgs) -> Outcome {
             "dead_letters_by_status": by_status.iter()
                 .map(|(s, n)| (s.to_string(), serde_json::json!(n)))
                 .collect::<serde_json::Map<_, _>>(),
+            "delivered_unreclaimed_records": reclaimable,
             "disk_bytes": db + wal + shm,
             "db_bytes": db,
             "wal_bytes": wal,
@@ -573,6 +580,15 @@ fn status(a: StatusArgs) -> Outcome {
             human_bytes(db + wal + shm)
         ),
     );
+    if reclaimable > 0 {
+        line(
+            "reclaimable",
+            format!(
+                "{} delivered, not yet deleted (the library or `edgebuf compact` reclaims them)",
+                plural(reclaimable, "record", "records")
+            ),
+        );
+    }
     line(
         "in use",
         match holder {
@@ -612,12 +628,15 @@ fn export(a: ExportArgs) -> Outcome {
     let limit = a.limit.map(|n| n.min(i64::MAX as u64) as i64).unwrap_or(-1);
     let sql = if a.dead_letters {
         "SELECT seq, ts_ms, inst, data, status, reason, dead_unix_ms FROM dead_letters \
-         ORDER BY seq, id LIMIT ?1"
+         WHERE ?2 = ?2 ORDER BY seq, id LIMIT ?1"
     } else {
-        "SELECT seq, ts_ms, inst, data FROM records ORDER BY seq LIMIT ?1"
+        "SELECT seq, ts_ms, inst, data FROM records WHERE seq > ?2 ORDER BY seq LIMIT ?1"
     };
+    // One read transaction (the watermark and the rows agree).
+    b.conn.execute_batch("BEGIN").map_err(rd)?;
+    let wm = watermark(&b.conn, path)?;
     let mut st = b.conn.prepare(sql).map_err(rd)?;
-    let mut rows = st.query([limit]).map_err(rd)?;
+    let mut rows = st.query([limit, wm]).map_err(rd)?;
     let stdout = io::stdout();
     let mut w = BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut line = Vec::with_capacity(1024);
@@ -734,7 +753,8 @@ fn check(a: CheckArgs) -> Outcome {
             .query_row(sql, [], |r| r.get::<_, i64>(0))
             .map_err(|e| sql_failure(path, "cannot read", e))
     };
-    let pending = count("SELECT count(*) FROM records")?;
+    let wm = watermark(&b.conn, path)?;
+    let pending = count(&format!("SELECT count(*) FROM records WHERE seq > {wm}"))?;
     let dead = count("SELECT count(*) FROM dead_letters")?;
     println!(
         "{}: ok (integrity_check passed; edgebuf schema {}, instance {}, {} pending, {})",
@@ -745,6 +765,559 @@ fn check(a: CheckArgs) -> Outcome {
         plural(dead as u64, "dead letter", "dead letters")
     );
     Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing commands: requeue, compact, drain
+
+/// Move dead letters back to the pending records, to be delivered again (after fixing the
+/// receiver that rejected them).
+///
+/// Dead letters are records the endpoint rejected on their own (400, 422, 413). `requeue`
+/// moves them, in their original order, behind the records already pending; the next program
+/// that opens the buffer (or `edgebuf drain`) delivers them. It prints how many it moved.
+///
+/// Ids: each requeued record gets a new seq above every seq the buffer has used, so its id
+/// (<instance>-<seq>) is new. It cannot keep its old seq: seqs are never reused, records are
+/// delivered in seq order, and the old seq lies below records already delivered. A new id is
+/// safe: the receiver answered 4xx to the record alone, so it never stored it, and there is
+/// no earlier copy to deduplicate against (a requeued record that is then sent twice, after a
+/// lost acknowledgement, carries its new id both times). `ts_ms` and the data are kept; use
+/// `edgebuf export --dead-letters` first to note the old ids.
+///
+/// Needs the buffer to itself: refuses with exit code 3 while a program holds it open.
+#[derive(Args)]
+struct RequeueArgs {
+    /// The buffer file.
+    path: PathBuf,
+    /// Only the dead letters rejected with this HTTP status (repeatable; default: all).
+    #[arg(long = "status", value_name = "CODE")]
+    statuses: Vec<i32>,
+}
+
+/// Give the buffer file's free space back to the file system, and print its size before and
+/// after.
+///
+/// Deletes the delivered records the library had not reclaimed yet, returns the free pages
+/// (SQLite incremental vacuum; with --full, VACUUM rebuilds the whole file, which also
+/// defragments it but needs free disk space about the size of the file), and truncates the
+/// -wal. Pending records and dead letters are kept. The library gives free pages back by
+/// itself while it runs; this is for a file left large by a long outage.
+///
+/// Needs the buffer to itself: refuses with exit code 3 while a program holds it open.
+#[derive(Args)]
+struct CompactArgs {
+    /// The buffer file.
+    path: PathBuf,
+    /// Rebuild the whole file (VACUUM) instead of only returning free pages.
+    #[arg(long)]
+    full: bool,
+}
+
+/// Deliver the backlog of a buffer file now, with progress, and exit 0 once nothing is pending.
+///
+/// Opens the buffer with the library, as the program that logs into it would, and sends its
+/// pending records to --endpoint (retrying as the library does) until none is pending or
+/// --timeout passes. Progress (records settled, rate, remaining) goes to stderr: a progress bar
+/// on a terminal, else a line every --progress-interval seconds. Records the endpoint rejects
+/// on their own become dead letters, as in the library. Use the same --source-id as the
+/// program (and its other settings: --from-env reads the EDGEBUF_* variables it uses), so
+/// the receiver deduplicates records that program already sent.
+///
+/// Exit codes: 0 nothing is pending; 4 records are still pending when the timeout passed or on
+/// SIGINT/SIGTERM (they stay in the file, with their ids, for the next open); 3 the buffer is
+/// held by another process (stop it first); 2 a bad option or an unusable file; 1 a damaged
+/// file (left as it is).
+#[derive(Args)]
+struct DrainArgs {
+    /// The buffer file.
+    path: PathBuf,
+    /// The URL to POST batches to (the `endpoint` key); required unless --from-env finds
+    /// EDGEBUF_ENDPOINT.
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+    /// Give up after this many seconds (records left stay on disk; exit code 4). 0: no limit.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
+    timeout: f64,
+    /// The source.id written into every batch; use the one of the program that logged the
+    /// records (default: the host name).
+    #[arg(long, value_name = "ID")]
+    source_id: Option<String>,
+    /// An extra request header, "Name: value" (repeatable), as http.header.NAME.
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// Records per request at most (batch.max_records).
+    #[arg(long, value_name = "N")]
+    batch_max_records: Option<u64>,
+    /// Request body bytes at most, before compression (batch.max_bytes).
+    #[arg(long, value_name = "BYTES")]
+    batch_max_bytes: Option<u64>,
+    /// "json" or "ndjson" (format).
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<String>,
+    /// "none" or "gzip" (http.compression).
+    #[arg(long, value_name = "ENCODING")]
+    compression: Option<String>,
+    /// Whole-request timeout in milliseconds (http.timeout_ms).
+    #[arg(long, value_name = "MS")]
+    http_timeout_ms: Option<u64>,
+    /// "env", "none" or a proxy URL (http.proxy).
+    #[arg(long, value_name = "PROXY")]
+    proxy: Option<String>,
+    /// PEM file of the only trusted CA roots (tls.ca_file).
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// Client certificate for mutual TLS (tls.cert_file; needs --key-file).
+    #[arg(long, value_name = "FILE")]
+    cert_file: Option<PathBuf>,
+    /// Client key for mutual TLS (tls.key_file).
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// Any configuration key, KEY=VALUE (repeatable; applied last).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Start from the EDGEBUF_* environment variables, as edgebuf_config_from_env does
+    /// (the options above override them; the PATH argument overrides EDGEBUF_PATH).
+    #[arg(long)]
+    from_env: bool,
+    /// Seconds between progress lines when stderr is not a terminal.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    progress_interval: f64,
+    /// No progress output, only the final line.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// The failure of a writing command whose library open failed.
+fn open_failure(path: &Path, cmd: &str, e: &edgebuf::Error) -> Failure {
+    match e.code() {
+        edgebuf::Code::Locked => {
+            let by = match lock_holder(path) {
+                Ok(Some(pid)) => format!(" (pid {pid})"),
+                _ => String::new(),
+            };
+            Failure::Held(format!(
+                "{} is held by another process{by}: stop it first; `edgebuf {cmd}` needs the \
+                 buffer to itself (status, export and check work meanwhile). Nothing was changed.",
+                path.display()
+            ))
+        }
+        edgebuf::Code::Corrupt => Failure::Bad(e.message().to_string()),
+        _ => Failure::Other(e.message().to_string()),
+    }
+}
+
+/// A configuration naming `path`, with damage left as found (never quarantined by a tool).
+fn tool_config(path: &Path) -> Result<edgebuf::Config, Failure> {
+    let mut cfg = edgebuf::Config::new();
+    set_key(&mut cfg, "storage.on_corrupt", "fail")?;
+    set_path(&mut cfg, path)?;
+    Ok(cfg)
+}
+
+fn set_path(cfg: &mut edgebuf::Config, path: &Path) -> Result<(), Failure> {
+    let p = path
+        .to_str()
+        .ok_or_else(|| Failure::Other(format!("{}: the path is not UTF-8", path.display())))?;
+    set_key(cfg, "path", p)
+}
+
+fn set_key(cfg: &mut edgebuf::Config, key: &str, value: &str) -> Result<(), Failure> {
+    cfg.set(key, value)
+        .map_err(|e| Failure::Other(e.message().to_string()))
+}
+
+/// Checks that `path` is an edgebuf buffer (read-only, never creating it), then opens it with
+/// the library's store, which takes the buffer's lock.
+fn open_for_writing(path: &Path, cmd: &str) -> Result<edgebuf::store::Store, Failure> {
+    drop(open_buffer(path)?);
+    let cfg = tool_config(path)?;
+    edgebuf::store::Store::open(&cfg)
+        .map(|(s, _)| s)
+        .map_err(|e| open_failure(path, cmd, &e))
+}
+
+fn requeue(a: RequeueArgs) -> Outcome {
+    let path = &a.path;
+    let mut store = open_for_writing(path, "requeue")?;
+    let pending_before = store.disk_records;
+    let inst = store.instance().to_string();
+    let r = store
+        .requeue_dead_letters(&a.statuses)
+        .map_err(|e| Failure::Other(e.message().to_string()))?;
+    let left = store.dead_records;
+    drop(store);
+    let which = if a.statuses.is_empty() {
+        String::new()
+    } else {
+        let s: Vec<String> = a.statuses.iter().map(i32::to_string).collect();
+        format!(" with HTTP status {}", s.join(" or "))
+    };
+    if r.records == 0 {
+        println!(
+            "{}: requeued 0 dead letters (none{which}); {} left",
+            path.display(),
+            plural(left, "dead letter", "dead letters")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (f, l) = r.new_seqs;
+    println!(
+        "{}: requeued {}{which} ({}): pending again as seq {f}..{l} (new ids {inst}-{f}..{inst}-{l}; \
+         they were seq {}..{}), behind {} already pending; {} left",
+        path.display(),
+        plural(r.records, "dead letter", "dead letters"),
+        human_bytes(r.bytes),
+        r.old_seqs.0,
+        r.old_seqs.1,
+        plural(pending_before, "record", "records"),
+        plural(left, "dead letter", "dead letters"),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn compact(a: CompactArgs) -> Outcome {
+    let path = &a.path;
+    let sizes = || {
+        (
+            file_len(path),
+            file_len(&sibling(path, "-wal")),
+            file_len(&sibling(path, "-shm")),
+        )
+    };
+    let before = sizes();
+    let mut store = open_for_writing(path, "compact")?;
+    store
+        .compact(a.full)
+        .map_err(|e| Failure::Other(e.message().to_string()))?;
+    // Closing checkpoints and removes the -wal and -shm.
+    drop(store);
+    let after = sizes();
+    let total = |s: (u64, u64, u64)| s.0 + s.1 + s.2;
+    let (b, n) = (total(before), total(after));
+    println!(
+        "{}: {b} -> {n} bytes ({} -> {}, {} reclaimed; before: db {} + wal {} + shm {}, \
+         after: db {} + wal {} + shm {})",
+        path.display(),
+        human_bytes(b),
+        human_bytes(n),
+        human_bytes(b.saturating_sub(n)),
+        before.0,
+        before.1,
+        before.2,
+        after.0,
+        after.1,
+        after.2,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+mod drain {
+    use super::*;
+    use edgebuf::{Buffer, Code, Status};
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    use std::io::IsTerminal;
+    use std::time::Instant;
+
+    fn config(a: &DrainArgs) -> Result<edgebuf::Config, Failure> {
+        let mut cfg = edgebuf::Config::new();
+        if a.from_env {
+            cfg.from_env()
+                .map_err(|e| Failure::Other(e.message().to_string()))?;
+        }
+        set_key(&mut cfg, "storage.on_corrupt", "fail")?;
+        set_path(&mut cfg, &a.path)?;
+        let file = |p: &Path| {
+            p.to_str()
+                .map(str::to_string)
+                .ok_or_else(|| Failure::Other(format!("{}: the path is not UTF-8", p.display())))
+        };
+        let mut sets: Vec<(String, String)> = Vec::new();
+        let mut put = |k: &str, v: String| sets.push((k.to_string(), v));
+        if let Some(v) = &a.endpoint {
+            put("endpoint", v.clone());
+        }
+        if let Some(v) = &a.source_id {
+            put("source.id", v.clone());
+        }
+        for h in &a.headers {
+            let (name, value) = h.split_once(':').ok_or_else(|| {
+                Failure::Other("--header takes \"Name: value\" (a colon is missing)".into())
+            })?;
+            put(
+                &format!("http.header.{}", name.trim()),
+                value.trim().to_string(),
+            );
+        }
+        if let Some(v) = a.batch_max_records {
+            put("batch.max_records", v.to_string());
+        }
+        if let Some(v) = a.batch_max_bytes {
+            put("batch.max_bytes", v.to_string());
+        }
+        if let Some(v) = &a.format {
+            put("format", v.clone());
+        }
+        if let Some(v) = &a.compression {
+            put("http.compression", v.clone());
+        }
+        if let Some(v) = a.http_timeout_ms {
+            put("http.timeout_ms", v.to_string());
+        }
+        if let Some(v) = &a.proxy {
+            put("http.proxy", v.clone());
+        }
+        if let Some(v) = &a.ca_file {
+            put("tls.ca_file", file(v)?);
+        }
+        if let Some(v) = &a.cert_file {
+            put("tls.cert_file", file(v)?);
+        }
+        if let Some(v) = &a.key_file {
+            put("tls.key_file", file(v)?);
+        }
+        for kv in &a.sets {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| Failure::Other("--set takes KEY=VALUE".into()))?;
+            if k.trim() == "path" {
+                return Err(Failure::Other(
+                    "--set path=...: the buffer file is the PATH argument".into(),
+                ));
+            }
+            put(k.trim(), v.to_string());
+        }
+        for (k, v) in &sets {
+            set_key(&mut cfg, k, v)?;
+        }
+        Ok(cfg)
+    }
+
+    /// SIGINT and SIGTERM set the returned flag (the drain then stops like at its timeout).
+    fn catch_signals() -> Arc<AtomicBool> {
+        let flag = Arc::new(AtomicBool::new(false));
+        // SAFETY: plain libc calls on a local sigset_t, before any other thread starts.
+        let set = unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            set
+        };
+        let f = Arc::clone(&flag);
+        std::thread::spawn(move || loop {
+            let mut sig: libc::c_int = 0;
+            // SAFETY: `set` is a valid signal set; `sig` a valid out pointer.
+            if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+                f.store(true, Ordering::SeqCst);
+            }
+        });
+        flag
+    }
+
+    /// What the endpoint is doing, for the progress output.
+    fn state(st: &Status) -> String {
+        if st.consecutive_failures == 0 {
+            return match st.last_http_status {
+                0 => "connecting".into(),
+                s => format!("last HTTP {s}"),
+            };
+        }
+        let why = match st.last_http_status {
+            0 => "no answer".to_string(),
+            s => format!("HTTP {s}"),
+        };
+        let wait = if st.next_retry_in_ms > 0 {
+            format!(
+                ", retry in {:.1} s",
+                f64::from(st.next_retry_in_ms) / 1000.0
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "endpoint failing ({why}, {} in a row{wait})",
+            st.consecutive_failures
+        )
+    }
+
+    enum Progress {
+        None,
+        Bar(ProgressBar),
+        Lines { every: Duration, next: Instant },
+    }
+
+    impl Progress {
+        fn update(&mut self, total: u64, st: &Status, start: Instant) {
+            let settled = total.saturating_sub(st.pending_records);
+            match self {
+                Progress::None => {}
+                Progress::Bar(bar) => {
+                    let rate = settled as f64 / start.elapsed().as_secs_f64().max(1e-3);
+                    let eta = if rate >= 1.0 {
+                        format!(
+                            ", ETA {}",
+                            human_age((st.pending_records as f64 / rate * 1000.0) as i64)
+                        )
+                    } else {
+                        String::new()
+                    };
+                    bar.set_position(settled);
+                    bar.set_message(format!(
+                        "{rate:.0}/s, {} left{eta}, {}",
+                        st.pending_records,
+                        state(st)
+                    ));
+                }
+                Progress::Lines { every, next } => {
+                    let now = Instant::now();
+                    if now < *next {
+                        return;
+                    }
+                    *next = now + *every;
+                    let secs = start.elapsed().as_secs_f64().max(1e-3);
+                    eprintln!(
+                        "edgebuf drain: {settled}/{total} settled ({} delivered, {} dead-lettered), \
+                         {} left, {:.0} records/s, {}",
+                        st.delivered_total,
+                        st.dead_lettered_total,
+                        st.pending_records,
+                        st.delivered_total as f64 / secs,
+                        state(st)
+                    );
+                }
+            }
+        }
+
+        fn finish(&self) {
+            if let Progress::Bar(bar) = self {
+                bar.finish_and_clear();
+            }
+        }
+    }
+
+    pub fn run(a: DrainArgs) -> Outcome {
+        let path = &a.path;
+        let seconds = |v: f64, zero_ok: bool| v.is_finite() && (v > 0.0 || (zero_ok && v == 0.0));
+        if !seconds(a.timeout, true) || !seconds(a.progress_interval, false) {
+            return Err(Failure::Other(
+                "--timeout and --progress-interval take a number of seconds".into(),
+            ));
+        }
+        // It exists and is an edgebuf buffer: the library would create a missing file.
+        drop(open_buffer(path)?);
+        let cfg = config(&a)?;
+        let interrupted = catch_signals();
+        let buf = Buffer::open(&cfg, None).map_err(|e| open_failure(path, "drain", &e))?;
+        let start = Instant::now();
+        let deadline = (a.timeout > 0.0).then(|| start + Duration::from_secs_f64(a.timeout));
+        let st = buf.status();
+        let total = st.pending_records;
+        if total == 0 {
+            let _ = buf.close(Duration::from_secs(1));
+            println!("{}: nothing pending", path.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        let mut progress = if a.quiet {
+            Progress::None
+        } else if io::stderr().is_terminal() {
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:30}] {pos}/{len} records, {msg}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            Progress::Bar(bar)
+        } else {
+            eprintln!(
+                "edgebuf drain: delivering {} ({}) from {} to {}",
+                plural(total, "record", "records"),
+                human_bytes(st.pending_bytes),
+                path.display(),
+                cfg.endpoint_redacted()
+            );
+            Progress::Lines {
+                every: Duration::from_secs_f64(a.progress_interval),
+                next: Instant::now() + Duration::from_secs_f64(a.progress_interval),
+            }
+        };
+        let outcome = loop {
+            let mut slice = Duration::from_millis(200);
+            if let Some(d) = deadline {
+                slice = slice.min(d.saturating_duration_since(Instant::now()));
+            }
+            let r = buf.flush(slice);
+            let st = buf.status();
+            progress.update(total, &st, start);
+            match r {
+                Ok(()) => break End::Drained,
+                Err(e) if e.code() == Code::Timeout => {}
+                Err(e) => break End::Failed(e),
+            }
+            if interrupted.load(Ordering::SeqCst) {
+                break End::Stopped("interrupted".into());
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break End::Stopped(format!("the timeout of {} s passed", a.timeout));
+            }
+        };
+        progress.finish();
+        let last = buf.status();
+        let closed = buf.close(if matches!(outcome, End::Drained) {
+            Duration::from_secs(5)
+        } else {
+            Duration::ZERO
+        });
+        let secs = start.elapsed().as_secs_f64();
+        let dead = if last.dead_lettered_total > 0 {
+            format!(
+                "; {} rejected on their own became dead letters (edgebuf export --dead-letters)",
+                plural(last.dead_lettered_total, "record", "records")
+            )
+        } else {
+            String::new()
+        };
+        let why = match (outcome, closed) {
+            (End::Drained, Ok(())) => {
+                println!(
+                    "{}: drained: {} delivered in {secs:.1} s ({:.0} records/s){dead}",
+                    path.display(),
+                    plural(last.delivered_total, "record", "records"),
+                    last.delivered_total as f64 / secs.max(1e-3),
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            (End::Failed(e), _) => {
+                return Err(Failure::Other(format!(
+                    "{}: delivery failed: {}",
+                    path.display(),
+                    e.message()
+                )))
+            }
+            (End::Stopped(why), _) => why,
+            (End::Drained, Err(e)) => format!("at close: {}", e.message()),
+        };
+        eprintln!(
+            "edgebuf drain: {why}: {} still pending stay in {} for the next open \
+             ({} delivered{dead}; {})",
+            plural(last.pending_records, "record", "records"),
+            path.display(),
+            last.delivered_total,
+            state(&last)
+        );
+        Ok(ExitCode::from(EXIT_NOT_DRAINED))
+    }
+
+    /// How a drain ended.
+    enum End {
+        Drained,
+        /// The timeout passed, or a signal: records are left.
+        Stopped(String),
+        Failed(edgebuf::Error),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -139,8 +139,19 @@ pub extern "C" fn edgebuf_config_set(
         // SAFETY: NULL or NUL-terminated strings per the API contract.
         let key = unsafe { c_str(key, "key") }?;
         // SAFETY: as above.
-        let value = unsafe { c_str(value, "value") }
-            .map_err(|e| Error::new(e.code(), format!("the value of {key}: {}", e.message())))?;
+        let value = unsafe { c_str(value, "value") }.map_err(|e| {
+            // An unknown key is the first thing to tell; never echo a key as given.
+            Config::check_key(key).err().unwrap_or_else(|| {
+                Error::new(
+                    e.code(),
+                    format!(
+                        "the value of {}: {}",
+                        Config::printable_name(key),
+                        e.message()
+                    ),
+                )
+            })
+        })?;
         cfg.cfg.set(key, value)
     })
 }
