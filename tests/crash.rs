@@ -28,6 +28,7 @@ fn crash_child() {
     c.set("durability", &mode).unwrap();
     c.set("commit.interval_ms", "100").unwrap();
     let b = std::sync::Arc::new(Buffer::open(&c, None).unwrap());
+    println!("opened");
     let threads: Vec<_> = (0..4u64)
         .map(|t| {
             let b = std::sync::Arc::clone(&b);
@@ -51,7 +52,13 @@ fn sigkill_in_sync_mode_loses_no_acknowledged_record() {
     let exe = std::env::current_exe().unwrap();
     let mut acked = BTreeSet::new();
     let mut rng = fastrand::Rng::with_seed(7);
-    for cycle in 0..12u64 {
+    // EDGEBUF_CRASH_CYCLES=1000 for a longer run.
+    let cycles: u64 = std::env::var("EDGEBUF_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let mut opened = 0u64;
+    for cycle in 0..cycles {
         let mut child = Command::new(&exe)
             .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
             .env("EDGEBUF_CRASH_DIR", dir.path())
@@ -61,28 +68,36 @@ fn sigkill_in_sync_mode_loses_no_acknowledged_record() {
             .spawn()
             .unwrap();
         let out = child.stdout.take().unwrap();
+        let (tx, rx_open) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
             let mut v = Vec::new();
             for line in BufReader::new(out).lines() {
                 let Ok(line) = line else { break };
-                if let Ok(n) = line.trim().parse::<u64>() {
+                // libtest prints "test crash_child ... " before it, on the same line.
+                if line.ends_with("opened") {
+                    let _ = tx.send(());
+                } else if let Ok(n) = line.trim().parse::<u64>() {
                     v.push(n);
                 }
             }
             v
         });
-        // Let it run until it has logged something, then a random moment more.
-        std::thread::sleep(Duration::from_millis(150 + rng.u64(0..250)));
+        // Once the file is open (it must open every time), a random moment of logging.
+        if rx_open.recv_timeout(Duration::from_secs(10)).is_ok() {
+            opened += 1;
+            std::thread::sleep(Duration::from_millis(rng.u64(0..120)));
+        }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         acked.extend(reader.join().unwrap());
     }
+    assert_eq!(opened, cycles, "the file failed to open after a kill");
     assert!(
         acked.len() > 100,
         "the children logged too little: {}",
         acked.len()
     );
-    eprintln!("{} records acknowledged across 12 kills", acked.len());
+    eprintln!("{} records acknowledged across {cycles} kills", acked.len());
     let rx = Receiver::start();
     let b = Buffer::open(&config(dir.path(), &rx.url()), None).expect("the file always reopens");
     b.flush(Duration::from_secs(60)).unwrap();
