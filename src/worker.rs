@@ -24,11 +24,23 @@ pub struct Worker {
     hard_until: Option<Instant>,
     /// Halved after two timeouts in a row; restored by successes.
     batch_cap: u64,
+    /// Successes since `batch_cap` was last lowered: it doubles back every `REGROW` of them,
+    /// so that a proxy's body limit found by a 413 is not hit again by every batch.
+    since_shrink: u32,
+    /// How many successes that takes; doubled each time a regrown size is refused again.
+    regrow_after: u32,
+    /// `batch_cap` was just doubled back and nothing was delivered at the new size yet.
+    just_regrown: bool,
     timeouts_in_row: u32,
     linger_since: Option<Instant>,
     /// Last failing status reported by OFFLINE (to fire again when it changes).
     offline_status: Option<i32>,
 }
+
+/// Batches delivered at a lowered `batch_cap` before it doubles again (at first)...
+const REGROW: u32 = 8;
+/// ...and at most, after repeated refusals of the larger size.
+const MAX_REGROW: u32 = 1024;
 
 enum Flow {
     Continue,
@@ -47,6 +59,9 @@ impl Worker {
             wait_until: None,
             hard_until: None,
             batch_cap,
+            since_shrink: 0,
+            regrow_after: REGROW,
+            just_regrown: false,
             timeouts_in_row: 0,
             linger_since: None,
             offline_status: None,
@@ -297,7 +312,20 @@ impl Worker {
         let mut stack: Vec<Vec<StoredRecord>> = vec![batch];
         let mut isolated: Vec<(StoredRecord, i32, String)> = Vec::new();
         let mut accepted = false;
-        while let Some(part) = stack.pop() {
+        let mut probed = false;
+        let (batch_lo, batch_hi) = match stack[0].as_slice() {
+            [first, .., last] => (first.seq, last.seq),
+            [only] => (only.seq, only.seq),
+            [] => (0, 0),
+        };
+        while let Some(mut part) = stack.pop() {
+            if part.len() as u64 > self.batch_cap && part.len() > 1 {
+                // A 413 lowered the cap since this part was formed: halve it unsent.
+                let second = part.split_off(part.len() / 2);
+                stack.push(second);
+                stack.push(part);
+                continue;
+            }
             let a = self.send(&part);
             requests += 1;
             if self.abandoned() {
@@ -312,6 +340,16 @@ impl Worker {
                 }
                 Outcome::Split | Outcome::Bisect if requests < budget => {
                     self.record_failure(&a, false);
+                    if a.outcome == Outcome::Split && part.len() > 1 {
+                        // The endpoint's body limit: later batches start below it. Refused
+                        // right after growing back: wait twice as long before the next try.
+                        if self.just_regrown {
+                            self.regrow_after = (self.regrow_after * 2).min(MAX_REGROW);
+                            self.just_regrown = false;
+                        }
+                        self.batch_cap = self.batch_cap.min(part.len() as u64 / 2).max(1);
+                        self.since_shrink = 0;
+                    }
                     if part.len() > 1 {
                         let mut first = part;
                         let second = first.split_off(first.len() / 2);
@@ -319,6 +357,29 @@ impl Worker {
                         stack.push(first);
                     } else if let Some(r) = part.into_iter().next() {
                         isolated.push((r, a.http_status, a.detail.clone()));
+                        if !accepted && !probed && isolated.len() >= 2 && !stack.is_empty() {
+                            // Two records refused on their own and nothing accepted: is it the
+                            // records, or the endpoint (a proxy refusing everything)? Ask with
+                            // newer records before bisecting the rest of the batch request by
+                            // request.
+                            probed = true;
+                            match self.probe(batch_hi + 1, (batch_lo, batch_hi)) {
+                                None => return Flow::Exit,
+                                Some(Some(true)) => accepted = true,
+                                Some(Some(false)) => {
+                                    let mut rest: Vec<&StoredRecord> =
+                                        stack.iter().flatten().collect();
+                                    rest.extend(isolated.iter().map(|i| &i.0));
+                                    self.retry_range = range_of(rest.into_iter());
+                                    self.offline(isolated[0].1, &isolated[0].2);
+                                    self.wait_until = Some(Instant::now() + self.backoff.max());
+                                    self.hard_until = None;
+                                    return Flow::Continue;
+                                }
+                                // Nothing newer to ask with: bisect on.
+                                Some(None) => {}
+                            }
+                        }
                     }
                 }
                 other => {
@@ -335,23 +396,10 @@ impl Worker {
         if !isolated.is_empty() && !accepted {
             // Is it the records, or the endpoint? Send the next pending records as a probe.
             let after = isolated.iter().map(|i| i.0.seq).max().unwrap_or(0) + 1;
-            let probe = self.fetch(Some((after, i64::MAX as u64)), self.batch_cap);
-            let Some(probe) = probe else {
-                return Flow::Exit;
-            };
-            if !probe.is_empty() {
-                let a = self.send(&probe);
-                if self.abandoned() {
-                    return Flow::Exit;
-                }
-                if a.outcome == Outcome::Delivered {
-                    if !self.settle(&probe, &a) {
-                        return Flow::Exit;
-                    }
-                    accepted = true;
-                } else {
-                    self.record_failure(&a, false);
-                }
+            match self.probe(after, (batch_lo, batch_hi)) {
+                None => return Flow::Exit,
+                Some(Some(true)) => accepted = true,
+                _ => {}
             }
             if !accepted {
                 // Nothing accepted at all: treat it as a configuration problem, keep everything.
@@ -386,6 +434,35 @@ impl Worker {
         }
         self.retry_range = None;
         Flow::Continue
+    }
+
+    /// Sends the pending records from seq `after` on (a batch of them) to tell refused records
+    /// from an endpoint that refuses everything, then protects `keep` (the batch being
+    /// bisected) again. None: close took the file away; Some(None): nothing to send;
+    /// Some(Some(accepted)).
+    fn probe(&mut self, after: u64, keep: (u64, u64)) -> Option<Option<bool>> {
+        let probe = self.fetch(Some((after, i64::MAX as u64)), self.batch_cap)?;
+        let result = if probe.is_empty() {
+            None
+        } else {
+            let a = self.send(&probe);
+            if self.abandoned() {
+                return None;
+            }
+            if a.outcome == Outcome::Delivered {
+                if !self.settle(&probe, &a) {
+                    return None;
+                }
+                Some(true)
+            } else {
+                self.record_failure(&a, false);
+                Some(false)
+            }
+        };
+        if let Some(s) = lock(&self.sh.store).as_mut() {
+            s.inflight = Some(keep);
+        }
+        Some(result)
     }
 
     fn abandoned(&self) -> bool {
@@ -450,8 +527,15 @@ impl Worker {
         self.backoff.reset();
         self.timeouts_in_row = 0;
         self.offline_status = None;
-        if self.batch_cap < sh.cfg.batch_max_records {
+        self.since_shrink += 1;
+        if self.just_regrown && n > self.batch_cap / 2 {
+            // The grown size went through.
+            self.just_regrown = false;
+        }
+        if self.batch_cap < sh.cfg.batch_max_records && self.since_shrink >= self.regrow_after {
+            self.since_shrink = 0;
             self.batch_cap = (self.batch_cap * 2).min(sh.cfg.batch_max_records);
+            self.just_regrown = true;
         }
         if was != CONNECTIVITY_ONLINE {
             sh.events.emit(
@@ -505,6 +589,7 @@ impl Worker {
             if self.timeouts_in_row >= 2 {
                 self.timeouts_in_row = 0;
                 self.batch_cap = (self.batch_cap / 2).max(1);
+                self.since_shrink = 0;
                 // The next attempt sends the first half of the batch: formed afresh from the
                 // lowest pending seq, at most batch_cap records.
                 self.retry_range = None;

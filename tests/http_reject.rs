@@ -251,3 +251,73 @@ fn an_endpoint_rejecting_everything_dead_letters_nothing() {
         }
     });
 }
+
+#[test]
+fn a_body_limit_found_by_413_is_remembered_for_later_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    // A proxy's body limit: at most 8 records a request.
+    let srv = Server::start(|hit| {
+        if hit.envelopes().len() > 8 {
+            Act::status(413)
+        } else {
+            Act::status(200)
+        }
+    });
+    let c = cfg(
+        dir.path(),
+        &srv.url(),
+        &[("batch.max_records", "64"), ("batch.linger_ms", "5000")],
+    );
+    let b = Buffer::open(&c, None).unwrap();
+    for i in 0..640 {
+        b.log(format!("{{\"i\":{i}}}").as_bytes()).unwrap();
+    }
+    b.flush(Duration::from_secs(20)).unwrap();
+    assert_eq!(seqs(&srv.delivered()), (1..=640).collect::<Vec<_>>());
+    let hits = srv.hits();
+    let refused = hits.iter().filter(|h| h.status == 413).count();
+    let accepted = hits.iter().filter(|h| h.ok()).count();
+    // 80 accepted requests of 8. Without remembering the limit, every batch of 64 would be
+    // refused 3 times on its way down to 8 (30 refusals); remembered, the first batch finds
+    // it, and trying a doubled size again costs one refusal after 8, 16, 32, 64 successes.
+    assert_eq!(accepted, 80, "{accepted} accepted");
+    let trace: Vec<(u16, usize)> = hits.iter().map(|h| (h.status, h.seqs().len())).collect();
+    assert!(
+        refused <= 3 + 4,
+        "{refused} requests refused with 413: {trace:?}"
+    );
+    b.close(Duration::from_secs(1)).unwrap();
+}
+
+#[test]
+fn an_endpoint_refusing_everything_costs_few_requests_per_round() {
+    let dir = tempfile::tempdir().unwrap();
+    // A proxy answering 400 to every request (say, a missing client certificate).
+    let srv = Server::always(400);
+    let c = cfg(
+        dir.path(),
+        &srv.url(),
+        &[
+            ("batch.max_records", "64"),
+            ("batch.linger_ms", "0"),
+            ("retry.max_ms", "60000"),
+        ],
+    );
+    let b = Buffer::open(&c, None).unwrap();
+    for i in 0..200 {
+        b.log(format!("{{\"i\":{i}}}").as_bytes()).unwrap();
+    }
+    b.sync(Duration::from_secs(5)).unwrap();
+    // One round: bisect down to two single records, then a probe with newer records, which
+    // is refused too: a configuration problem, everything kept, next round in retry.max_ms.
+    assert!(wait_until(Duration::from_secs(10), || {
+        b.status().connectivity == CONNECTIVITY_OFFLINE && b.status().next_retry_in_ms > 10_000
+    }));
+    let n = srv.hits().len();
+    // Bisecting 64 records to the first single one takes 7 requests, its sibling 1, the
+    // probe 1; bisecting the whole batch would take 127.
+    assert!(n <= 12, "{n} requests in one round");
+    let st = b.status();
+    assert_eq!((st.pending_records, st.dead_lettered_total), (200, 0));
+    let _ = b.close(Duration::ZERO);
+}
