@@ -19,7 +19,7 @@ const STORAGE_RETRY: Duration = Duration::from_secs(1);
 /// commits what they left only after this long (a safety net; at close at once).
 const SYNC_FALLBACK_MS: u64 = 50;
 /// Sync mode: how long a leading logger waits for the threads of the last group.
-const GATHER: Duration = Duration::from_micros(300);
+const GATHER: Duration = Duration::from_micros(500);
 /// TTL sweeps and space maintenance run at most this often.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// Delivered rows are reclaimed in transactions of this many rows...
