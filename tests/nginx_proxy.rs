@@ -602,7 +602,9 @@ fn keepalive_connections_closed_by_nginx_cost_no_failed_attempts() {
     let log = n.log_after(srv.count());
     assert!(log.iter().all(|l| l.status == 200), "{log:?}");
     assert_eq!(log.len(), srv.count(), "every request reached the receiver");
-    assert_eq!(log.len(), 1 + 2 + 1 + 1 + 3 + 2 + 1 + 1 + 3, "{log:?}");
+    // At least one request a round and four records a request; a flush may send a partial
+    // batch when a record is committed just after its batch was formed.
+    assert!(log.len() >= 1 + 2 + 1 + 1 + 3 + 2 + 1 + 1 + 3, "{log:?}");
     let mut per_conn: std::collections::BTreeMap<u64, u64> = Default::default();
     for l in &log {
         let n = per_conn.entry(l.conn).or_default();
