@@ -481,7 +481,7 @@ def run_once(args, spec, session):
     if args.mode == "edgebuf":
         conn = OfflineTracker()
         buf = edgebuf.Buffer(path=args.path, endpoint=args.endpoint, source_id=args.source,
-                             on_event=conn.on_event)
+                             retry_max_ms=args.retry_max_ms, on_event=conn.on_event)
     elif args.mode == "http":
         sink = HttpPoster(args.endpoint, args.source)
     loop = Loop(spec, session, args.mode, sink=sink, buf=buf, conn=conn,
@@ -519,6 +519,9 @@ def run_once(args, spec, session):
         flush = "ok"
         t = time.monotonic()
         try:
+            # The loop is over: try the endpoint now rather than at the end of the current
+            # backoff (which grows toward retry.max_ms during a long outage).
+            buf.retry_now()
             buf.flush(args.flush_timeout)
         except edgebuf.Timeout:
             flush, ok = "timeout", False
@@ -875,6 +878,8 @@ def main(argv=None):
     ap.add_argument("--logged", help="write each record edgebuf accepted to this file (NDJSON)")
     ap.add_argument("--source", default="onnx-loop", help="source.id of the buffer")
     ap.add_argument("--flush-timeout", type=float, default=30.0, help="seconds")
+    ap.add_argument("--retry-max-ms", type=int, default=60000,
+                    help="retry.max_ms of the buffer: the longest wait between attempts")
     ap.add_argument("--quiet", action="store_true", help="no status lines")
     args = ap.parse_args(argv)
     if args.count < 1:

@@ -104,7 +104,7 @@ echo "== receiver on 127.0.0.1:$port; onnx_loop.py logs $COUNT predictions at $R
 
 timeout 90 "$py" examples-python/onnx_loop.py --model sensor --mode edgebuf --endpoint "$url" \
   --path "$tmp/buffer.db" --count "$COUNT" --rate "$RATE" --logged "$tmp/logged.ndjson" \
-  --flush-timeout 30 > >(tee "$tmp/loop.log") &
+  --flush-timeout 30 --retry-max-ms 2000 > >(tee "$tmp/loop.log") &
 lpid=$!
 
 # nap SECONDS: sleeps, but returns early when the loop has ended (it failed: no outage to play).
