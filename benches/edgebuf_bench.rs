@@ -180,7 +180,6 @@ fn latency(rows: &mut Vec<Row>, threads: usize, n: u64) {
 const PRAGMAS: &str = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;";
 const TABLE: &str = "CREATE TABLE records(seq INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, t_acc INTEGER NOT NULL, inst TEXT, data BLOB NOT NULL);";
 
-/// 2. Sustained durable ingest vs rusqlite in batches of 1,000 with the same pragmas.
 /// rusqlite inserting the rows in transactions of 1,000 with edgebuf's pragmas: records/s.
 fn raw_ingest(recs: &[String], n: u64) -> f64 {
     let dir = tempfile::tempdir().unwrap();
@@ -211,6 +210,7 @@ fn raw_ingest(recs: &[String], n: u64) -> f64 {
     n as f64 / t.elapsed().as_secs_f64()
 }
 
+/// 2. Sustained durable ingest vs rusqlite in batches of 1,000 with the same pragmas.
 fn ingest(rows: &mut Vec<Row>, n: u64) {
     let recs: Vec<String> = (0..1000).map(record).collect();
     // Baseline: the same rows with rusqlite, before and after edgebuf (the mean), so that a

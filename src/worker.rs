@@ -248,7 +248,7 @@ impl Worker {
         }
         drop(q);
         sh.queue_cv.notify_one();
-        let outcome = a.outcome.clone();
+        let outcome = a.outcome;
         if matches!(outcome, Outcome::Split) {
             self.batch_cap = (self.batch_cap / 2).max(1);
         }
