@@ -1,53 +1,64 @@
 #!/usr/bin/env python3
-"""Writes the example's model: a 2-layer MLP (16 sensor inputs -> 32 hidden, ReLU -> 4 classes,
-softmax) as an ONNX file, with deterministic weights from a seeded numpy RNG (the same model as
-examples-python/onnx_loop.py). Input "x" float32 [batch, 16], output "probs" float32 [batch, 4].
+"""Writes the Go example's two ONNX models, built by the Python example's own code
+(examples-python/onnx_loop.py: build_model and build_cnn, seeded numpy RNGs), so both examples
+run the very same models:
 
-    make_model.py OUT.onnx      (run it with the python of scripts/onnx-venv.sh: onnx, numpy)
+  sensor.onnx  sensor-mlp 1.0.0: a 2-layer MLP (16 sensor inputs -> 32 hidden, ReLU -> 4
+               classes, softmax). Input "x" float32 [batch, 16], output "probs" [batch, 4].
+  camera.onnx  camera-cnn 1.0.0: a small CNN (3 x Conv3x3+Relu+MaxPool2 with 24, 48, 96
+               channels, GlobalAveragePool, Gemm -> 10, softmax). Input "x" float32
+               [batch, 3, 128, 128], output "probs" [batch, 10].
+
+    make_model.py OUT_DIR       writes OUT_DIR/sensor.onnx and OUT_DIR/camera.onnx
+    make_model.py OUT.onnx      writes the sensor model only (the former usage)
+
+Run it with the python of scripts/onnx-venv.sh (onnx, onnxruntime, numpy).
 """
 
+import importlib.util
+import os
 import sys
+import types
 
-import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
-
-N_IN, N_HIDDEN, N_OUT = 16, 32, 4
-SEED = 20240808
+HERE = os.path.dirname(os.path.abspath(__file__))
+ONNX_LOOP = os.path.join(HERE, "..", "examples-python", "onnx_loop.py")
 
 
-def build_model(seed=SEED):
-    rng = np.random.default_rng(seed)
-    w1 = rng.normal(0.0, 1.0 / np.sqrt(N_IN), (N_IN, N_HIDDEN)).astype(np.float32)
-    b1 = rng.normal(0.0, 0.1, N_HIDDEN).astype(np.float32)
-    w2 = rng.normal(0.0, 1.0 / np.sqrt(N_HIDDEN), (N_HIDDEN, N_OUT)).astype(np.float32)
-    b2 = rng.normal(0.0, 0.1, N_OUT).astype(np.float32)
-    graph = helper.make_graph(
-        [
-            helper.make_node("Gemm", ["x", "w1", "b1"], ["h"]),
-            helper.make_node("Relu", ["h"], ["r"]),
-            helper.make_node("Gemm", ["r", "w2", "b2"], ["logits"]),
-            helper.make_node("Softmax", ["logits"], ["probs"], axis=-1),
-        ],
-        "sensor_mlp",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", N_IN])],
-        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", N_OUT])],
-        initializer=[
-            numpy_helper.from_array(w1, "w1"),
-            numpy_helper.from_array(b1, "b1"),
-            numpy_helper.from_array(w2, "w2"),
-            numpy_helper.from_array(b2, "b2"),
-        ],
-    )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="edgebuf-onnx-loop"
-    )
-    model.ir_version = 8  # readable by every onnxruntime of the last years
-    onnx.checker.check_model(model)
-    return model
+def load_builders():
+    """Imports examples-python/onnx_loop.py for its model builders. Only they are used, so the
+    module is imported with a placeholder for the edgebuf Python binding (which it imports at
+    the top but needs only to log): building a model needs no edgebuf library."""
+    spec = importlib.util.spec_from_file_location("onnx_loop", ONNX_LOOP)
+    mod = importlib.util.module_from_spec(spec)
+    saved = sys.modules.get("edgebuf")
+    sys.modules["edgebuf"] = types.ModuleType("edgebuf")
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        if saved is None:
+            del sys.modules["edgebuf"]
+        else:
+            sys.modules["edgebuf"] = saved
+    return mod
+
+
+def write(path, model_bytes):
+    with open(path, "wb") as f:
+        f.write(model_bytes)
+
+
+def main(argv):
+    if len(argv) != 2:
+        sys.exit("usage: make_model.py OUT_DIR   (or OUT.onnx: the sensor model only)")
+    out = argv[1]
+    loop = load_builders()
+    if out.endswith(".onnx") and not os.path.isdir(out):
+        write(out, loop.build_model())
+        return
+    os.makedirs(out, exist_ok=True)
+    write(os.path.join(out, "sensor.onnx"), loop.build_model())  # sensor-mlp 1.0.0
+    write(os.path.join(out, "camera.onnx"), loop.build_cnn())  # camera-cnn 1.0.0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: make_model.py OUT.onnx")
-    onnx.save(build_model(), sys.argv[1])
+    main(sys.argv)

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Test of the Go ONNX Runtime example (examples-go/main.go): a Go inference loop
-# (github.com/yalue/onnxruntime_go) logs COUNT predictions at RATE/s through the Go binding to the
-# reference receiver (`edgebuf receive`) on 127.0.0.1; after DOWN_AT s the receiver is stopped
-# (connections refused) for DOWN_FOR s, then started again on the same port. Then it checks,
+# (github.com/yalue/onnxruntime_go) running the sensor model (sensor-mlp, a 16-32-4 MLP) logs
+# COUNT predictions at RATE/s through the Go binding to the reference receiver (`edgebuf
+# receive`) on 127.0.0.1; after DOWN_AT s the receiver is stopped (connections refused) for
+# DOWN_FOR s, then started again on the same port. Then it checks,
 # from the receiver's output file, that every logged prediction arrived exactly once by envelope
 # id with the record (and scores) that was logged, and that no iteration stalled during the
-# outage (worst under STALL_MS). Last, `onnxloop -bench` prints the cost table (no logging /
-# edgebuf / plain net/http POST per prediction / edgebuf with the endpoint down or hanging).
-# Exits non-zero on any mismatch.
+# outage (worst under STALL_MS). Last, `onnxloop -bench` prints the cost tables of both models,
+# sensor-mlp and camera-cnn (a CNN on 128x128 RGB frames, ~2.5 ms per inference): no logging /
+# edgebuf / plain net/http POST per prediction / paced / edgebuf with the endpoint down or
+# hanging, and edgebuf's share of the loop time per model. Exits non-zero on any mismatch.
 #
-#   COUNT (3000) RATE (500) DOWN_AT (2) DOWN_FOR (2.5) STALL_MS (250) BENCH_COUNT (20000)
+#   COUNT (3000) RATE (500) DOWN_AT (2) DOWN_FOR (2.5) STALL_MS (250)
+#   BENCH_COUNT (20000): sensor predictions per bench mode; CAMERA_COUNT (500): camera ones
+#   (at 30/s paced: CAMERA_PACED (150)). BENCH_MODEL (both): sensor or camera only.
 #   RETRY_MAX_MS (1000): edgebuf's retry.max_ms in the outage run. With the default (60 s,
 #   exponential with full jitter) the first retry after the receiver is back can come 15-30 s
 #   later; a short cap keeps the test's wait bounded. BENCH=0 skips the table.
@@ -27,6 +31,9 @@ DOWN_AT=${DOWN_AT:-2}
 DOWN_FOR=${DOWN_FOR:-2.5}
 STALL_MS=${STALL_MS:-250}
 BENCH_COUNT=${BENCH_COUNT:-20000}
+CAMERA_COUNT=${CAMERA_COUNT:-500}
+CAMERA_PACED=${CAMERA_PACED:-150}
+BENCH_MODEL=${BENCH_MODEL:-}
 BENCH=${BENCH:-1}
 RETRY_MAX_MS=${RETRY_MAX_MS:-1000}
 
@@ -52,7 +59,7 @@ venv_out=$(timeout 600 scripts/onnx-venv.sh)
 py=$(sed -n 1p <<<"$venv_out")
 ort_lib=$(sed -n 2p <<<"$venv_out")
 [ -x "$py" ] && [ -f "$ort_lib" ] || { echo "scripts/onnx-venv.sh gave no python or no libonnxruntime.so" >&2; exit 1; }
-"$py" examples-go/make_model.py "$tmp/model.onnx"
+"$py" examples-go/make_model.py "$tmp"   # sensor.onnx, camera.onnx (examples-python's models)
 # -mod=readonly: go.mod and go.sum must be complete as committed (a cold cache downloads the
 # module from the proxy).
 (cd examples-go && CGO_ENABLED=1 timeout 300 go build -mod=readonly -o "$tmp/onnxloop" .)
@@ -100,7 +107,7 @@ url="http://127.0.0.1:$port/ingest"
 echo "== receiver on 127.0.0.1:$port; onnxloop logs $COUNT predictions at $RATE/s;" \
   "outage (receiver stopped) at ${DOWN_AT}s for ${DOWN_FOR}s"
 
-timeout 90 "$tmp/onnxloop" -ort-lib "$ort_lib" -model "$tmp/model.onnx" -mode edgebuf \
+timeout 90 "$tmp/onnxloop" -ort-lib "$ort_lib" -models "$tmp" -model-kind sensor -mode edgebuf \
   -endpoint "$url" -path "$tmp/buffer.db" -count "$COUNT" -rate "$RATE" \
   -set retry.max_ms="$RETRY_MAX_MS" -logged "$tmp/logged.ndjson" -flush-timeout 30s \
   > >(tee "$tmp/loop.log") &
@@ -241,9 +248,12 @@ echo "OK: every logged prediction arrived exactly once, the loop never stalled"
 
 if [ "$BENCH" != 0 ]; then
   echo
-  echo "== bench: $BENCH_COUNT predictions per mode, as fast as possible"
+  echo "== bench: ${BENCH_MODEL:-both models}; $BENCH_COUNT sensor / $CAMERA_COUNT camera predictions" \
+    "per mode as fast as possible, $CAMERA_PACED camera ones at 30/s"
   start_receiver 0
-  timeout 120 "$tmp/onnxloop" -bench -ort-lib "$ort_lib" -model "$tmp/model.onnx" \
-    -endpoint "http://127.0.0.1:$port/ingest" -path "$tmp/bench" -count "$BENCH_COUNT"
+  timeout 150 "$tmp/onnxloop" -bench -ort-lib "$ort_lib" -models "$tmp" \
+    ${BENCH_MODEL:+-model-kind "$BENCH_MODEL"} -endpoint "http://127.0.0.1:$port/ingest" \
+    -path "$tmp/bench" -count "$BENCH_COUNT" -camera-count "$CAMERA_COUNT" \
+    -camera-paced-count "$CAMERA_PACED" -stall-ms "$STALL_MS"
   stop_receiver
 fi
