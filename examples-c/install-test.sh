@@ -21,10 +21,12 @@ readelf -d "$tmp/build/inference" | grep -q 'NEEDED.*libedgebuf.so.0'
 cc -std=c11 -Wall -Wextra -Werror -o "$tmp/inference-static" examples-c/inference.c \
   $(pkg-config --cflags edgebuf) "$prefix/lib/libedgebuf.a" \
   $(pkg-config --libs --static edgebuf | sed 's/-L[^ ]*//g; s/-ledgebuf//')
-port=$(free_port)
-start_receiver "$port" "$tmp/received.ndjson"
+cargo build --release --bin edgebuf --quiet
+out="$tmp/received.ndjson"
+start_receiver 0
 "$tmp/build/inference" "http://127.0.0.1:$port/ingest" "$tmp/a.db" 100 0 | grep '^summary:'
 "$tmp/inference-static" "http://127.0.0.1:$port/ingest" "$tmp/b.db" 100 0 | grep '^summary:'
-n=$(wc -l < "$tmp/received.ndjson")
+stop_receiver
+n=$(wc -l < "$out")
 [ "$n" -eq 200 ] || { echo "expected 200 records, got $n" >&2; exit 1; }
 echo "install-test: installed to a prefix; CMake (pkg-config) and static consumers delivered $n records"

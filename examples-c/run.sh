@@ -3,6 +3,7 @@
 # (`edgebuf receive`) on 127.0.0.1 and checks that every prediction arrived exactly once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/common.sh
 COUNT=${COUNT:-300}
 
 cargo build --release --quiet --lib --bin edgebuf
@@ -18,25 +19,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The receiver picks a free port (port 0) and says which on stderr.
-"$cli" receive --listen 127.0.0.1:0 --out "$tmp/received.ndjson" 2>"$tmp/receiver.log" &
-rpid=$!
-port=""
-for _ in $(seq 1 100); do
-  port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$tmp/receiver.log")
-  [ -n "$port" ] && break
-  kill -0 "$rpid" 2>/dev/null || break
-  sleep 0.05
-done
-[ -n "$port" ] || { echo "the receiver did not start:" >&2; cat "$tmp/receiver.log" >&2; exit 1; }
-
+out="$tmp/received.ndjson"
+start_receiver 0
 for bin in inference inference-static; do
   timeout 50 ./examples-c/$bin --endpoint "http://127.0.0.1:$port/ingest" --path "$tmp/$bin.db" \
     --count "$COUNT" --rate 0 >"$tmp/$bin.log" || { cat "$tmp/$bin.log" >&2; exit 1; }
   grep '^summary:' "$tmp/$bin.log"
 done
-kill "$rpid"; wait "$rpid" || true; rpid=""
-grep 'stopped;' "$tmp/receiver.log"
+stop_receiver
+grep 'stopped;' "$tmp"/receiver.*.log
 
 # Every instance (one per buffer file) must have seqs 1..COUNT exactly once, from the
 # example's source, with the prediction in data.

@@ -67,40 +67,6 @@ export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}" no_proxy="127.0.0.1
 
 out="$tmp/received.ndjson"
 
-# start_receiver PORT: starts `edgebuf receive` in the background (sets rpid), waits until it
-# listens, sets port (PORT 0 = a free one). The port of a stopped receiver may be held for a
-# moment: a few tries.
-runs=0
-start_receiver() {
-  local want=$1 try log
-  for try in 1 2 3 4 5; do
-    runs=$((runs + 1))
-    log="$tmp/receiver.$runs.log"
-    "$cli" receive --listen "127.0.0.1:$want" --out "$out" 2>"$log" &
-    rpid=$!
-    port=""
-    for _ in $(seq 1 100); do
-      port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$log")
-      [ -n "$port" ] && return 0
-      kill -0 "$rpid" 2>/dev/null || break
-      sleep 0.05
-    done
-    kill "$rpid" 2>/dev/null || true
-    wait "$rpid" 2>/dev/null || true
-    rpid=""
-    sleep 0.2
-  done
-  echo "the receiver did not start on 127.0.0.1:$want:" >&2
-  cat "$log" >&2
-  return 1
-}
-stop_receiver() {
-  kill -TERM "$rpid"
-  for _ in $(seq 1 100); do kill -0 "$rpid" 2>/dev/null || break; sleep 0.05; done
-  kill -KILL "$rpid" 2>/dev/null || true
-  wait "$rpid" 2>/dev/null || true
-  rpid=""
-}
 
 start_receiver 0
 url="http://127.0.0.1:$port/ingest"
@@ -144,8 +110,7 @@ if [ "$loop_status" -ne 0 ]; then
   fail=1
 fi
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" ${summary#summary:}"; }
-duplicates=$(cat "$tmp"/receiver.*.log | sed -n 's/.*stopped;.* duplicates=\([0-9]*\).*/\1/p' |
-  awk '{ s += $1 } END { print s + 0 }')
+duplicates=$(receiver_total duplicates)
 
 # Every logged record exactly once by envelope id, with what was logged: the scores compared
 # as numbers and the data bytes compared verbatim (edgebuf never re-encodes them).

@@ -13,6 +13,7 @@
 # Needs cargo, a C compiler, make, and coreutils; nothing else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/common.sh
 
 COUNT=${DEMO_COUNT:-2400}
 RATE=${DEMO_RATE:-200}
@@ -45,37 +46,8 @@ out="$tmp/received.ndjson"
 control="$tmp/receiver.control"
 : >"$control"
 
-# start_receiver PORT LOG: starts `edgebuf receive` in the background (sets rpid) and waits
-# until it listens; sets port (PORT 0 = a free one).
-runs=0
-start_receiver() {
-  local want=$1 log=$2 try
-  for try in 1 2 3 4 5; do
-    "$cli" receive --listen "127.0.0.1:$want" --out "$out" --control-file "$control" 2>"$log" &
-    rpid=$!
-    port=""
-    for _ in $(seq 1 100); do
-      port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$log")
-      [ -n "$port" ] && return 0
-      kill -0 "$rpid" 2>/dev/null || break
-      sleep 0.05
-    done
-    wait "$rpid" 2>/dev/null || true
-    rpid=""
-    sleep 0.2   # the port may still be held for a moment: try again
-  done
-  echo "the receiver did not start on 127.0.0.1:$want:" >&2
-  cat "$log" >&2
-  return 1
-}
-stop_receiver() {
-  kill -TERM "$rpid"
-  wait "$rpid" || true
-  rpid=""
-}
 
-runs=$((runs + 1))
-start_receiver 0 "$tmp/receiver.$runs.log"
+start_receiver 0
 url="http://127.0.0.1:$port/ingest"
 echo "== receiver on 127.0.0.1:$port; logging $COUNT predictions at $RATE/s"
 
@@ -95,8 +67,7 @@ fi
 down=$(now)
 sleep "$DOWN_FOR"
 if [ "$OUTAGE" = kill ]; then
-  runs=$((runs + 1))
-  start_receiver "$port" "$tmp/receiver.$runs.log"
+  start_receiver "$port"
 else
   : >"$control"
 fi
@@ -120,10 +91,8 @@ logged=$(field logged)
 # here from the file itself).
 unique=$(sed -n 's/^{"id":"\([^"]*\)".*/\1/p' "$out" | sort -u | wc -l)
 # Duplicates the receiver turned away, over all its runs.
-duplicates=$(cat "$tmp"/receiver.*.log | sed -n 's/.*stopped;.* duplicates=\([0-9]*\).*/\1/p' |
-  awk '{ s += $1 } END { print s + 0 }')
-failed=$(cat "$tmp"/receiver.*.log | sed -n 's/.*stopped;.* failed=\([0-9]*\).*/\1/p' |
-  awk '{ s += $1 } END { print s + 0 }')
+duplicates=$(receiver_total duplicates)
+failed=$(receiver_total failed)
 lost=$((logged - unique))
 
 echo

@@ -219,11 +219,11 @@ impl Buffer {
         if !sync_mode && (q.items.len() == 1 || q.items.len() == crate::writer::COMMIT_BATCH) {
             sh.queue_cv.notify_one();
         }
-        if q.gathering && q.items.len() >= q.last_group {
-            sh.group_cv.notify_one();
-        }
         if !sync_mode {
             return Ok(());
+        }
+        if q.gathering && q.items.len() >= q.last_group {
+            sh.group_cv.notify_one();
         }
         loop {
             if let Some(i) = q.failed.iter().position(|f| f.0 == seq) {
@@ -470,7 +470,6 @@ impl Buffer {
             return Err(closed_err());
         }
         let sh = &*self.sh;
-        let start = Instant::now();
         // 1. Stop intake and write the memory queue.
         {
             let mut q = lock(&sh.queue);
@@ -484,7 +483,6 @@ impl Buffer {
             let _ = w.join();
         }
         let deadline = Instant::now() + timeout;
-        let _ = start;
         // 2. Deliver for at most `timeout`.
         let target = lock(&sh.queue).next_seq - 1;
         // Its answer does not matter: what is pending once the file is closed does.
@@ -507,7 +505,6 @@ impl Buffer {
             q.items.clear();
             q.bytes = 0;
             q.mem_abandoned = true;
-            q.lost_at_close = n;
             sh.count_dropped(n, bytes, "storage failed at close");
             n
         };

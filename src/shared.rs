@@ -40,8 +40,6 @@ pub struct QueueState {
     pub writer_done: bool,
     /// Sync-mode records that could not be stored, with the code their edgebuf_log returns.
     pub failed: Vec<(u64, Code)>,
-    /// Records lost because storage failed at close.
-    pub lost_at_close: u64,
     /// While storage is degraded the worker delivers from memory: the records it has taken
     /// out of `items` for the request in flight (lowest seq, count, bytes).
     pub mem_inflight: Option<(u64, u64, u64)>,

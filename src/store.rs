@@ -1054,17 +1054,17 @@ impl Store {
             .query_row("PRAGMA page_count", [], |r| r.get(0))
             .unwrap_or(0);
         if free > 256 && free * 4 > pages {
-            // The pragma gives back one page per step: step it to the end (execute_batch
-            // would run a single step and free 4 KiB).
-            let _ = self
-                .conn
-                .prepare(&format!("PRAGMA incremental_vacuum({free})"))
-                .and_then(|mut st| {
-                    let mut rows = st.query([])?;
-                    while rows.next()?.is_some() {}
-                    Ok(())
-                });
+            let _ = self.incremental_vacuum();
         }
+    }
+
+    /// Gives every free page back to the file system. The pragma frees one page per step:
+    /// it is stepped to the end (execute_batch would run a single step and free 4 KiB).
+    fn incremental_vacuum(&self) -> rusqlite::Result<()> {
+        let mut st = self.conn.prepare("PRAGMA incremental_vacuum")?;
+        let mut rows = st.query([])?;
+        while rows.next()?.is_some() {}
+        Ok(())
     }
 
     /// st_size of the database, `-wal` and `-shm`.
@@ -1140,29 +1140,14 @@ impl Store {
     /// (incremental vacuum) or, with `full`, rebuilds the file (VACUUM: also defragments, and
     /// needs free space about the size of the file), then truncates the `-wal`.
     pub fn compact(&mut self, full: bool) -> Result<()> {
-        self.conn
-            .execute("DELETE FROM records WHERE seq <= ?1", [self.wm as i64])
-            .map_err(|e| sql_storage("cannot reclaim delivered records", e))?;
-        self.garbage_records = 0;
-        self.garbage_bytes = 0;
+        self.collect_garbage(u64::MAX)?;
         if full {
             self.conn
                 .execute_batch("VACUUM")
                 .map_err(|e| sql_storage("cannot vacuum the buffer file", e))?;
         } else {
-            // One page per step (a row each): step to the end.
-            let mut st = self
-                .conn
-                .prepare("PRAGMA incremental_vacuum")
+            self.incremental_vacuum()
                 .map_err(|e| sql_storage("cannot vacuum the buffer file", e))?;
-            let mut rows = st
-                .query([])
-                .map_err(|e| sql_storage("cannot vacuum the buffer file", e))?;
-            while rows
-                .next()
-                .map_err(|e| sql_storage("cannot vacuum the buffer file", e))?
-                .is_some()
-            {}
         }
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))

@@ -144,11 +144,10 @@ impl Worker {
         let mut g = lock(&sh.store);
         let store = g.as_mut()?;
         let instance_len = sh.instance.len();
-        let src = self.sender.source_json().len();
         let recs = store
             .fetch(range, max, sh.cfg.batch_max_bytes, |r| {
                 let il = r.inst.as_ref().map_or(instance_len, |i| i.len());
-                crate::sender::envelope_len(il, r.seq, r.ts_ms, src, r.data.len()) as u64 + 1
+                self.envelope_cost(il, r.seq, r.ts_ms, r.data.len())
             })
             .unwrap_or_default();
         store.inflight = match (recs.first(), recs.last()) {
@@ -188,12 +187,9 @@ impl Worker {
                 i
             }
         };
-        let src = self.sender.source_json().len();
         let (mut n, mut body) = (0usize, 2u64);
         for r in q.items.iter() {
-            let len = crate::sender::envelope_len(inst.len(), r.seq, r.ts_ms, src, r.data.len())
-                as u64
-                + 1;
+            let len = self.envelope_cost(inst.len(), r.seq, r.ts_ms, r.data.len());
             if n as u64 >= self.batch_cap || (n > 0 && body + len > sh.cfg.batch_max_bytes) {
                 break;
             }
@@ -221,6 +217,7 @@ impl Worker {
     /// Delivers records held in memory while storage is degraded. Whatever is not accepted
     /// goes back in front of the memory queue (the writer stores it once the disk works).
     fn deliver_memory(&mut self, batch: Vec<StoredRecord>) -> Flow {
+        let n = batch.len();
         let a = self.send(&batch);
         let sh = Arc::clone(&self.sh);
         let mut q = lock(&sh.queue);
@@ -248,11 +245,10 @@ impl Worker {
         }
         drop(q);
         sh.queue_cv.notify_one();
-        let outcome = a.outcome;
-        if matches!(outcome, Outcome::Split) {
-            self.batch_cap = (self.batch_cap / 2).max(1);
+        if a.outcome == Outcome::Split && n > 1 {
+            self.body_limit_found(n);
         }
-        self.fail_and_wait(&a, outcome);
+        self.fail_and_wait(&a, a.outcome);
         Flow::Continue
     }
 
@@ -313,11 +309,7 @@ impl Worker {
         let mut isolated: Vec<(StoredRecord, i32, String)> = Vec::new();
         let mut accepted = false;
         let mut probed = false;
-        let (batch_lo, batch_hi) = match stack[0].as_slice() {
-            [first, .., last] => (first.seq, last.seq),
-            [only] => (only.seq, only.seq),
-            [] => (0, 0),
-        };
+        let (batch_lo, batch_hi) = range_of(stack[0].iter()).unwrap_or((0, 0));
         while let Some(mut part) = stack.pop() {
             if part.len() as u64 > self.batch_cap && part.len() > 1 {
                 // A 413 lowered the cap since this part was formed: halve it unsent.
@@ -341,14 +333,7 @@ impl Worker {
                 Outcome::Split | Outcome::Bisect if requests < budget => {
                     self.record_failure(&a, false);
                     if a.outcome == Outcome::Split && part.len() > 1 {
-                        // The endpoint's body limit: later batches start below it. Refused
-                        // right after growing back: wait twice as long before the next try.
-                        if self.just_regrown {
-                            self.regrow_after = (self.regrow_after * 2).min(MAX_REGROW);
-                            self.just_regrown = false;
-                        }
-                        self.batch_cap = self.batch_cap.min(part.len() as u64 / 2).max(1);
-                        self.since_shrink = 0;
+                        self.body_limit_found(part.len());
                     }
                     if part.len() > 1 {
                         let mut first = part;
@@ -367,13 +352,8 @@ impl Worker {
                                 None => return Flow::Exit,
                                 Some(Some(true)) => accepted = true,
                                 Some(Some(false)) => {
-                                    let mut rest: Vec<&StoredRecord> =
-                                        stack.iter().flatten().collect();
-                                    rest.extend(isolated.iter().map(|i| &i.0));
-                                    self.retry_range = range_of(rest.into_iter());
-                                    self.offline(isolated[0].1, &isolated[0].2);
-                                    self.wait_until = Some(Instant::now() + self.backoff.max());
-                                    self.hard_until = None;
+                                    let rest = stack.iter().flatten();
+                                    self.keep_all(rest, &isolated);
                                     return Flow::Continue;
                                 }
                                 // Nothing newer to ask with: bisect on.
@@ -402,11 +382,7 @@ impl Worker {
                 _ => {}
             }
             if !accepted {
-                // Nothing accepted at all: treat it as a configuration problem, keep everything.
-                self.retry_range = range_of(isolated.iter().map(|i| &i.0));
-                self.offline(isolated[0].1, &isolated[0].2);
-                self.wait_until = Some(Instant::now() + self.backoff.max());
-                self.hard_until = None;
+                self.keep_all(std::iter::empty(), &isolated);
                 return Flow::Continue;
             }
         }
@@ -434,6 +410,40 @@ impl Worker {
         }
         self.retry_range = None;
         Flow::Continue
+    }
+
+    /// Nothing accepted at all while records were refused on their own: a configuration
+    /// problem (a proxy refusing everything). Everything is kept (`rest` and the isolated
+    /// records) and sent again after retry.max_ms.
+    fn keep_all<'a>(
+        &mut self,
+        rest: impl Iterator<Item = &'a StoredRecord>,
+        isolated: &'a [(StoredRecord, i32, String)],
+    ) {
+        self.retry_range = range_of(rest.chain(isolated.iter().map(|i| &i.0)));
+        if let Some((_, status, detail)) = isolated.first() {
+            self.offline(*status, detail);
+        }
+        self.wait_until = Some(Instant::now() + self.backoff.max());
+        self.hard_until = None;
+    }
+
+    /// Lowers `batch_cap` after a 413 on a request of `refused` records: later batches start
+    /// below the endpoint's body limit. Refused right after growing back: the next try waits
+    /// twice as long.
+    fn body_limit_found(&mut self, refused: usize) {
+        if self.just_regrown {
+            self.regrow_after = (self.regrow_after * 2).min(MAX_REGROW);
+            self.just_regrown = false;
+        }
+        self.batch_cap = self.batch_cap.min(refused as u64 / 2).max(1);
+        self.since_shrink = 0;
+    }
+
+    /// The bytes a record adds to a request body: its envelope and a separator.
+    fn envelope_cost(&self, inst_len: usize, seq: u64, ts_ms: i64, data_len: usize) -> u64 {
+        let src = self.sender.source_json().len();
+        crate::sender::envelope_len(inst_len, seq, ts_ms, src, data_len) as u64 + 1
     }
 
     /// Sends the pending records from seq `after` on (a batch of them) to tell refused records

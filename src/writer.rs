@@ -96,13 +96,8 @@ pub fn run(sh: Arc<Shared>) {
                 };
             }
             let fsync = sync_mode || q.sync_wanted > q.synced_seq;
-            let target = q.next_seq.saturating_sub(1);
             q.urgent = false;
-            q.committing = true;
-            q.writing_from = q.items.front().map(|r| r.seq);
-            let batch: Vec<NewRecord> = q.items.drain(..).collect();
-            q.bytes = 0;
-            sh.room_cv.notify_all();
+            let (batch, target) = take_for_commit(&sh, &mut q);
             (batch, fsync, target, q.closing)
         };
 
@@ -117,31 +112,15 @@ pub fn run(sh: Arc<Shared>) {
 
         {
             let mut q = lock(&sh.queue);
-            q.committing = false;
-            q.writing_from = None;
-            match result {
-                WriteOutcome::Stored | WriteOutcome::Dropped => {
-                    q.committed_seq = q.committed_seq.max(sync_target_for(&q, sync_target));
-                    if fsync {
-                        q.synced_seq = q.committed_seq;
-                    }
-                }
-                WriteOutcome::Held(recs) => {
-                    // Put them back in front: they stay in memory within memory.max_bytes.
-                    for r in recs.into_iter().rev() {
-                        q.bytes += r.data.len() as u64;
-                        q.items.push_front(r);
-                    }
-                    if q.closing {
-                        // Close delivers them from memory within its timeout and counts
-                        // what is left as lost.
-                        q.writer_done = true;
-                        sh.commit_cv.notify_all();
-                        drop(q);
-                        sh.records_committed();
-                        return;
-                    }
-                }
+            let held = finish_commit(&mut q, result, sync_target, fsync);
+            if held && q.closing {
+                // Close delivers them from memory within its timeout and counts what is
+                // left as lost.
+                q.writer_done = true;
+                sh.commit_cv.notify_all();
+                drop(q);
+                sh.records_committed();
+                return;
             }
             sh.commit_cv.notify_all();
         }
@@ -159,6 +138,7 @@ pub fn lead_commit<'a>(
     sh: &'a Shared,
     mut q: MutexGuard<'a, QueueState>,
 ) -> MutexGuard<'a, QueueState> {
+    // Nobody else takes the queue meanwhile.
     q.committing = true;
     // The threads of the last group were woken by its commit and log again within
     // microseconds, but a thread that was running gets here first: wait briefly for them,
@@ -174,30 +154,12 @@ pub fn lead_commit<'a>(
     }
     q.gathering = false;
     q.last_group = q.items.len().max(1);
-    q.writing_from = q.items.front().map(|r| r.seq);
-    let target = q.next_seq.saturating_sub(1);
-    let batch: Vec<NewRecord> = q.items.drain(..).collect();
-    q.bytes = 0;
-    sh.room_cv.notify_all();
+    let (batch, target) = take_for_commit(sh, &mut q);
     drop(q);
     let mut degraded = sh.counters.storage_degraded.load(Relaxed) != 0;
     let result = write_batch(sh, batch, true, &mut degraded);
     let mut q = lock(&sh.queue);
-    q.committing = false;
-    q.writing_from = None;
-    match result {
-        WriteOutcome::Stored | WriteOutcome::Dropped => {
-            q.committed_seq = q.committed_seq.max(sync_target_for(&q, target));
-            q.synced_seq = q.committed_seq;
-        }
-        WriteOutcome::Held(recs) => {
-            // Not in sync mode (a failing disk drops with STORAGE); kept for safety.
-            for r in recs.into_iter().rev() {
-                q.bytes += r.data.len() as u64;
-                q.items.push_front(r);
-            }
-        }
-    }
+    finish_commit(&mut q, result, target, true);
     sh.commit_cv.notify_all();
     // The writer waits while someone commits.
     sh.queue_cv.notify_all();
@@ -208,7 +170,43 @@ pub fn lead_commit<'a>(
     lock(&sh.queue)
 }
 
-fn sync_target_for(q: &crate::shared::QueueState, target: u64) -> u64 {
+/// Takes every queued record for one commit (the writer's or a leading logger's), marking the
+/// queue as being written. Returns them and the highest seq handed out so far.
+fn take_for_commit(sh: &Shared, q: &mut QueueState) -> (Vec<NewRecord>, u64) {
+    q.committing = true;
+    q.writing_from = q.items.front().map(|r| r.seq);
+    let target = q.next_seq.saturating_sub(1);
+    let batch = q.items.drain(..).collect();
+    q.bytes = 0;
+    sh.room_cv.notify_all();
+    (batch, target)
+}
+
+/// After the write of what `take_for_commit` took: advances the committed (and, after an
+/// fsync, synced) seq, or puts held records back in front, where they stay in memory within
+/// memory.max_bytes. True when records were held.
+fn finish_commit(q: &mut QueueState, result: WriteOutcome, target: u64, fsync: bool) -> bool {
+    q.committing = false;
+    q.writing_from = None;
+    match result {
+        WriteOutcome::Stored | WriteOutcome::Dropped => {
+            q.committed_seq = q.committed_seq.max(sync_target_for(q, target));
+            if fsync {
+                q.synced_seq = q.committed_seq;
+            }
+            false
+        }
+        WriteOutcome::Held(recs) => {
+            for r in recs.into_iter().rev() {
+                q.bytes += r.data.len() as u64;
+                q.items.push_front(r);
+            }
+            true
+        }
+    }
+}
+
+fn sync_target_for(q: &QueueState, target: u64) -> u64 {
     // Records still queued (put back after a failure) are not committed.
     match q.items.front() {
         Some(first) => first.seq.saturating_sub(1).min(target),

@@ -23,26 +23,36 @@ fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
-#[test]
-fn too_large_batches_are_split_in_halves_and_all_arrive_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    // The endpoint takes at most 8 records a request.
-    let srv = Server::start(|hit| {
-        if hit.envelopes().len() > 8 {
+/// An endpoint (a proxy's body limit) that takes at most `max` records a request: 413 above.
+fn body_limit(max: usize) -> Server {
+    Server::start(move |hit| {
+        if hit.envelopes().len() > max {
             Act::status(413)
         } else {
             Act::status(200)
         }
-    });
+    })
+}
+
+/// Logs `n` records `{"i":0}`, `{"i":1}`, ...
+fn log_n(b: &Buffer, n: u32) {
+    for i in 0..n {
+        b.log(format!("{{\"i\":{i}}}").as_bytes()).unwrap();
+    }
+}
+
+#[test]
+fn too_large_batches_are_split_in_halves_and_all_arrive_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    // The endpoint takes at most 8 records a request.
+    let srv = body_limit(8);
     let c = cfg(
         dir.path(),
         &srv.url(),
         &[("batch.max_records", "50"), ("batch.linger_ms", "5000")],
     );
     let b = Buffer::open(&c, None).unwrap();
-    for i in 0..100 {
-        b.log(format!("{{\"i\":{i}}}").as_bytes()).unwrap();
-    }
+    log_n(&b, 100);
     b.flush(Duration::from_secs(10)).unwrap();
     assert_eq!(seqs(&srv.delivered()), (1..=100).collect::<Vec<_>>());
     let hits = srv.hits();
@@ -256,22 +266,14 @@ fn an_endpoint_rejecting_everything_dead_letters_nothing() {
 fn a_body_limit_found_by_413_is_remembered_for_later_batches() {
     let dir = tempfile::tempdir().unwrap();
     // A proxy's body limit: at most 8 records a request.
-    let srv = Server::start(|hit| {
-        if hit.envelopes().len() > 8 {
-            Act::status(413)
-        } else {
-            Act::status(200)
-        }
-    });
+    let srv = body_limit(8);
     let c = cfg(
         dir.path(),
         &srv.url(),
         &[("batch.max_records", "64"), ("batch.linger_ms", "5000")],
     );
     let b = Buffer::open(&c, None).unwrap();
-    for i in 0..640 {
-        b.log(format!("{{\"i\":{i}}}").as_bytes()).unwrap();
-    }
+    log_n(&b, 640);
     b.flush(Duration::from_secs(20)).unwrap();
     assert_eq!(seqs(&srv.delivered()), (1..=640).collect::<Vec<_>>());
     let hits = srv.hits();
@@ -304,9 +306,7 @@ fn an_endpoint_refusing_everything_costs_few_requests_per_round() {
         ],
     );
     let b = Buffer::open(&c, None).unwrap();
-    for i in 0..200 {
-        b.log(format!("{{\"i\":{i}}}").as_bytes()).unwrap();
-    }
+    log_n(&b, 200);
     b.sync(Duration::from_secs(5)).unwrap();
     // One round: bisect down to two single records, then a probe with newer records, which
     // is refused too: a configuration problem, everything kept, next round in retry.max_ms.
