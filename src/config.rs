@@ -789,7 +789,7 @@ impl Config {
             check_header_value(name, value)?;
         }
         if let ProxySetting::Url(url) = &self.http_proxy {
-            if !valid_url(url, PROXY_SCHEMES) {
+            if !valid_proxy_url(url) {
                 return Err(Error::invalid_config(PROXY_EXPECTED));
             }
         }
@@ -936,11 +936,17 @@ fn parse_proxy(value: &str) -> Result<ProxySetting> {
         Ok(ProxySetting::Env)
     } else if value.eq_ignore_ascii_case("none") {
         Ok(ProxySetting::None)
-    } else if valid_url(value, PROXY_SCHEMES) {
+    } else if valid_proxy_url(value) {
         Ok(ProxySetting::Url(value.to_string()))
     } else {
         Err(Error::invalid_config(PROXY_EXPECTED))
     }
+}
+
+/// A proxy URL that the HTTP client will also take at open (its parser decodes the user
+/// info, which `valid_url` does not inspect): `set` and open must agree.
+fn valid_proxy_url(s: &str) -> bool {
+    valid_url(s, PROXY_SCHEMES) && ureq::Proxy::new(s).is_ok()
 }
 
 /// An absolute URL of one of `schemes` (ignoring case) with a non-empty host and, if given, a
@@ -1304,6 +1310,8 @@ mod tests {
         ("http.proxy", "ftp://proxy.example.com:21"),
         ("http.proxy", "http://user:pw@:3128"),
         ("http.proxy", "proxy.example.com:3128"),
+        // User info that does not percent-decode to UTF-8: the proxy parser at open refuses it.
+        ("http.proxy", "http://%aA@A#"),
         ("format", "csv"),
         ("format", "jsonl"),
         ("tls.ca_file", "/etc/ca\0.pem"),

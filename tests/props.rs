@@ -1169,11 +1169,11 @@ fn configured_headers_reach_the_endpoint() {
     });
 }
 
-/// Known bug 4: `set` checks URL syntax more loosely than open does, so some endpoints and
-/// proxies that `set` accepts fail only at open (still INVALID_CONFIG naming the key), e.g.
-/// endpoint `http://%`, `http://h%zz/`, `http://h/<a>`, ``http://h/a`b``, proxy `http://[@!`,
-/// `http://h/<` (`valid_url` in config.rs allows any printable character; open parses with
-/// http::Uri and ureq's Proxy).
+/// Bug 4 (fixed): `set` checked URL syntax more loosely than open does, so some endpoints and
+/// proxies that `set` accepted failed only at open, e.g. endpoint `http://%`, `http://h%zz/`,
+/// `http://h/<a>`, ``http://h/a`b``, proxy `http://[@!`, `http://h/<`, and (found later, by CI)
+/// proxy `http://%aA@A#`, whose user info does not decode to UTF-8. `set` now runs the parsers
+/// open uses (http::Uri, and ureq's Proxy for proxies).
 #[test]
 fn urls_accepted_by_set_are_accepted_at_open() {
     let url = "(http|https)://[!-~]{1,20}";
