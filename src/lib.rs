@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod ffi;
+mod prefetch;
 pub mod record;
 pub mod retry;
 pub mod sender;

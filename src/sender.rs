@@ -85,6 +85,18 @@ pub fn envelope_len(
         + data_len
 }
 
+/// The bytes one record adds to a request body: its envelope and a separator (`,` or `\n`;
+/// the one separator too many pays for `[` and `]`, or is spare).
+pub fn envelope_cost(
+    instance_len: usize,
+    seq: u64,
+    ts_ms: i64,
+    source_json_len: usize,
+    data_len: usize,
+) -> u64 {
+    envelope_len(instance_len, seq, ts_ms, source_json_len, data_len) as u64 + 1
+}
+
 /// Exact byte length of a whole request body (before compression) holding `record_count`
 /// envelopes whose [`envelope_len`]s add up to `envelope_bytes`: json adds 2 for `[]` and 1 per
 /// comma, ndjson 1 per `\n`.

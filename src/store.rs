@@ -102,6 +102,9 @@ pub struct Store {
     last_space_check: Option<Instant>,
     /// The seq range of the request in flight; the capacity policy and TTL never touch it.
     pub inflight: Option<(u64, u64)>,
+    /// The seq range of the next batch, read while the current one is in flight; protected
+    /// like `inflight` until the worker sends it or lets it go.
+    pub prefetched: Option<(u64, u64)>,
     synchronous_full: bool,
 }
 
@@ -929,6 +932,15 @@ impl Store {
         Ok((n, bytes))
     }
 
+    /// The seq ranges the capacity policy and TTL must not touch: the request in flight and
+    /// the batch read for the next one (an empty range, 1..=0, where there is none).
+    fn protected(&self) -> ((u64, u64), (u64, u64)) {
+        (
+            self.inflight.unwrap_or((1, 0)),
+            self.prefetched.unwrap_or((1, 0)),
+        )
+    }
+
     /// Frees room for the capacity policy: the oldest dead letters first (for bytes), then the
     /// oldest pending records outside the request in flight. Returns the pending records
     /// dropped as (count, bytes).
@@ -941,18 +953,19 @@ impl Store {
         if want_bytes == 0 && need_records == 0 {
             return Ok((0, 0));
         }
-        let (lo, hi) = self.inflight.unwrap_or((1, 0));
+        let ((lo, hi), (plo, phi)) = self.protected();
         let victims: Vec<(i64, i64)> = {
             let mut st = self
                 .conn
                 .prepare_cached(
-                    "SELECT seq, length(data) FROM records WHERE seq > ?3 AND seq NOT BETWEEN ?1 AND ?2 ORDER BY seq",
+                    "SELECT seq, length(data) FROM records WHERE seq > ?3 AND seq NOT BETWEEN ?1 AND ?2 AND seq NOT BETWEEN ?4 AND ?5 ORDER BY seq",
                 )
                 .map_err(|e| sql_storage("cannot read pending records", e))?;
             let rows = st
-                .query_map(params![lo as i64, hi as i64, self.wm as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
+                .query_map(
+                    params![lo as i64, hi as i64, self.wm as i64, plo as i64, phi as i64],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .map_err(|e| sql_storage("cannot read pending records", e))?;
             let (mut v, mut b) = (Vec::new(), 0u64);
             for row in rows {
@@ -979,12 +992,12 @@ impl Store {
             return Ok((0, 0));
         }
         let cutoff = now_ms - ttl_ms;
-        let (lo, hi) = self.inflight.unwrap_or((1, 0));
+        let ((lo, hi), (plo, phi)) = self.protected();
         let seqs: Vec<u64> = {
             let mut st = self
                 .conn
                 .prepare_cached(
-                    "SELECT seq FROM records WHERE (seq < ?1 OR t_acc < ?2) AND seq > ?5 AND seq NOT BETWEEN ?3 AND ?4",
+                    "SELECT seq FROM records WHERE (seq < ?1 OR t_acc < ?2) AND seq > ?5 AND seq NOT BETWEEN ?3 AND ?4 AND seq NOT BETWEEN ?6 AND ?7",
                 )
                 .map_err(|e| sql_storage("cannot read pending records", e))?;
             // Records of earlier runs count as accepted at open (t = 0), so they expire
@@ -996,7 +1009,9 @@ impl Store {
                         cutoff as i64,
                         lo as i64,
                         hi as i64,
-                        self.wm as i64
+                        self.wm as i64,
+                        plo as i64,
+                        phi as i64
                     ],
                     |r| r.get::<_, i64>(0),
                 )
@@ -1220,6 +1235,7 @@ impl Store {
             growth_limited: false,
             last_space_check: None,
             inflight: None,
+            prefetched: None,
             synchronous_full: p.synchronous_full,
         }
     }

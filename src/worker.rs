@@ -3,6 +3,7 @@
 //! bisection with dead letters, configuration problems).
 
 use crate::events::{EVENT_DEAD_LETTER, EVENT_DELIVERED, EVENT_OFFLINE, EVENT_ONLINE};
+use crate::prefetch::Prefetcher;
 use crate::retry::{cap, Backoff};
 use crate::sender::{Attempt, Outcome, RecordRef, Sender};
 use crate::shared::{lock, wait, wait_timeout, Shared};
@@ -35,6 +36,11 @@ pub struct Worker {
     linger_since: Option<Instant>,
     /// Last failing status reported by OFFLINE (to fire again when it changes).
     offline_status: Option<i32>,
+    /// Reads the next batch of a backlog while the current one is in flight.
+    prefetch: Prefetcher,
+    /// The last batch went out in one request and was accepted whole: a batch read ahead
+    /// meanwhile is the next one to send.
+    delivered_whole: bool,
 }
 
 /// Batches delivered at a lowered `batch_cap` before it doubles again (at first)...
@@ -52,7 +58,7 @@ impl Worker {
         let backoff = Backoff::new(sh.cfg.retry_initial_ms, sh.cfg.retry_max_ms);
         let batch_cap = sh.cfg.batch_max_records;
         Worker {
-            sh,
+            sh: Arc::clone(&sh),
             sender,
             backoff,
             retry_range: None,
@@ -65,6 +71,8 @@ impl Worker {
             timeouts_in_row: 0,
             linger_since: None,
             offline_status: None,
+            prefetch: Prefetcher::new(Arc::clone(&sh)),
+            delivered_whole: false,
         }
     }
 
@@ -256,19 +264,37 @@ impl Worker {
     fn attempt(&mut self) -> Flow {
         self.linger_since = None;
         if let Some(batch) = self.take_memory() {
+            self.prefetch.release();
             let flow = self.deliver_memory(batch);
             self.sh.notify_progress();
             return flow;
         }
-        let Some(batch) = self.fetch(self.retry_range, self.batch_cap) else {
-            return Flow::Exit;
+        let ahead = self.prefetch.take_for_send();
+        let batch = match ahead {
+            Some(recs) => recs,
+            None => match self.fetch(self.retry_range, self.batch_cap) {
+                Some(recs) => recs,
+                None => return Flow::Exit,
+            },
         };
         if batch.is_empty() {
             self.retry_range = None;
             self.clear_inflight();
             return Flow::Continue;
         }
+        // A backlog: read the next full batch while this one is in flight.
+        let next_full = batch.len() as u64 + self.batch_cap;
+        if self.retry_range.is_none() && self.sh.disk_pending.load(Relaxed) >= next_full {
+            let after = batch.last().map_or(0, |r| r.seq) + 1;
+            let src = self.sender.source_json().len();
+            self.prefetch
+                .ask(after, self.batch_cap, self.sh.cfg.batch_max_bytes, src);
+        }
         let flow = self.deliver(batch);
+        if !self.delivered_whole {
+            // Retried, split, bisected or probed: the next batch is formed afresh.
+            self.prefetch.release();
+        }
         self.clear_inflight();
         self.sh.notify_progress();
         flow
@@ -303,6 +329,7 @@ impl Worker {
     /// Sends a batch, splitting and bisecting as the answers ask. Bisection costs at most
     /// 2 × batch.max_records requests, without backoff between them.
     fn deliver(&mut self, batch: Vec<StoredRecord>) -> Flow {
+        self.delivered_whole = false;
         let budget = 2 * self.sh.cfg.batch_max_records.max(1);
         let mut requests = 0u64;
         let mut stack: Vec<Vec<StoredRecord>> = vec![batch];
@@ -409,6 +436,7 @@ impl Worker {
             }
         }
         self.retry_range = None;
+        self.delivered_whole = requests == 1 && isolated.is_empty();
         Flow::Continue
     }
 
@@ -443,7 +471,7 @@ impl Worker {
     /// The bytes a record adds to a request body: its envelope and a separator.
     fn envelope_cost(&self, inst_len: usize, seq: u64, ts_ms: i64, data_len: usize) -> u64 {
         let src = self.sender.source_json().len();
-        crate::sender::envelope_len(inst_len, seq, ts_ms, src, data_len) as u64 + 1
+        crate::sender::envelope_cost(inst_len, seq, ts_ms, src, data_len)
     }
 
     /// Sends the pending records from seq `after` on (a batch of them) to tell refused records

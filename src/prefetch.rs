@@ -1,0 +1,171 @@
+//! Reads the next batch from the file while the current one is in flight.
+//!
+//! Draining a backlog is otherwise serial on the worker: read a batch (about a third of the
+//! time: SQLite reads the pages), send it, settle it. A helper thread, started at the first
+//! backlog, reads batch N+1 while batch N's request runs. The records it read are protected
+//! from the capacity policy and TTL (`Store::prefetched`) from the moment they are read until
+//! the worker takes them as its next batch or lets them go, so a batch is never sent holding a
+//! record that was dropped meanwhile.
+
+use crate::sender::envelope_cost;
+use crate::shared::{lock, Shared};
+use crate::store::StoredRecord;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// One read: the next `max_records` pending records from seq `after` on, within `max_bytes`
+/// of request body (each record costs its envelope plus a separator).
+struct Job {
+    after: u64,
+    max_records: u64,
+    max_bytes: u64,
+    source_json_len: usize,
+}
+
+/// The helper thread and its two channels.
+struct Helper {
+    jobs: Sender<Job>,
+    done: Receiver<Vec<StoredRecord>>,
+    thread: JoinHandle<()>,
+}
+
+pub struct Prefetcher {
+    sh: Arc<Shared>,
+    /// `None` until the first backlog, or when the thread could not be started.
+    helper: Option<Helper>,
+    /// The thread could not be started: read serially from now on.
+    unavailable: bool,
+    /// A read was asked for and its answer not taken yet.
+    asked: bool,
+}
+
+impl Prefetcher {
+    pub fn new(sh: Arc<Shared>) -> Prefetcher {
+        Prefetcher {
+            sh,
+            helper: None,
+            unavailable: false,
+            asked: false,
+        }
+    }
+
+    /// Starts reading the pending records from seq `after` on. False when no read could be
+    /// started (the helper thread did not start): the worker reads the next batch itself.
+    pub fn ask(
+        &mut self,
+        after: u64,
+        max_records: u64,
+        max_bytes: u64,
+        source_json_len: usize,
+    ) -> bool {
+        if self.asked || self.unavailable {
+            return false;
+        }
+        if self.helper.is_none() {
+            let (jobs_tx, jobs_rx) = bounded::<Job>(1);
+            let (done_tx, done_rx) = bounded::<Vec<StoredRecord>>(1);
+            let sh = Arc::clone(&self.sh);
+            // Like every library thread: named, signals blocked, 1 MiB of stack.
+            let spawned = crate::sys::spawn("edgebuf-prefetch", move || {
+                for job in jobs_rx {
+                    if done_tx.send(read(&sh, &job)).is_err() {
+                        break;
+                    }
+                }
+            });
+            match spawned {
+                Ok(thread) => {
+                    self.helper = Some(Helper {
+                        jobs: jobs_tx,
+                        done: done_rx,
+                        thread,
+                    })
+                }
+                Err(_) => {
+                    self.unavailable = true;
+                    return false;
+                }
+            }
+        }
+        let Some(helper) = &self.helper else {
+            return false;
+        };
+        let job = Job {
+            after,
+            max_records,
+            max_bytes,
+            source_json_len,
+        };
+        self.asked = helper.jobs.send(job).is_ok();
+        self.asked
+    }
+
+    /// The records read ahead, made the request in flight (the protection moves from
+    /// `prefetched` to `inflight` in one step), waiting for the read if it still runs. `None`
+    /// when nothing was read, or nothing usable: the caller reads the next batch itself.
+    pub fn take_for_send(&mut self) -> Option<Vec<StoredRecord>> {
+        let recs = self.take()?;
+        let mut g = lock(&self.sh.store);
+        let store = g.as_mut()?;
+        store.prefetched = None;
+        if recs.is_empty() {
+            return None;
+        }
+        store.inflight = recs.first().zip(recs.last()).map(|(a, b)| (a.seq, b.seq));
+        Some(recs)
+    }
+
+    fn take(&mut self) -> Option<Vec<StoredRecord>> {
+        if !self.asked {
+            return None;
+        }
+        self.asked = false;
+        self.helper.as_ref()?.done.recv().ok()
+    }
+
+    /// Lets a read go (waiting for it if it is still running): its records are ordinary
+    /// pending records again.
+    pub fn release(&mut self) {
+        if self.take().is_some() {
+            if let Some(store) = lock(&self.sh.store).as_mut() {
+                store.prefetched = None;
+            }
+        }
+    }
+}
+
+impl Drop for Prefetcher {
+    fn drop(&mut self) {
+        self.release();
+        if let Some(h) = self.helper.take() {
+            // Closing the job channel ends the thread's loop.
+            drop(h.jobs);
+            drop(h.done);
+            let _ = h.thread.join();
+        }
+    }
+}
+
+/// Reads one batch and protects it, both under the store lock: nothing can drop a record
+/// between the read and the protection.
+fn read(sh: &Shared, job: &Job) -> Vec<StoredRecord> {
+    let mut g = lock(&sh.store);
+    let Some(store) = g.as_mut() else {
+        return Vec::new();
+    };
+    let instance_len = sh.instance.len();
+    let recs = store
+        .fetch(
+            Some((job.after, i64::MAX as u64)),
+            job.max_records,
+            job.max_bytes,
+            |r| {
+                let il = r.inst.as_ref().map_or(instance_len, |i| i.len());
+                envelope_cost(il, r.seq, r.ts_ms, job.source_json_len, r.data.len())
+            },
+        )
+        .unwrap_or_default();
+    store.prefetched = recs.first().zip(recs.last()).map(|(a, b)| (a.seq, b.seq));
+    recs
+}
