@@ -40,9 +40,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, TestCaseError, TestRunner};
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Totals over the cases: logged, delivered, dropped, restarts, repeated ids (printed at the
@@ -120,7 +119,8 @@ struct Net {
     /// Each answer waits this long (after the request is recorded).
     delay_ms: Arc<AtomicU64>,
     requests: Arc<Mutex<Vec<Request>>>,
-    server: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    /// `None` while down: nothing listens on `port`.
+    server: Option<Served>,
 }
 
 impl Net {
@@ -145,64 +145,27 @@ impl Net {
         if self.server.is_some() {
             return;
         }
-        // Back on the same port (the listener sets SO_REUSEADDR).
-        let end = Instant::now() + Duration::from_secs(5);
-        let server = loop {
-            match tiny_http::Server::http(("127.0.0.1", self.port)) {
-                Ok(s) => break s,
-                Err(e) => {
-                    assert!(Instant::now() < end, "port {}: {e}", self.port);
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            }
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let (st, status, delay, requests) = (
-            Arc::clone(&stop),
+        let (status, delay, requests) = (
             Arc::clone(&self.status),
             Arc::clone(&self.delay_ms),
             Arc::clone(&self.requests),
         );
-        let thread = std::thread::spawn(move || {
-            while !st.load(SeqCst) {
-                let mut req = match server.recv_timeout(Duration::from_millis(10)) {
-                    Ok(Some(r)) => r,
-                    Ok(None) => continue,
-                    Err(_) => break,
-                };
-                let mut body = Vec::new();
-                let _ = req.as_reader().read_to_end(&mut body);
-                let headers = req
-                    .headers()
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.field.as_str().as_str().to_ascii_lowercase(),
-                            h.value.as_str().to_string(),
-                        )
-                    })
-                    .collect();
-                let code = status.load(SeqCst);
-                requests.lock().unwrap().push(Request {
-                    headers,
-                    body,
-                    status: code,
-                });
-                std::thread::sleep(Duration::from_millis(delay.load(SeqCst)));
-                let _ = req.respond(tiny_http::Response::from_string("ok").with_status_code(code));
-            }
-        });
-        self.server = Some((stop, thread));
+        // Back on the same port.
+        self.server = Some(serve(self.port, move |headers, body| {
+            let code = status.load(SeqCst);
+            requests.lock().unwrap().push(Request {
+                headers,
+                body: body.to_vec(),
+                status: code,
+            });
+            std::thread::sleep(Duration::from_millis(delay.load(SeqCst)));
+            (code, None)
+        }));
     }
 
     fn set(&mut self, mode: Mode) {
         match mode {
-            Mode::Down => {
-                if let Some((stop, t)) = self.server.take() {
-                    stop.store(true, SeqCst);
-                    let _ = t.join();
-                }
-            }
+            Mode::Down => self.server = None,
             _ => {
                 self.status
                     .store(if mode == Mode::Accept { 200 } else { 500 }, SeqCst);

@@ -91,7 +91,8 @@ struct Flapper {
     port: u16,
     status: Arc<AtomicU16>,
     seen: Arc<Mutex<Seen>>,
-    server: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+    /// `None` while down: nothing listens on `port`.
+    server: Option<Served>,
 }
 
 impl Flapper {
@@ -118,52 +119,22 @@ impl Flapper {
         if self.server.is_some() {
             return;
         }
-        let end = Instant::now() + Duration::from_secs(10);
-        let server = loop {
-            match tiny_http::Server::http(("127.0.0.1", self.port)) {
-                Ok(s) => break s,
-                Err(e) => {
-                    assert!(Instant::now() < end, "port {}: {e}", self.port);
-                    std::thread::sleep(Duration::from_millis(20));
-                }
+        let (status, seen) = (Arc::clone(&self.status), Arc::clone(&self.seen));
+        // Back on the same port.
+        self.server = Some(serve(self.port, move |_, body| {
+            let code = status.load(SeqCst);
+            let mut s = seen.lock().unwrap();
+            if (200..300).contains(&code) {
+                s.take(body);
+            } else {
+                s.requests_failed += 1;
             }
-        };
-        let stop = Arc::new(AtomicBool::new(false));
-        let (st, status, seen) = (
-            Arc::clone(&stop),
-            Arc::clone(&self.status),
-            Arc::clone(&self.seen),
-        );
-        let thread = std::thread::spawn(move || {
-            let mut body = Vec::new();
-            while !st.load(SeqCst) {
-                let mut req = match server.recv_timeout(Duration::from_millis(20)) {
-                    Ok(Some(r)) => r,
-                    Ok(None) => continue,
-                    Err(_) => break,
-                };
-                body.clear();
-                let _ = req.as_reader().read_to_end(&mut body);
-                let code = status.load(SeqCst);
-                {
-                    let mut s = seen.lock().unwrap();
-                    if (200..300).contains(&code) {
-                        s.take(&body);
-                    } else {
-                        s.requests_failed += 1;
-                    }
-                }
-                let _ = req.respond(tiny_http::Response::from_string("ok").with_status_code(code));
-            }
-        });
-        self.server = Some((stop, thread));
+            (code, None)
+        }));
     }
 
     fn down(&mut self) {
-        if let Some((stop, t)) = self.server.take() {
-            stop.store(true, SeqCst);
-            let _ = t.join();
-        }
+        self.server = None;
     }
 
     fn set(&mut self, state: &str) {

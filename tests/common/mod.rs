@@ -17,6 +17,92 @@ pub struct Request {
     pub status: u16,
 }
 
+/// A tiny_http server on 127.0.0.1 answering one request at a time on its own thread, until
+/// stopped or dropped: the serving loop every receiver of these tests shares.
+pub struct Served {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Starts serving on `port` (0 = any). A given port is bound again even while the last
+/// listener on it goes away (retried for up to 10 s), so that a receiver comes back on the port
+/// of an outage. `answer` gets each request's lower-case headers and body and returns the
+/// status and an optional Retry-After; whatever it does (record, wait) happens before the
+/// answer goes out.
+pub fn serve(
+    port: u16,
+    mut answer: impl FnMut(BTreeMap<String, String>, &[u8]) -> (u16, Option<String>) + Send + 'static,
+) -> Served {
+    let end = Instant::now() + Duration::from_secs(10);
+    let server = loop {
+        match tiny_http::Server::http(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(e) => {
+                assert!(
+                    port != 0 && Instant::now() < end,
+                    "bind 127.0.0.1:{port}: {e}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    let port = server.server_addr().to_ip().map(|a| a.port()).unwrap_or(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let st = Arc::clone(&stop);
+    let thread = std::thread::spawn(move || {
+        let mut body = Vec::new();
+        while !st.load(Ordering::SeqCst) {
+            let mut req = match server.recv_timeout(Duration::from_millis(20)) {
+                Ok(Some(r)) => r,
+                Ok(None) => continue,
+                Err(_) => break,
+            };
+            body.clear();
+            let _ = req.as_reader().read_to_end(&mut body);
+            let headers = req
+                .headers()
+                .iter()
+                .map(|h| {
+                    (
+                        h.field.as_str().as_str().to_ascii_lowercase(),
+                        h.value.as_str().to_string(),
+                    )
+                })
+                .collect();
+            let (code, retry_after) = answer(headers, &body);
+            let mut resp = tiny_http::Response::from_string("ok").with_status_code(code);
+            if let Some(v) = retry_after {
+                if let Ok(hd) = tiny_http::Header::from_bytes("Retry-After", v.as_bytes()) {
+                    resp.add_header(hd);
+                }
+            }
+            let _ = req.respond(resp);
+        }
+    });
+    Served {
+        port,
+        stop,
+        thread: Some(thread),
+    }
+}
+
+impl Served {
+    /// Stops listening (and answering) and waits for the thread.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// A receiver answering with `status` (200 by default), recording every request.
 pub struct Receiver {
     pub port: u16,
@@ -25,8 +111,7 @@ pub struct Receiver {
     pub retry_after: Arc<Mutex<Option<String>>>,
     pub requests: Arc<Mutex<Vec<Request>>>,
     pub hits: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    served: Served,
 }
 
 impl Receiver {
@@ -36,63 +121,33 @@ impl Receiver {
 
     /// Starts on a given port (0 = any), e.g. to come back on the port of an outage.
     pub fn start_on(port: u16) -> Receiver {
-        let server = tiny_http::Server::http(("127.0.0.1", port)).expect("bind 127.0.0.1");
-        let port = server.server_addr().to_ip().map(|a| a.port()).unwrap_or(0);
         let status = Arc::new(AtomicU16::new(200));
         let retry_after = Arc::new(Mutex::new(None::<String>));
         let requests = Arc::new(Mutex::new(Vec::new()));
         let hits = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, ra, rq, h, st) = (
+        let (s, ra, rq, h) = (
             Arc::clone(&status),
             Arc::clone(&retry_after),
             Arc::clone(&requests),
             Arc::clone(&hits),
-            Arc::clone(&stop),
         );
-        let thread = std::thread::spawn(move || {
-            while !st.load(Ordering::SeqCst) {
-                let mut req = match server.recv_timeout(Duration::from_millis(20)) {
-                    Ok(Some(r)) => r,
-                    Ok(None) => continue,
-                    Err(_) => break,
-                };
-                let mut body = Vec::new();
-                let _ = req.as_reader().read_to_end(&mut body);
-                let headers = req
-                    .headers()
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.field.as_str().as_str().to_ascii_lowercase(),
-                            h.value.as_str().to_string(),
-                        )
-                    })
-                    .collect();
-                let code = s.load(Ordering::SeqCst);
-                h.fetch_add(1, Ordering::SeqCst);
-                rq.lock().unwrap().push(Request {
-                    headers,
-                    body,
-                    status: code,
-                });
-                let mut resp = tiny_http::Response::from_string("ok").with_status_code(code);
-                if let Some(v) = ra.lock().unwrap().clone() {
-                    if let Ok(hd) = tiny_http::Header::from_bytes("Retry-After", v.as_bytes()) {
-                        resp.add_header(hd);
-                    }
-                }
-                let _ = req.respond(resp);
-            }
+        let served = serve(port, move |headers, body| {
+            let code = s.load(Ordering::SeqCst);
+            h.fetch_add(1, Ordering::SeqCst);
+            rq.lock().unwrap().push(Request {
+                headers,
+                body: body.to_vec(),
+                status: code,
+            });
+            (code, ra.lock().unwrap().clone())
         });
         Receiver {
-            port,
+            port: served.port,
             status,
             retry_after,
             requests,
             hits,
-            stop,
-            thread: Some(thread),
+            served,
         }
     }
 
@@ -128,16 +183,7 @@ impl Receiver {
     }
 
     pub fn stop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop();
+        self.served.stop();
     }
 }
 
