@@ -38,9 +38,11 @@ pub struct Worker {
     offline_status: Option<i32>,
     /// Reads the next batch of a backlog while the current one is in flight.
     prefetch: Prefetcher,
-    /// The last batch went out in one request and was accepted whole: a batch read ahead
-    /// meanwhile is the next one to send.
+    /// The last batch went out in one request, was accepted whole and settled: a batch read
+    /// ahead meanwhile is the next one to send.
     delivered_whole: bool,
+    /// A delivered batch could not be settled in the file (it is sent again).
+    settle_failed: bool,
 }
 
 /// Batches delivered at a lowered `batch_cap` before it doubles again (at first)...
@@ -73,6 +75,7 @@ impl Worker {
             offline_status: None,
             prefetch: Prefetcher::new(Arc::clone(&sh)),
             delivered_whole: false,
+            settle_failed: false,
         }
     }
 
@@ -330,6 +333,7 @@ impl Worker {
     /// 2 × batch.max_records requests, without backoff between them.
     fn deliver(&mut self, batch: Vec<StoredRecord>) -> Flow {
         self.delivered_whole = false;
+        self.settle_failed = false;
         let budget = 2 * self.sh.cfg.batch_max_records.max(1);
         let mut requests = 0u64;
         let mut stack: Vec<Vec<StoredRecord>> = vec![batch];
@@ -436,7 +440,7 @@ impl Worker {
             }
         }
         self.retry_range = None;
-        self.delivered_whole = requests == 1 && isolated.is_empty();
+        self.delivered_whole = requests == 1 && isolated.is_empty() && !self.settle_failed;
         Flow::Continue
     }
 
@@ -527,7 +531,9 @@ impl Worker {
         let (n, bytes) = match deleted {
             Ok(v) => v,
             Err(e) => {
-                // Delivered but not deleted: it will be sent again (same ids).
+                // Delivered but not deleted: it will be sent again (same ids), next, so a batch
+                // read ahead is not used.
+                self.settle_failed = true;
                 sh.events.emit(
                     crate::events::EVENT_STORAGE_ERROR,
                     0,
