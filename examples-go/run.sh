@@ -36,6 +36,7 @@ CAMERA_PACED=${CAMERA_PACED:-150}
 BENCH_MODEL=${BENCH_MODEL:-}
 BENCH=${BENCH:-1}
 RETRY_MAX_MS=${RETRY_MAX_MS:-1000}
+OUTAGE=kill   # the receiver process is stopped (check_onnx_run reads this)
 
 command -v go >/dev/null || { echo "examples-go: go (1.22 or newer, with cgo) is not installed" >&2; exit 1; }
 
@@ -79,13 +80,6 @@ timeout 90 "$tmp/onnxloop" -ort-lib "$ort_lib" -models "$tmp" -model-kind sensor
   > >(tee "$tmp/loop.log") &
 lpid=$!
 
-# nap SECONDS: sleeps, but returns early when the loop has ended (it failed: no outage to play).
-nap() {
-  local end
-  end=$(awk -v s="$1" 'BEGIN { printf "%d", s * 10 }')
-  for _ in $(seq 1 "$end"); do kill -0 "$lpid" 2>/dev/null || return 0; sleep 0.1; done
-}
-
 nap "$DOWN_AT"
 stop_receiver
 echo "== receiver DOWN (process stopped: connections refused)"
@@ -99,43 +93,7 @@ lpid=""
 stop_receiver
 sleep 0.1   # let tee write the loop's last lines
 
-fail=0
-summary=$(grep '^summary:' "$tmp/loop.log" | tail -1 || true)
-if [ -z "$summary" ]; then
-  echo "FAIL: onnxloop printed no summary (exit status $loop_status)" >&2
-  exit 1
-fi
-if [ "$loop_status" -ne 0 ]; then
-  echo "FAIL: onnxloop exited with status $loop_status" >&2
-  fail=1
-fi
-field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" ${summary#summary:}"; }
-duplicates=$(receiver_total duplicates)
-
-# Every logged record exactly once by envelope id, with what was logged: the scores compared
-# as numbers and the data bytes compared verbatim (edgebuf never re-encodes them).
-"$py" scripts/check_received.py "$tmp/logged.ndjson" "$out" "$COUNT" onnx-loop-go examples-go || fail=1
-
-worst=$(field worst_offline_iter_us)
-offline_iters=$(field offline_iters)
-echo
-echo "== summary"
-printf '%-22s %s\n' "logged" "$(field logged) predictions (loop p50 $(field iter_p50_us) us, p99 $(field iter_p99_us) us, max $(field iter_max_us) us per iteration)"
-printf '%-22s %s\n' "edgebuf Log call" "p50 $(field log_p50_us) us, p99 $(field log_p99_us) us, max $(field log_max_us) us (building the record: p50 $(field record_p50_us) us)"
-printf '%-22s %s\n' "logging share" "$(field logging_pct_of_iter) % of an iteration, $(field logging_pct_of_period) % of the ${RATE}/s loop period"
-printf '%-22s %s\n' "delivered" "$(field delivered) (edgebuf's count); flush $(field flush) after $(field flush_s) s"
-printf '%-22s %s\n' "duplicates" "$duplicates (resent after a lost acknowledgement; dropped by the receiver)"
-printf '%-22s %s\n' "outage" "edgebuf offline for $(field longest_offline_s) s, $(field failed_attempts) failed attempts, peak backlog $(field peak_backlog)"
-printf '%-22s %s\n' "worst while offline" "$worst us over $offline_iters iterations; worst of the run $(field iter_max_us) us (limit ${STALL_MS} ms)"
-if [ "${offline_iters:-0}" -eq 0 ] || [ "$(field failed_attempts)" = 0 ]; then
-  echo "FAIL: edgebuf never saw the outage (no failed attempt or no iteration while offline)" >&2
-  fail=1
-fi
-if [ "$(field iter_max_us)" -gt $((STALL_MS * 1000)) ]; then
-  echo "FAIL: an iteration took $(field iter_max_us) us: the loop stalled" >&2
-  fail=1
-fi
-[ "$fail" -eq 0 ] || exit 1
+check_onnx_run onnxloop onnx-loop-go examples-go || exit 1
 echo "OK: every logged prediction arrived exactly once, the loop never stalled"
 
 if [ "$BENCH" != 0 ]; then

@@ -38,8 +38,8 @@ now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
 echo "== building the library, the edgebuf CLI and the C example (release)"
-cargo build --release --lib --bin edgebuf
-ln -sf libedgebuf.so target/release/libedgebuf.so.0
+build_lib
+cargo build --release --bin edgebuf
 make -s -C examples-c inference
 cli=target/release/edgebuf
 out="$tmp/received.ndjson"

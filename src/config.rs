@@ -524,13 +524,6 @@ impl Config {
         Config::default()
     }
 
-    /// Sets one key, checking syntax and range.
-    ///
-    /// An unknown key or a bad value is `Code::InvalidConfig` whose message names the key (never
-    /// the value) and says what is expected, e.g. "commit.interval_ms must be a whole number of
-    /// milliseconds from 0 to 3600000". A failed set leaves the old value. The value "" restores
-    /// the default (for `path` and `endpoint`: unset; for `http.header.NAME`: removes the header).
-    /// Keys are case-sensitive; enumerated values are matched ignoring ASCII case.
     /// INVALID_CONFIG for a key that names no setting, with a message fit to print.
     pub fn check_key(key: &str) -> Result<()> {
         if key.starts_with(HEADER_PREFIX) || Config::KEYS.contains(&key) {
@@ -545,6 +538,13 @@ impl Config {
         printable(key)
     }
 
+    /// Sets one key, checking syntax and range.
+    ///
+    /// An unknown key or a bad value is `Code::InvalidConfig` whose message names the key (never
+    /// the value) and says what is expected, e.g. "commit.interval_ms must be a whole number of
+    /// milliseconds from 0 to 3600000". A failed set leaves the old value. The value "" restores
+    /// the default (for `path` and `endpoint`: unset; for `http.header.NAME`: removes the header).
+    /// Keys are case-sensitive; enumerated values are matched ignoring ASCII case.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
         if let Some(name) = key.strip_prefix(HEADER_PREFIX) {
             return self.set_header(name, value);

@@ -108,7 +108,8 @@ pub struct Store {
     synchronous_full: bool,
 }
 
-fn is_damage(e: &rusqlite::Error) -> bool {
+/// SQLite's word for a damaged file (or not a database at all).
+pub fn is_damage(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
         Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
@@ -1187,9 +1188,7 @@ pub struct Requeued {
 pub fn file_set_size(path: &Path) -> u64 {
     let mut total = 0;
     for suffix in ["", "-wal", "-shm"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        if let Ok(m) = std::fs::metadata(&p) {
+        if let Ok(m) = std::fs::metadata(sibling(path, suffix)) {
             total += m.len();
         }
     }
@@ -1339,15 +1338,16 @@ fn take_lock(path: &Path) -> Result<File> {
     }
 }
 
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
+/// `path` with `suffix` appended (`buf.db` + `-wal`).
+pub fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
     p.push(suffix);
     PathBuf::from(p)
 }
 
-/// The instance recorded in the file itself, ignoring its `-wal` (SQLite's immutable mode
-/// reads the file alone and creates nothing), when the file alone is an edgebuf buffer.
-fn instance_without_wal(path: &Path) -> Option<String> {
+/// `file:PATH?immutable=1` (open it with SQLITE_OPEN_URI): SQLite reads the file alone,
+/// ignoring any `-wal`, takes no lock and creates nothing.
+pub fn immutable_uri(path: &Path) -> String {
     use std::os::unix::ffi::OsStrExt;
     let mut uri = String::from("file:");
     for &b in path.as_os_str().as_bytes() {
@@ -1358,8 +1358,14 @@ fn instance_without_wal(path: &Path) -> Option<String> {
         }
     }
     uri.push_str("?immutable=1");
+    uri
+}
+
+/// The instance recorded in the file itself, ignoring its `-wal`, when the file alone is an
+/// edgebuf buffer.
+fn instance_without_wal(path: &Path) -> Option<String> {
     let c = Connection::open_with_flags(
-        &uri,
+        immutable_uri(path),
         OpenFlags::SQLITE_OPEN_READ_ONLY
             | OpenFlags::SQLITE_OPEN_URI
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,

@@ -48,30 +48,7 @@ fn export(args: &[&str]) -> Vec<Value> {
 /// while the endpoint is down; returned open (it holds the file's lock) with the records it
 /// logged last.
 fn buffer_with_backlog(dir: &Path, pending: usize) -> (Buffer, Vec<String>) {
-    let srv = Server::start(|hit| {
-        if hit.plain().windows(8).any(|w| w == b"\"poison\"") {
-            Act::status(400)
-        } else {
-            Act::status(200)
-        }
-    });
-    let mut c = config(dir, &srv.url());
-    c.set("http.proxy", "none").unwrap();
-    c.set("batch.linger_ms", "5000").unwrap();
-    let b = Buffer::open(&c, None).unwrap();
-    for i in 0..10 {
-        let rec = if i == 2 {
-            format!("{{\"i\":{i},\"poison\":true}}")
-        } else {
-            format!("{{\"i\":{i}}}")
-        };
-        b.log(rec.as_bytes()).unwrap();
-    }
-    b.flush(Duration::from_secs(10)).unwrap();
-    assert_eq!(b.status().dead_letter_records, 1);
-    b.close(Duration::from_secs(1)).unwrap();
-    drop(srv);
-
+    buffer_with_dead_letters(dir, 10, &[2]);
     let url = format!("http://127.0.0.1:{}/ingest", dead_port());
     let mut c = config(dir, &url);
     c.set("http.proxy", "none").unwrap();

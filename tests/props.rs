@@ -1550,11 +1550,12 @@ fn retry_after_parses_seconds_dates_and_ignores_garbage() {
     });
 }
 
-/// Over a real connection: any final status from 200 to 999, with any Retry-After, gives the
-/// SPEC class, that status, the parsed Retry-After, and a detail without the URL's secrets.
-#[test]
-fn real_answers_classify_per_spec_with_their_retry_after() {
-    let answer: Arc<Mutex<(u16, Option<String>)>> = Arc::new(Mutex::new((200, None)));
+/// The answer every request gets, set while the server runs: a status and a Retry-After.
+type Answer = Arc<Mutex<(u16, Option<String>)>>;
+
+/// A server giving every request the answer set in the returned cell (200 at first).
+fn answering_server() -> (Server, Answer) {
+    let answer: Answer = Arc::new(Mutex::new((200, None)));
     let a2 = Arc::clone(&answer);
     let srv = Server::start(move |_| {
         let (code, ra) = a2.lock().unwrap().clone();
@@ -1564,6 +1565,14 @@ fn real_answers_classify_per_spec_with_their_retry_after() {
             None => act,
         }
     });
+    (srv, answer)
+}
+
+/// Over a real connection: any final status from 200 to 999, with any Retry-After, gives the
+/// SPEC class, that status, the parsed Retry-After, and a detail without the URL's secrets.
+#[test]
+fn real_answers_classify_per_spec_with_their_retry_after() {
+    let (srv, answer) = answering_server();
     let mut c = Config::new();
     c.set("endpoint", &format!("{}?token={MARK}", srv.url()))
         .unwrap();
@@ -1606,16 +1615,7 @@ fn real_answers_classify_per_spec_with_their_retry_after() {
 /// retry.max_ms.
 #[test]
 fn the_wait_after_an_answer_is_capped_at_retry_max_ms() {
-    let answer: Arc<Mutex<(u16, Option<String>)>> = Arc::new(Mutex::new((200, None)));
-    let a2 = Arc::clone(&answer);
-    let srv = Server::start(move |_| {
-        let (code, ra) = a2.lock().unwrap().clone();
-        let act = Act::status(code);
-        match ra {
-            Some(v) => act.with("Retry-After", &v),
-            None => act,
-        }
-    });
+    let (srv, answer) = answering_server();
     let code = prop_oneof![
         3 => prop::sample::select(vec![408u16, 429, 500, 502, 503, 504, 599]),
         2 => prop::sample::select(vec![400u16, 401, 403, 404, 413, 422, 301, 307, 418, 600, 999]),

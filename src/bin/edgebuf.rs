@@ -11,9 +11,9 @@
 //!   program holds the buffer open.
 
 use clap::{Args, Parser, Subcommand};
-use edgebuf::store::{APPLICATION_ID, SCHEMA_VERSION};
+use edgebuf::store::{immutable_uri, is_damage, sibling, APPLICATION_ID, SCHEMA_VERSION};
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite::{Connection, OpenFlags};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -205,13 +205,6 @@ struct BufferFile {
     schema: i32,
 }
 
-fn is_damage(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
-    )
-}
-
 /// Classifies a SQLite error on `path`.
 fn sql_failure(path: &Path, what: &str, e: rusqlite::Error) -> Failure {
     let m = format!("{}: {what}: {e}", path.display());
@@ -308,21 +301,6 @@ fn open_buffer(path: &Path) -> Result<BufferFile, Failure> {
     })
 }
 
-/// `file:PATH?immutable=1`: SQLite reads the file alone, takes no lock and creates nothing.
-fn immutable_uri(path: &Path) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    let mut uri = String::from("file:");
-    for &b in path.as_os_str().as_bytes() {
-        if b.is_ascii_alphanumeric() || b"/._-~".contains(&b) {
-            uri.push(b as char);
-        } else {
-            uri.push_str(&format!("%{b:02X}"));
-        }
-    }
-    uri.push_str("?immutable=1");
-    uri
-}
-
 /// The delivered watermark: rows with a seq up to it were delivered and only wait to be
 /// reclaimed by the library (or `edgebuf compact`); they are not pending.
 fn watermark(conn: &Connection, path: &Path) -> Result<i64, Failure> {
@@ -336,13 +314,6 @@ fn watermark(conn: &Connection, path: &Path) -> Result<i64, Failure> {
         .flatten()
         .unwrap_or(0)
         .max(0))
-}
-
-/// `path` with `suffix` appended (`buf.db` + `-wal`).
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
 }
 
 fn file_len(p: &Path) -> u64 {
