@@ -23,12 +23,7 @@ all:
 DIST := $(OUT)/dist
 static: all
 	mkdir -p $(DIST)
-	grep -o 'edgebuf_[a-z_]*(' include/edgebuf.h | tr -d '(' | sort -u > $(DIST)/keep.txt
-	ld -r --whole-archive $(OUT)/libedgebuf.a -o $(DIST)/edgebuf-all.o
-	objcopy --keep-global-symbols=$(DIST)/keep.txt --remove-section=.llvmbc \
-	  --remove-section=.llvmcmd $(DIST)/edgebuf-all.o $(DIST)/edgebuf.o
-	rm -f $(DIST)/libedgebuf.a $(DIST)/edgebuf-all.o
-	ar rcs $(DIST)/libedgebuf.a $(DIST)/edgebuf.o
+	scripts/localize-static.sh $(OUT)/libedgebuf.a $(DIST)/libedgebuf.a
 
 install: all static
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR)

@@ -13,12 +13,6 @@ fn main() {
 
     if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libedgebuf.so.{major}");
-        let script = dir.join("edgebuf.map");
-        println!("cargo:rerun-if-changed=edgebuf.map");
-        println!(
-            "cargo:rustc-cdylib-link-arg=-Wl,--version-script={}",
-            script.display()
-        );
     }
 
     let mut config = cbindgen::Config::from_file(dir.join("cbindgen.toml"))

@@ -77,11 +77,11 @@ static void usage(FILE *f, const char *prog) {
             prog, prog);
 }
 
-/* Parses a whole decimal number (>= 0) or returns -1. */
-static long parse_count(const char *s) {
+/* Parses a whole decimal number (>= 0) or returns -1. long long: long is 32 bits on armv7. */
+static long long parse_count(const char *s) {
     char *end = NULL;
     errno = 0;
-    long v = strtol(s, &end, 10);
+    long long v = strtoll(s, &end, 10);
     return (errno || end == s || *end || v < 0) ? -1 : v;
 }
 
@@ -129,7 +129,7 @@ static void print_status(const edgebuf_status_t *st, double elapsed, const char 
 
 int main(int argc, char **argv) {
     const char *endpoint = NULL, *path = NULL, *source = NULL;
-    long count = 1000, flush_timeout_ms = 30000;
+    long long count = 1000, flush_timeout_ms = 30000;
     double rate = 200.0;
     int quiet = 0, npos = 0;
     for (int i = 1; i < argc; i++) {
@@ -180,7 +180,7 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    if (count < 0 || rate < 0 || flush_timeout_ms < 0 || flush_timeout_ms > 4000000000L) {
+    if (count < 0 || rate < 0 || flush_timeout_ms < 0 || flush_timeout_ms > 4000000000LL) {
         fprintf(stderr, "%s: --count and --flush-timeout-ms take a whole number >= 0, --rate a number >= 0\n",
                 argv[0]);
         return 2;
@@ -225,15 +225,16 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
 
     if (rate > 0)
-        printf("edgebuf %s: logging %ld predictions at %g/s\n", edgebuf_version(), count, rate);
+        printf("edgebuf %s: logging %lld predictions at %g/s\n", edgebuf_version(), count, rate);
     else
-        printf("edgebuf %s: logging %ld predictions as fast as possible\n", edgebuf_version(), count);
+        printf("edgebuf %s: logging %lld predictions as fast as possible\n", edgebuf_version(), count);
     fflush(stdout);
 
     struct tracker tr = {0, -1.0, 0.0};
     uint64_t seed = 0x2545F4914F6CDD1DULL;
     double start = now_s(), next_print = start + 1.0, worst_log_us = 0.0;
-    long log_errors = 0, i = 0;
+    long log_errors = 0;
+    long long i = 0;
     for (; i < count && !stop_requested; i++) {
         double t0 = now_s();
         double x[4], z[3], sum = 0.0, scores[3];
@@ -259,14 +260,14 @@ int main(int argc, char **argv) {
         double infer_us = (now_s() - t0) * 1e6;
         char rec[512];
         int n = snprintf(rec, sizeof rec,
-                         "{\"model\":\"sensor-logreg\",\"model_version\":\"1.4.2\",\"frame\":%ld,"
+                         "{\"model\":\"sensor-logreg\",\"model_version\":\"1.4.2\",\"frame\":%lld,"
                          "\"input_hash\":\"%016llx\",\"inputs\":[%.4f,%.4f,%.4f,%.4f],"
                          "\"scores\":{\"normal\":%.5f,\"warning\":%.5f,\"fault\":%.5f},"
                          "\"argmax\":%d,\"label\":\"%s\",\"confidence\":%.5f,\"latency_us\":%.1f}",
                          i, (unsigned long long)h, x[0], x[1], x[2], x[3], scores[0], scores[1], scores[2],
                          argmax, LABELS[argmax], scores[argmax], infer_us);
         if (n < 0 || n >= (int)sizeof rec) {
-            fprintf(stderr, "record %ld does not fit its buffer\n", i);
+            fprintf(stderr, "record %lld does not fit its buffer\n", i);
             log_errors++;
             continue;
         }
@@ -290,7 +291,7 @@ int main(int argc, char **argv) {
         if (rate > 0) sleep_s(start + (double)(i + 1) / rate - now_s());
     }
     if (stop_requested) {
-        fprintf(stderr, "stopping after %ld records (signal)\n", i);
+        fprintf(stderr, "stopping after %lld records (signal)\n", i);
         if (flush_timeout_ms > 2000) flush_timeout_ms = 2000;
     }
 

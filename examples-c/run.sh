@@ -29,22 +29,4 @@ done
 stop_receiver
 grep 'stopped;' "$tmp"/receiver.*.log
 
-# Every instance (one per buffer file) must have seqs 1..COUNT exactly once, from the
-# example's source, with the prediction in data.
-awk -v count="$COUNT" '
-  {
-    if (!match($0, /^\{"id":"[0-9a-f]+-[0-9]+","seq":[0-9]+,/)) { bad++; next }
-    split(substr($0, 8, RLENGTH - 8), p, /[-"]/)
-    inst = p[1]; seq = p[2] + 0
-    if (index($0, "\"source\":\"demo-cam-01\",\"data\":{\"model\":\"sensor-logreg\"") == 0 ||
-        index($0, "\"scores\":{") == 0) { bad++; next }
-    if (seq < 1 || seq > count || seen[inst, seq]++) { bad++; next }
-    n[inst]++
-  }
-  END {
-    k = 0
-    for (i in n) { k++; if (n[i] != count) { printf "instance %s: %d of %d records\n", i, n[i], count; bad++ } }
-    if (k != 2) { printf "expected 2 buffers, got %d\n", k; bad++ }
-    if (bad) { printf "examples-c: %d problems in the received records\n", bad; exit 1 }
-    printf "examples-c: %d predictions received exactly once from 2 builds (shared, static)\n", NR
-  }' "$tmp/received.ndjson"
+check_example_received "$tmp/received.ndjson" "$COUNT" 2 "shared, static"

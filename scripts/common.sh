@@ -120,3 +120,27 @@ check_onnx_run() {
   fi
   return "$fail"
 }
+
+# check_example_received FILE COUNT BUILDS WHAT: the C example (examples-c/inference.c) ran
+# BUILDS times, each with its own buffer file, logging COUNT predictions to the receiver that
+# wrote FILE. Every instance must have seqs 1..COUNT exactly once, from the example's source,
+# with the prediction in data. WHAT names the builds in the message.
+check_example_received() {
+  awk -v count="$2" -v builds="$3" -v what="$4" '
+    {
+      if (!match($0, /^\{"id":"[0-9a-f]+-[0-9]+","seq":[0-9]+,/)) { bad++; next }
+      split(substr($0, 8, RLENGTH - 8), p, /[-"]/)
+      inst = p[1]; seq = p[2] + 0
+      if (index($0, "\"source\":\"demo-cam-01\",\"data\":{\"model\":\"sensor-logreg\"") == 0 ||
+          index($0, "\"scores\":{") == 0) { bad++; next }
+      if (seq < 1 || seq > count || seen[inst, seq]++) { bad++; next }
+      n[inst]++
+    }
+    END {
+      k = 0
+      for (i in n) { k++; if (n[i] != count) { printf "instance %s: %d of %d records\n", i, n[i], count; bad++ } }
+      if (k != builds) { printf "expected %d buffers, got %d\n", builds, k; bad++ }
+      if (bad) { printf "examples-c: %d problems in the received records\n", bad; exit 1 }
+      printf "examples-c: %d predictions received exactly once from %d build(s) (%s)\n", NR, builds, what
+    }' "$1"
+}

@@ -21,7 +21,7 @@
 //! | batch.linger_ms | 0 to 3600000 |
 //! | retry.initial_ms, retry.max_ms | 1 to 86400000 (one day) |
 //! | http.timeout_ms, http.connect_timeout_ms | 1 to 3600000 |
-//! | capacity.max_bytes | 4096 to 2^50 |
+//! | capacity.max_bytes | 4096 to 2^63-1 |
 //! | capacity.max_records | 0 (no limit) to 2^63-1 |
 //! | disk.min_free_bytes | 0 to 2^63-1 |
 //! | record.max_bytes | 1 to 64 MiB |
@@ -461,7 +461,7 @@ num_keys! {
     "retry.max_ms" => retry_max_ms, 1, 86_400_000, Millis;
     "http.timeout_ms" => http_timeout_ms, 1, 3_600_000, Millis;
     "http.connect_timeout_ms" => http_connect_timeout_ms, 1, 3_600_000, Millis;
-    "capacity.max_bytes" => capacity_max_bytes, 4096, 1 << 50, Bytes;
+    "capacity.max_bytes" => capacity_max_bytes, 4096, I64_MAX, Bytes;
     "capacity.max_records" => capacity_max_records, 0, I64_MAX, Records;
     "record.max_bytes" => record_max_bytes, 1, 64 << 20, Bytes;
     "record.ttl_ms" => record_ttl_ms, 0, TEN_YEARS_MS, Millis;

@@ -179,4 +179,32 @@ mod tests {
         assert_eq!(c.pending_records(), 5);
         assert_eq!(Status::from_counters(&c).pending_records, 5);
     }
+
+    /// Counters past 2^32, as a device running for years reaches them: exact in the snapshot
+    /// and the JSON on every target (tests/targets runs these tests on 32-bit armv7 too).
+    #[test]
+    fn counters_past_two_to_the_32_are_exact() {
+        const BIG: u64 = 1 << 32;
+        let c = Counters::default();
+        c.pending_at_open.store(BIG + 5, Relaxed);
+        c.logged_total.store(3 * BIG + 11, Relaxed);
+        c.delivered_total.store(2 * BIG + 7, Relaxed);
+        c.dropped_total.store(BIG + 1, Relaxed);
+        c.dead_lettered_total.store(3, Relaxed);
+        c.pending_bytes.store(5 * BIG, Relaxed);
+        c.dead_letter_records.store(BIG + 9, Relaxed);
+        c.failed_attempts_total.store(u64::MAX - 1, Relaxed);
+        c.last_success_unix_ms.store(1_796_000_000_123, Relaxed);
+        c.logged_total.fetch_add(BIG, Relaxed);
+        let s = Status::from_counters(&c);
+        assert_eq!(s.logged_total, 4 * BIG + 11);
+        assert_eq!(s.pending_records, (BIG + 5) + (4 * BIG + 11) - (2 * BIG + 7) - (BIG + 1) - 3);
+        assert_eq!(s.pending_bytes, 5 * BIG);
+        let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+        assert_eq!(v["logged_total"].as_u64(), Some(4 * BIG + 11));
+        assert_eq!(v["pending_records"].as_u64(), Some(s.pending_records));
+        assert_eq!(v["dead_letter_records"].as_u64(), Some(BIG + 9));
+        assert_eq!(v["failed_attempts_total"].as_u64(), Some(u64::MAX - 1));
+        assert_eq!(v["last_success_unix_ms"].as_i64(), Some(1_796_000_000_123));
+    }
 }

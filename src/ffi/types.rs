@@ -144,3 +144,29 @@ pub type edgebuf_event_t = edgebuf_event;
 /// Event callback: runs on a library thread, one at a time.
 pub type edgebuf_event_cb =
     Option<unsafe extern "C" fn(ev: *const edgebuf_event_t, user_data: *mut c_void)>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The C struct carries 64-bit values whole on 32-bit targets too.
+    #[test]
+    fn status_struct_keeps_64_bit_values() {
+        let s = Status {
+            pending_records: (1 << 32) + 1,
+            logged_total: u64::MAX,
+            pending_at_open: (1 << 40) + 3,
+            dead_lettered_total: (1 << 33) + 2,
+            last_success_unix_ms: 1_796_000_000_123,
+            ..Status::default()
+        };
+        let c = edgebuf_status_t::from_status(&s);
+        assert_eq!(c.struct_size, EDGEBUF_STATUS_SIZE_V1);
+        assert_eq!({ c.pending_records }, (1 << 32) + 1);
+        assert_eq!({ c.logged_total }, u64::MAX);
+        assert_eq!({ c.pending_at_open }, (1 << 40) + 3);
+        assert_eq!({ c.dead_lettered_total }, (1 << 33) + 2);
+        assert_eq!({ c.last_success_unix_ms }, 1_796_000_000_123);
+        assert_eq!(std::mem::align_of::<edgebuf_status_t>(), 8);
+    }
+}
