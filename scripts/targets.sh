@@ -70,9 +70,9 @@ build() {
   # Only the archive where the target links everything statically (musl: no cdylib).
   local types=(--crate-type staticlib)
   [[ " $kinds " == *" shared "* ]] && types+=(--crate-type cdylib)
-  echo "--- build $t (cargo rustc --profile release-small --lib --target $t ${types[*]})"
+  echo "--- build $t (cargo rustc -p edgebuf --profile release-small --lib --target $t ${types[*]})"
   env "${envs[@]}" "CFLAGS_${t//-/_}=$RELEASE_CFLAGS" \
-    cargo rustc --profile release-small --lib --target "$t" "${types[@]}"
+    cargo rustc -p edgebuf --profile release-small --lib --target "$t" "${types[@]}"
   out="target/$t/release-small"
   rm -rf "$dist"
   mkdir -p "$dist/lib" "$dist/include"
@@ -167,8 +167,8 @@ test_target() {
     # configuration ranges, the store, the sender against servers on 127.0.0.1).
     local envs
     cargo_env
-    echo "unit tests (cargo test --lib --target $t, under $qemu):"
-    if ! env "${envs[@]}" cargo test --quiet --lib --target "$t" >"$bin/unit.log" 2>&1; then
+    echo "unit tests (cargo test -p edgebuf --lib --target $t, under $qemu):"
+    if ! env "${envs[@]}" cargo test -p edgebuf --quiet --lib --target "$t" >"$bin/unit.log" 2>&1; then
       tail -40 "$bin/unit.log" >&2
       echo "FAIL: unit tests on $t" >&2
       return 1

@@ -104,10 +104,24 @@ impl Buffer {
         let writer = crate::sys::spawn("edgebuf-writer", move || crate::writer::run(s1))
             .map_err(spawn_err)?;
         let s2 = Arc::clone(&sh);
-        let worker = crate::sys::spawn("edgebuf-worker", move || {
+        let worker = match crate::sys::spawn("edgebuf-worker", move || {
             crate::worker::Worker::new(s2, sender).run()
-        })
-        .map_err(spawn_err)?;
+        }) {
+            Ok(w) => w,
+            Err(e) => {
+                // The writer runs already: stop it and release the file before failing, or
+                // it would hold the buffer's lock for the life of the process.
+                lock(&sh.queue).closing = true;
+                sh.queue_cv.notify_all();
+                let _ = writer.join();
+                let store = lock(&sh.store).take();
+                drop(store);
+                if let Some(mut t) = event_thread {
+                    t.stop();
+                }
+                return Err(spawn_err(e));
+            }
+        };
         crate::writer::check_backlog(&sh);
         let event_thread_id = event_thread.as_ref().map(EventThread::thread_id);
         Ok(Buffer {
@@ -549,4 +563,32 @@ impl Drop for Buffer {
 
 fn closed_err() -> Error {
     Error::new(Code::Closed, "the handle is closing")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Code;
+
+    fn config(dir: &std::path::Path) -> Config {
+        let mut cfg = Config::new();
+        cfg.set("path", dir.join("buf.db").to_str().unwrap()).unwrap();
+        cfg.set("endpoint", "http://127.0.0.1:9/ingest").unwrap();
+        cfg
+    }
+
+    /// A worker that cannot start fails the open, and the writer already running is stopped
+    /// with it: the file's lock is released, so the next open succeeds.
+    #[test]
+    fn a_failed_worker_spawn_releases_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        crate::sys::FAIL_SPAWN.with(|n| n.set(Some("edgebuf-worker")));
+        let err = Buffer::open(&cfg, None).err().expect("the open fails");
+        crate::sys::FAIL_SPAWN.with(|n| n.set(None));
+        assert_eq!(err.code(), Code::Internal);
+        let b = Buffer::open(&cfg, None).expect("the file is free again");
+        b.log(b"{\"ok\":1}").unwrap();
+        assert_eq!(b.close(Duration::ZERO).err().map(|e| e.code()), Some(Code::Timeout));
+    }
 }

@@ -1,5 +1,6 @@
 //! Result codes and the error type shared by the Rust API and the C boundary.
 
+use std::ffi::CStr;
 use std::fmt;
 
 /// The result codes of SPEC section 1. Values are fixed forever.
@@ -21,34 +22,64 @@ pub enum Code {
 }
 
 impl Code {
+    /// Every result code: the one table of them. The C header's `EDGEBUF_OK` /
+    /// `EDGEBUF_ERR_*` constants are checked against it (tests/header.rs), and
+    /// `edgebuf_result_name` reads its names from here.
+    pub const ALL: [Code; 12] = [
+        Code::Ok,
+        Code::InvalidArgument,
+        Code::InvalidConfig,
+        Code::InvalidRecord,
+        Code::Full,
+        Code::Timeout,
+        Code::Closed,
+        Code::Storage,
+        Code::Locked,
+        Code::Corrupt,
+        Code::BufferTooSmall,
+        Code::Internal,
+    ];
+
     /// The value as the C API returns it.
     pub fn value(self) -> i32 {
         self as i32
     }
 
-    /// The static `EDGEBUF_*` name of a code value; unknown values give `EDGEBUF_UNKNOWN`.
-    pub fn name_of(value: i32) -> &'static str {
-        match value {
-            0 => "EDGEBUF_OK",
-            1 => "EDGEBUF_ERR_INVALID_ARGUMENT",
-            2 => "EDGEBUF_ERR_INVALID_CONFIG",
-            3 => "EDGEBUF_ERR_INVALID_RECORD",
-            4 => "EDGEBUF_ERR_FULL",
-            5 => "EDGEBUF_ERR_TIMEOUT",
-            6 => "EDGEBUF_ERR_CLOSED",
-            7 => "EDGEBUF_ERR_STORAGE",
-            8 => "EDGEBUF_ERR_LOCKED",
-            9 => "EDGEBUF_ERR_CORRUPT",
-            10 => "EDGEBUF_ERR_BUFFER_TOO_SMALL",
-            99 => "EDGEBUF_ERR_INTERNAL",
-            _ => "EDGEBUF_UNKNOWN",
+    /// The code of a value, if it is one.
+    pub fn from_value(value: i32) -> Option<Code> {
+        Code::ALL.into_iter().find(|c| c.value() == value)
+    }
+
+    /// The static `EDGEBUF_*` name, NUL-terminated for the C API.
+    pub fn c_name(self) -> &'static CStr {
+        match self {
+            Code::Ok => c"EDGEBUF_OK",
+            Code::InvalidArgument => c"EDGEBUF_ERR_INVALID_ARGUMENT",
+            Code::InvalidConfig => c"EDGEBUF_ERR_INVALID_CONFIG",
+            Code::InvalidRecord => c"EDGEBUF_ERR_INVALID_RECORD",
+            Code::Full => c"EDGEBUF_ERR_FULL",
+            Code::Timeout => c"EDGEBUF_ERR_TIMEOUT",
+            Code::Closed => c"EDGEBUF_ERR_CLOSED",
+            Code::Storage => c"EDGEBUF_ERR_STORAGE",
+            Code::Locked => c"EDGEBUF_ERR_LOCKED",
+            Code::Corrupt => c"EDGEBUF_ERR_CORRUPT",
+            Code::BufferTooSmall => c"EDGEBUF_ERR_BUFFER_TOO_SMALL",
+            Code::Internal => c"EDGEBUF_ERR_INTERNAL",
         }
     }
 
+    /// The static `EDGEBUF_*` name of a code value; unknown values give `EDGEBUF_UNKNOWN`.
+    pub fn name_of(value: i32) -> &'static str {
+        Code::from_value(value).map_or(UNKNOWN_NAME, Code::name)
+    }
+
     pub fn name(self) -> &'static str {
-        Code::name_of(self.value())
+        self.c_name().to_str().unwrap_or(UNKNOWN_NAME)
     }
 }
+
+/// The name of a value that is no result code.
+pub const UNKNOWN_NAME: &str = "EDGEBUF_UNKNOWN";
 
 /// An error: a result code and one readable sentence. The message never carries header values,
 /// URL credentials or query strings.

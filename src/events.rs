@@ -16,6 +16,20 @@ pub const EVENT_QUARANTINED: i32 = 7;
 pub const EVENT_BACKLOG_HIGH: i32 = 8;
 pub const EVENT_STORAGE_OK: i32 = 9;
 
+/// Every event kind with its name (`EDGEBUF_EVENT_` + name in the C header, which
+/// tests/header.rs checks against this table).
+pub const EVENT_KINDS: [(i32, &str); 9] = [
+    (EVENT_ONLINE, "ONLINE"),
+    (EVENT_OFFLINE, "OFFLINE"),
+    (EVENT_DELIVERED, "DELIVERED"),
+    (EVENT_DROPPED, "DROPPED"),
+    (EVENT_DEAD_LETTER, "DEAD_LETTER"),
+    (EVENT_STORAGE_ERROR, "STORAGE_ERROR"),
+    (EVENT_QUARANTINED, "QUARANTINED"),
+    (EVENT_BACKLOG_HIGH, "BACKLOG_HIGH"),
+    (EVENT_STORAGE_OK, "STORAGE_OK"),
+];
+
 /// Events waiting beyond this are dropped (DELIVERED and DROPPED coalesce and never are).
 const QUEUE_BOUND: usize = 1024;
 

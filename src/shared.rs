@@ -1,6 +1,25 @@
 //! State shared by the caller's threads, the writer, the worker and the status readers of one
-//! buffer. Each lock here is held only for memory operations, except `store`, which the writer
-//! and the worker hold for disk I/O and which `edgebuf_log` never takes.
+//! buffer.
+//!
+//! # Locks
+//!
+//! The order, outermost first; a thread holding one lock only ever takes locks further down:
+//!
+//! 1. `Buffer::threads` (buffer.rs): held by `close` through the whole shutdown.
+//! 2. `store`: held for SQLite work and fsyncs, by the writer, the worker (fetch, settle, dead
+//!    letters), the prefetch helper, flush/close polls, and in sync mode by the logging thread
+//!    that leads a group commit (`writer::lead_commit` releases `queue` before it takes `store`).
+//!    Never held across a network request.
+//! 3. `queue`: memory operations only (and one `getrandom`). The writer takes it under `store`
+//!    to fill `failed` and to expire the memory queue.
+//! 4. `signals`: memory operations only; never held together with `store`, `queue` or the
+//!    event queue.
+//! 5. The event queue (events.rs): innermost; `emit` never blocks, so events may be emitted
+//!    under any of the above. Callbacks run with no lock held.
+//!
+//! Condition-variable waits release their lock; waiting on a thread (join) or on the
+//! prefetch helper happens with no lock held except `threads` in `close`, which none of the
+//! joined threads takes.
 
 use crate::config::Config;
 use crate::error::Code;

@@ -7,6 +7,14 @@ pub const CONNECTIVITY_UNKNOWN: u32 = 0;
 pub const CONNECTIVITY_ONLINE: u32 = 1;
 pub const CONNECTIVITY_OFFLINE: u32 = 2;
 
+/// Every connectivity state with its name: the name is the `connectivity` value of the status
+/// JSON, and `EDGEBUF_CONNECTIVITY_` + its upper case the C constant (tests/header.rs checks).
+pub const CONNECTIVITY_STATES: [(u32, &str); 3] = [
+    (CONNECTIVITY_UNKNOWN, "unknown"),
+    (CONNECTIVITY_ONLINE, "online"),
+    (CONNECTIVITY_OFFLINE, "offline"),
+];
+
 /// Live counters. Writers update them with relaxed atomics; `snapshot` reads them in an order
 /// that keeps `pending_records` from ever going negative.
 #[derive(Default, Debug)]
@@ -105,11 +113,10 @@ impl Status {
     /// The JSON form: every field a number, except `connectivity` (a string) and
     /// `storage_degraded` (a boolean). Keys in struct order.
     pub fn to_json(&self) -> String {
-        let connectivity = match self.connectivity {
-            CONNECTIVITY_ONLINE => "online",
-            CONNECTIVITY_OFFLINE => "offline",
-            _ => "unknown",
-        };
+        let connectivity = CONNECTIVITY_STATES
+            .iter()
+            .find(|(v, _)| *v == self.connectivity)
+            .map_or("unknown", |(_, name)| name);
         format!(
             concat!(
                 "{{\"pending_records\":{},\"pending_bytes\":{},\"disk_bytes\":{},",

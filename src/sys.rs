@@ -43,12 +43,22 @@ pub fn block_async_signals() {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests: the spawn of the thread with this name, from this thread, fails.
+    pub static FAIL_SPAWN: std::cell::Cell<Option<&'static str>> = const { std::cell::Cell::new(None) };
+}
+
 /// Spawns a named library thread with asynchronous signals blocked.
 pub fn spawn<F, T>(name: &str, f: F) -> io::Result<std::thread::JoinHandle<T>>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    #[cfg(test)]
+    if FAIL_SPAWN.with(|n| n.get()) == Some(name) {
+        return Err(io::Error::other("thread spawn failure injected by a test"));
+    }
     std::thread::Builder::new()
         .name(name.to_string())
         .stack_size(1024 * 1024)

@@ -104,3 +104,55 @@ fn version_macros_match_cargo_toml() {
         assert!(h.contains(&format!("#define {m} {v}\n")), "{m}");
     }
 }
+
+/// The `#define NAME VALUE` lines of the header whose name starts with `prefix`.
+fn defines(prefix: &str) -> Vec<(String, i64)> {
+    header()
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            if w.next() != Some("#define") {
+                return None;
+            }
+            let name = w.next()?;
+            if !name.starts_with(prefix) {
+                return None;
+            }
+            let value = w.next()?.trim_start_matches('(').trim_end_matches(')');
+            Some((name.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn sorted(mut v: Vec<(String, i64)>) -> Vec<(String, i64)> {
+    v.sort();
+    v
+}
+
+/// The header's result codes are the Rust table `Code::ALL`, name for name, value for value.
+#[test]
+fn result_codes_follow_the_one_table() {
+    let table: Vec<(String, i64)> = edgebuf::Code::ALL
+        .iter()
+        .map(|c| (c.name().to_string(), c.value() as i64))
+        .collect();
+    let mut header = defines("EDGEBUF_ERR_");
+    header.extend(defines("EDGEBUF_OK"));
+    assert_eq!(sorted(header), sorted(table));
+    assert_eq!(edgebuf::Code::name_of(12345), "EDGEBUF_UNKNOWN");
+}
+
+/// The header's event kinds and connectivity states are the Rust tables.
+#[test]
+fn event_kinds_and_connectivity_follow_their_tables() {
+    let events: Vec<(String, i64)> = edgebuf::events::EVENT_KINDS
+        .iter()
+        .map(|(v, n)| (format!("EDGEBUF_EVENT_{n}"), *v as i64))
+        .collect();
+    assert_eq!(sorted(defines("EDGEBUF_EVENT_")), sorted(events));
+    let states: Vec<(String, i64)> = edgebuf::status::CONNECTIVITY_STATES
+        .iter()
+        .map(|(v, n)| (format!("EDGEBUF_CONNECTIVITY_{}", n.to_uppercase()), *v as i64))
+        .collect();
+    assert_eq!(sorted(defines("EDGEBUF_CONNECTIVITY_")), sorted(states));
+}

@@ -411,22 +411,9 @@ pub extern "C" fn edgebuf_last_error() -> *const c_char {
 /// "EDGEBUF_UNKNOWN".
 #[no_mangle]
 pub extern "C" fn edgebuf_result_name(code: edgebuf_result) -> *const c_char {
-    let s: &'static CStr = match code {
-        0 => c"EDGEBUF_OK",
-        1 => c"EDGEBUF_ERR_INVALID_ARGUMENT",
-        2 => c"EDGEBUF_ERR_INVALID_CONFIG",
-        3 => c"EDGEBUF_ERR_INVALID_RECORD",
-        4 => c"EDGEBUF_ERR_FULL",
-        5 => c"EDGEBUF_ERR_TIMEOUT",
-        6 => c"EDGEBUF_ERR_CLOSED",
-        7 => c"EDGEBUF_ERR_STORAGE",
-        8 => c"EDGEBUF_ERR_LOCKED",
-        9 => c"EDGEBUF_ERR_CORRUPT",
-        10 => c"EDGEBUF_ERR_BUFFER_TOO_SMALL",
-        99 => c"EDGEBUF_ERR_INTERNAL",
-        _ => c"EDGEBUF_UNKNOWN",
-    };
-    s.as_ptr()
+    crate::error::Code::from_value(code)
+        .map_or(c"EDGEBUF_UNKNOWN", crate::error::Code::c_name)
+        .as_ptr()
 }
 
 /// The library version, static "MAJOR.MINOR.PATCH".

@@ -198,10 +198,35 @@ pub fn envelopes(body: &[u8]) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// A free port with nothing listening (for an endpoint that is down).
+/// A port with nothing listening (an endpoint that is down), reserved for this process: a
+/// socket stays bound to it without listening, so connections are refused and the kernel hands
+/// the port to no other test in between. With SO_REUSEADDR on both sides, a server of this
+/// test (tiny_http, nginx) can still bind and listen on it later, as an endpoint coming back.
 pub fn dead_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    // SAFETY: plain socket calls on a descriptor this function owns (and never closes);
+    // `addr` and `one` are valid for the sizes passed.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let one: libc::c_int = 1;
+        let rc = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            &one as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0, "setsockopt: {}", std::io::Error::last_os_error());
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let rc = libc::bind(fd, &addr as *const _ as *const libc::sockaddr, len);
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        let rc = libc::getsockname(fd, &mut addr as *mut _ as *mut libc::sockaddr, &mut len);
+        assert_eq!(rc, 0, "getsockname: {}", std::io::Error::last_os_error());
+        u16::from_be(addr.sin_port)
+    }
 }
 
 /// A config for a buffer file in `dir` sending to `endpoint`, with short timings for tests.

@@ -1,9 +1,10 @@
-//! The `edgebuf` command-line tool (src/bin/edgebuf.rs), run as a program: `status`, `export`
+//! The `edgebuf` command-line tool (cli/src/main.rs), run as a program: `status`, `export`
 //! and `check` on buffer files written through the Rust API (also while a buffer holds the
 //! file open, and without creating or changing a file), `requeue`, `compact` and `drain`
 //! (refused while a buffer holds the file), and `receive`, the reference receiver, with HTTP
 //! requests and with a buffer.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 use common::httpd::{Act, Server};
 use common::*;
