@@ -9,8 +9,14 @@ tmp=$(mktemp -d)
 rpid=""
 cleanup() { [ -n "$rpid" ] && kill "$rpid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
-prefix="$tmp/prefix"
-make -s install PREFIX="$prefix" >/dev/null
+# The README's command, exactly, with HOME in the temporary directory (rustup and cargo keep
+# finding their own homes).
+(
+  export RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"
+  export HOME="$tmp"
+  make install PREFIX="$HOME/.local"
+) >/dev/null
+prefix="$tmp/.local"
 test -L "$prefix/lib/libedgebuf.so.0" && test -f "$prefix/lib/libedgebuf.a" && test -f "$prefix/include/edgebuf.h"
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 cmake -S examples-c/cmake -B "$tmp/build" -DCMAKE_BUILD_RULE_MESSAGES=OFF -DCMAKE_INSTALL_RPATH="$prefix/lib" \

@@ -16,6 +16,10 @@ ln -sf libedgebuf.so target/release/libedgebuf.so.0
 step "cargo test"
 cargo test --lib --bins --tests -- --test-threads=2
 
+step "./scripts/demo.sh (the README's demo: an outage in the middle, nothing lost)"
+./scripts/demo.sh >target/demo.log 2>&1 || { cat target/demo.log; exit 1; }
+tail -12 target/demo.log
+
 for t in tests/c/run.sh examples-c/run.sh examples-c/install-test.sh examples-c/static-test.sh bindings/cpp/test.sh bindings/go/test.sh bindings/python/test.sh examples-python/run.sh examples-go/run.sh; do
   if [ -x "$t" ]; then
     step "$t"

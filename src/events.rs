@@ -50,7 +50,6 @@ struct State {
     /// The event thread waits for `open` to hand the handle out before the first callback.
     started: bool,
     stopping: bool,
-    lost: u64,
 }
 
 struct Shared {
@@ -84,7 +83,6 @@ impl Events {
                 queue: VecDeque::new(),
                 started: false,
                 stopping: false,
-                lost: 0,
             }),
             cv: Condvar::new(),
         });
@@ -127,7 +125,6 @@ impl Events {
             }
         }
         if st.queue.len() >= QUEUE_BOUND {
-            st.lost += 1;
             return;
         }
         st.queue.push_back(Event {
@@ -139,10 +136,6 @@ impl Events {
         shared.cv.notify_one();
     }
 
-    /// Whether events go anywhere (so callers can skip building messages).
-    pub fn enabled(&self) -> bool {
-        self.shared.is_some()
-    }
 }
 
 impl EventThread {
@@ -157,11 +150,6 @@ impl EventThread {
     /// The id of the event thread (the thread callbacks run on).
     pub fn thread_id(&self) -> ThreadId {
         self.thread_id
-    }
-
-    /// True on the event thread itself, i.e. inside a callback.
-    pub fn is_current(&self) -> bool {
-        std::thread::current().id() == self.thread_id
     }
 
     /// Runs what is queued, then ends the thread and waits for it (and a running callback).

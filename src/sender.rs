@@ -345,11 +345,6 @@ impl Sender {
         })
     }
 
-    /// `source.id` (or the host name), as sent in `X-Edgebuf-Source` and every envelope.
-    pub fn source(&self) -> &str {
-        &self.source
-    }
-
     /// The source as a JSON string, quotes included, as it appears in every envelope; its length
     /// is the `source_json_len` of [`envelope_len`].
     pub fn source_json(&self) -> &str {

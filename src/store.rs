@@ -1083,11 +1083,6 @@ impl Store {
         Ok(())
     }
 
-    /// st_size of the database, `-wal` and `-shm`.
-    pub fn disk_usage(&self) -> u64 {
-        file_set_size(&self.path)
-    }
-
     /// Moves dead letters back to the pending records, oldest first (`edgebuf requeue`); with
     /// `statuses` not empty, only those rejected with one of these HTTP statuses.
     ///
