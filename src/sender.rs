@@ -152,6 +152,15 @@ pub fn classify_status(status: u16) -> Outcome {
     }
 }
 
+/// The status a proxy answered a CONNECT with, from ureq's `ConnectProxyFailed` reason
+/// ("proxy server responded 407/Proxy Authentication Required"; ureq is pinned to the minor
+/// release whose wording this reads). None when the proxy gave no status.
+fn proxy_refusal_status(reason: &str) -> Option<u16> {
+    let rest = reason.split("responded ").nth(1)?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().filter(|s| (100..=999).contains(s))
+}
+
 /// Sends batches to the endpoint. Owned by one thread at a time (it is `Send`).
 pub struct Sender {
     agent: Agent,
@@ -591,6 +600,11 @@ impl Sender {
     }
 
     fn attempt_for_failure(&mut self, failure: Failure) -> Attempt {
+        if let Failure::Transport(ureq::Error::ConnectProxyFailed(reason)) = &failure {
+            if let Some(status) = proxy_refusal_status(reason) {
+                return self.proxy_refused(status);
+            }
+        }
         let ep = &self.endpoint;
         let (outcome, detail) = match failure {
             Failure::Panic => {
@@ -609,6 +623,30 @@ impl Sender {
         Attempt {
             outcome,
             http_status: 0,
+            retry_after: None,
+            detail,
+        }
+    }
+
+    /// The proxy answered the CONNECT for the endpoint with `status` (SPEC 3): 407 (its
+    /// credentials), 403 and the like are configuration problems, 408, 429 and 5xx outages.
+    /// Nothing of the batch reached the endpoint, so a 400 or 413 here says nothing about the
+    /// batch: no split, no bisection.
+    fn proxy_refused(&self, status: u16) -> Attempt {
+        let ep = &self.endpoint;
+        let outcome = match classify_status(status) {
+            Outcome::Retry => Outcome::Retry,
+            _ => Outcome::Config,
+        };
+        let detail = match status {
+            407 => format!(
+                "the proxy refused the tunnel to {ep} with 407: check the proxy credentials (http.proxy or HTTPS_PROXY)"
+            ),
+            _ => format!("the proxy refused the tunnel to {ep} with {status}"),
+        };
+        Attempt {
+            outcome,
+            http_status: i32::from(status),
             retry_after: None,
             detail,
         }
@@ -1908,6 +1946,28 @@ mod tests {
             reqs[0].line.contains("edgebuf-test.invalid:8080"),
             "{reqs:?}"
         );
+    }
+
+    /// A proxy that refuses the tunnel: 407 (and 403) are configuration problems, retried at
+    /// retry.max_ms, with the proxy's status; 502 and 503 are outages, retried with backoff.
+    #[test]
+    fn a_proxy_refusing_the_tunnel_is_classified_by_its_status() {
+        for (status, want) in [
+            (407, Outcome::Config),
+            (403, Outcome::Config),
+            (400, Outcome::Config),
+            (502, Outcome::Retry),
+            (503, Outcome::Retry),
+        ] {
+            let proxy = Server::start(vec![Act::SendAndClose(response(status, ""))]);
+            let mut c = cfg("http://edgebuf-test.invalid:8080/ingest");
+            c.http_proxy = ProxySetting::Url(format!("http://{}", proxy.addr));
+            let mut s = sender(&c);
+            let a = s.send(&recs(&["{}"]));
+            assert_eq!(a.outcome, want, "{status}: {a:?}");
+            assert_eq!(a.http_status, i32::from(status), "{a:?}");
+            assert!(a.detail.contains("proxy"), "{a:?}");
+        }
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub struct OpenReport {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
-    _lock: File,
+    _lock: Locks,
     instance: String,
     /// Records with a smaller seq were stored by an earlier run: their age counts from open.
     run_first_seq: u64,
@@ -250,6 +250,8 @@ impl Store {
                 let lost = count_records_best_effort(&path);
                 let moved = quarantine(&path)?;
                 report.quarantined = Some((moved, lost));
+                let mut lock = lock;
+                lock.relock_inode(&path)?;
                 Store::open_locked(cfg, &path, lock).map_err(|(f, _)| f.into_error(&path))?
             }
             Err((OpenFailure::StrayWal(why), lock)) => {
@@ -279,8 +281,8 @@ impl Store {
     fn open_locked(
         cfg: &Config,
         path: &Path,
-        lock: File,
-    ) -> std::result::Result<Store, (OpenFailure, File)> {
+        lock: Locks,
+    ) -> std::result::Result<Store, (OpenFailure, Locks)> {
         let had = siblings_present(path);
         match Store::open_inner(cfg, path) {
             Ok(p) => Ok(Store::from_parts(p, lock)),
@@ -1208,7 +1210,7 @@ struct PartialStore {
 
 // `open_locked` builds the Store from the parts and the lock.
 impl Store {
-    fn from_parts(p: PartialStore, lock: File) -> Store {
+    fn from_parts(p: PartialStore, lock: Locks) -> Store {
         let next = p.hwm + 1;
         Store {
             conn: p.conn,
@@ -1301,26 +1303,70 @@ impl OpenFailure {
     }
 }
 
-fn take_lock(path: &Path) -> Result<File> {
-    let mut lp = path.as_os_str().to_owned();
-    lp.push(".lock");
-    let lock_path = PathBuf::from(lp);
-    let f = OpenOptions::new()
+/// The locks that make one handle the only owner of a buffer file (SPEC 4), held for the life
+/// of the Store and released after its connection closes (field order): a flock on
+/// `<canonical path>.lock`, never opened through a symbolic link, and a flock on the database
+/// file itself, whose inode every name of the file shares (another spelling, a symlink, a hard
+/// link, a bind mount). flock and SQLite's fcntl locks are independent; the descriptor stays
+/// open until SQLite has closed, since closing any descriptor of the file would drop SQLite's.
+pub struct Locks {
+    _name: File,
+    inode: File,
+}
+
+fn take_lock(path: &Path) -> Result<Locks> {
+    let lock_path = sibling(path, ".lock");
+    let name = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&lock_path)
         .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                return Error::storage(format!(
+                    "the lock file {} is a symbolic link, which edgebuf never opens: remove it \
+                     (edgebuf creates its own)",
+                    lock_path.display()
+                ));
+            }
             Error::storage(format!(
                 "cannot create the lock file {}: {e}{}",
                 lock_path.display(),
                 io_hint(&e)
             ))
         })?;
+    flock(&name, path, &lock_path)?;
+    let inode = lock_inode(path)?;
+    Ok(Locks { _name: name, inode })
+}
+
+/// Opens (creating it empty, 0600, when missing) and flocks the database file itself.
+fn lock_inode(path: &Path) -> Result<File> {
+    // Read-only is enough for flock; O_CREAT by hand, since std creates only for writing.
+    let f = OpenOptions::new()
+        .read(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CREAT | libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| storage_err("cannot open the buffer file", path, format!("{e}{}", io_hint(&e))))?;
+    flock(&f, path, path)?;
+    Ok(f)
+}
+
+impl Locks {
+    /// After the file was moved aside (quarantine): lock the new file at `path`.
+    fn relock_inode(&mut self, path: &Path) -> Result<()> {
+        self.inode = lock_inode(path)?;
+        Ok(())
+    }
+}
+
+fn flock(f: &File, path: &Path, lock_path: &Path) -> Result<()> {
     match f.try_lock() {
-        Ok(()) => Ok(f),
+        Ok(()) => Ok(()),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
             Code::Locked,
             format!(
@@ -1329,7 +1375,7 @@ fn take_lock(path: &Path) -> Result<File> {
                 lock_path.display()
             ),
         )),
-        Err(std::fs::TryLockError::Error(e)) => Err(storage_err("cannot lock", &lock_path, e)),
+        Err(std::fs::TryLockError::Error(e)) => Err(storage_err("cannot lock", lock_path, e)),
     }
 }
 

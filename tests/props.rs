@@ -73,14 +73,22 @@ fn depth(j: &J) -> usize {
     }
 }
 
-/// Numbers of every shape the grammar allows, huge exponents included.
+/// Numbers of every shape the grammar allows, within a double's range (I-JSON): huge negative
+/// exponents included, which underflow to zero and are fine.
 fn number() -> impl Strategy<Value = String> {
     "-?(0|[1-9][0-9]{0,24})(\\.[0-9]{1,8})?([eE][+-]?[0-9]{1,5})?"
+        .prop_filter("within a double's range", |n| i_json_number(n))
+}
+
+/// I-JSON (RFC 7493): a number must not overflow a double.
+fn i_json_number(text: &str) -> bool {
+    text.parse::<f64>().is_ok_and(f64::is_finite)
 }
 
 /// String texts: raw characters (any Unicode scalar but `"`, `\` and controls), every escape,
-/// `\u` with any four hex digits (lone surrogates included: the grammar allows them), and
-/// brackets and escaped quotes and backslashes that a depth count must not be fooled by.
+/// `\u` with any four hex digits that are not a surrogate, surrogate pairs (I-JSON refuses a
+/// lone one), and brackets and escaped quotes and backslashes that a depth count must not be
+/// fooled by.
 fn json_string() -> impl Strategy<Value = String> {
     let piece = prop_oneof![
         4 => any::<char>()
@@ -91,8 +99,11 @@ fn json_string() -> impl Strategy<Value = String> {
             "\\\\\\\"[", "é", "\u{1F600}",
         ])
         .prop_map(String::from),
-        1 => any::<u16>().prop_map(|u| format!("\\u{u:04x}")),
-        1 => any::<u16>().prop_map(|u| format!("\\u{u:04X}")),
+        1 => any::<u16>().prop_filter("not a surrogate", |u| !is_surrogate(*u))
+            .prop_map(|u| format!("\\u{u:04x}")),
+        1 => any::<u16>().prop_filter("not a surrogate", |u| !is_surrogate(*u))
+            .prop_map(|u| format!("\\u{u:04X}")),
+        1 => (0xd800u16..0xdc00, 0xdc00u16..0xe000).prop_map(|(h, l)| format!("\\u{h:04x}\\u{l:04X}")),
     ];
     prop::collection::vec(piece, 0..10).prop_map(|p| format!("\"{}\"", p.concat()))
 }
@@ -242,6 +253,12 @@ impl Json<'_> {
         self.i - s
     }
     fn number(&mut self) -> Option<()> {
+        let start = self.i;
+        self.number_syntax()?;
+        let text = std::str::from_utf8(&self.b[start..self.i]).ok()?;
+        i_json_number(text).then_some(())
+    }
+    fn number_syntax(&mut self) -> Option<()> {
         if self.peek() == Some(b'-') {
             self.i += 1;
         }
@@ -265,6 +282,12 @@ impl Json<'_> {
         }
         Some(())
     }
+    fn hex4(&mut self) -> Option<u16> {
+        let h = std::str::from_utf8(self.b.get(self.i..self.i + 4)?).ok()?;
+        h.bytes().all(|c| c.is_ascii_hexdigit()).then_some(())?;
+        self.i += 4;
+        u16::from_str_radix(h, 16).ok()
+    }
     fn string(&mut self) -> Option<()> {
         self.lit(b"\"")?;
         loop {
@@ -279,9 +302,15 @@ impl Json<'_> {
                         b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 1,
                         b'u' => {
                             self.i += 1;
-                            for _ in 0..4 {
-                                self.peek()?.is_ascii_hexdigit().then_some(())?;
-                                self.i += 1;
+                            let u = self.hex4()?;
+                            // I-JSON: a high surrogate must be followed by an escaped low one;
+                            // a low one alone is refused.
+                            if (0xdc00..0xe000).contains(&u) {
+                                return None;
+                            }
+                            if (0xd800..0xdc00).contains(&u) {
+                                self.lit(b"\\u")?;
+                                (0xdc00..0xe000).contains(&self.hex4()?).then_some(())?;
                             }
                         }
                         _ => return None,
@@ -350,7 +379,8 @@ impl Json<'_> {
 }
 
 /// SPEC 1: accepted iff UTF-8, exactly one JSON value with surrounding whitespace, nested at
-/// most 128 deep, and at most `max_bytes` long.
+/// most 128 deep, at most `max_bytes` long, and I-JSON (no number overflowing a double, no
+/// unpaired surrogate escape).
 fn acceptable(bytes: &[u8], max_bytes: u64) -> bool {
     if bytes.len() as u64 > max_bytes || std::str::from_utf8(bytes).is_err() {
         return false;
@@ -426,6 +456,18 @@ fn invalid_record() -> impl Strategy<Value = (Vec<u8>, &'static str)> {
             a.extend(b);
             (a, "two values")
         }),
+        // Not I-JSON: a number that overflows a double, or an unpaired surrogate escape,
+        // anywhere a value may stand.
+        (
+            prop::sample::select(vec![
+                "1e999", "-1E+400", "2e308", "1.8e308",
+                "\"\\ud800\"", "\"\\uDBFF\"", "\"\\udc00\"", "\"x\\ud83dy\"",
+                "\"\\ud800\\u0041\"", "\"\\ude00\\ud83d\"",
+            ]),
+            prop::collection::vec(any::<bool>(), 0..4),
+            whitespace()
+        )
+            .prop_map(|(bad, k, ws)| (render(&wrap(J::Lit(bad.into()), &k), &ws), "not I-JSON")),
         // Empty, or whitespace only.
         prop::collection::vec(prop::sample::select(vec![b' ', b'\t', b'\n', b'\r']), 0..16)
             .prop_map(|w| (w, "empty")),
@@ -1754,4 +1796,8 @@ fn interim_answers_are_skipped_and_101_is_a_configuration_problem() {
         assert_eq!((a.outcome, a.http_status), (outcome, status), "{answer:?}: {a:?}");
         t.join().unwrap();
     }
+}
+
+fn is_surrogate(u: u16) -> bool {
+    (0xd800..0xe000).contains(&u)
 }

@@ -185,6 +185,47 @@ fn one_owner_per_file_whatever_the_spelling() {
         .unwrap();
 }
 
+/// A hard link is another name for the same file: the lock is taken on the file itself (its
+/// inode), so the second open is LOCKED, here and after the first closes it is free again.
+/// Before the inode lock, both opened and logged, and SQLite then found "Rowid out of order".
+#[test]
+fn one_owner_per_file_whatever_the_name_hard_links_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = down_config(dir.path());
+    let b = Buffer::open(&c, None).unwrap();
+    b.log(b"{\"first\":1}").unwrap();
+    b.sync(Duration::from_secs(5)).unwrap();
+    let link = dir.path().join("link.db");
+    std::fs::hard_link(dir.path().join("buf.db"), &link).unwrap();
+    let mut other = c.clone();
+    other.set("path", link.to_str().unwrap()).unwrap();
+    let e = Buffer::open(&other, None)
+        .err()
+        .expect("a second open through a hard link must fail");
+    assert_eq!(e.code(), Code::Locked, "{}", e.message());
+    assert!(e.message().contains("link.db"), "{}", e.message());
+    b.close(Duration::ZERO).unwrap_err();
+    let b2 = Buffer::open(&other, None).unwrap();
+    assert_eq!(b2.status().pending_at_open, 1);
+    b2.close(Duration::ZERO).unwrap_err();
+}
+
+/// `<path>.lock` is never opened through a symbolic link: a planted one (dangling here) makes
+/// open fail, and the file it points to is not created.
+#[test]
+fn the_lock_file_is_never_opened_through_a_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = down_config(dir.path());
+    let target = dir.path().join("planted-target");
+    std::os::unix::fs::symlink(&target, dir.path().join("buf.db.lock")).unwrap();
+    let e = Buffer::open(&c, None)
+        .err()
+        .expect("open refuses a symlinked lock file");
+    assert_eq!(e.code(), Code::Storage, "{}", e.message());
+    assert!(e.message().contains("symbolic link"), "{}", e.message());
+    assert!(!target.exists(), "the symlink's target was created");
+}
+
 #[test]
 fn damaged_file_is_quarantined_or_reported() {
     let dir = tempfile::tempdir().unwrap();
