@@ -11,16 +11,7 @@ ln -sf libedgebuf.so target/release/libedgebuf.so.0
 make -s -C examples-c inference static
 cli=target/release/edgebuf
 
-tmp=$(mktemp -d)
-rpid=""
-cleanup() {
-  if [ -n "$rpid" ]; then kill "$rpid" 2>/dev/null || true; wait "$rpid" 2>/dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-out="$tmp/received.ndjson"
-start_receiver 0
+with_receiver
 for bin in inference inference-static; do
   timeout 50 ./examples-c/$bin --endpoint "http://127.0.0.1:$port/ingest" --path "$tmp/$bin.db" \
     --count "$COUNT" --rate 0 >"$tmp/$bin.log" || { cat "$tmp/$bin.log" >&2; exit 1; }

@@ -144,3 +144,19 @@ check_example_received() {
       printf "examples-c: %d predictions received exactly once from %d build(s) (%s)\n", NR, builds, what
     }' "$1"
 }
+
+# with_receiver: for a test script, a temporary directory $tmp and the reference receiver
+# started on a free port ($port, $rpid), writing each new envelope to $out; both go away at
+# exit (receiver_cleanup, which a script's own EXIT trap can call after its own cleanup).
+with_receiver() {
+  tmp=$(mktemp -d)
+  rpid=""
+  out="$tmp/received.ndjson"
+  trap receiver_cleanup EXIT
+  start_receiver 0
+}
+
+receiver_cleanup() {
+  if [ -n "${rpid:-}" ]; then kill "$rpid" 2>/dev/null || true; wait "$rpid" 2>/dev/null || true; fi
+  rm -rf "$tmp"
+}

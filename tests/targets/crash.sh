@@ -11,16 +11,9 @@ cd "$(dirname "$0")/../.."
 . scripts/common.sh
 read -r -a runner <<<"${EDGEBUF_TARGET_RUNNER:-}"
 CYCLES=${CYCLES:-6}
-tmp=$(mktemp -d)
-rpid="" cpid=""
-cleanup() {
-  if [ -n "$cpid" ]; then kill -KILL "$cpid" 2>/dev/null || true; wait "$cpid" 2>/dev/null || true; fi
-  if [ -n "$rpid" ]; then kill "$rpid" 2>/dev/null || true; wait "$rpid" 2>/dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-out="$tmp/received.ndjson"
-start_receiver 0
+cpid=""
+with_receiver
+trap 'if [ -n "$cpid" ]; then kill -KILL "$cpid" 2>/dev/null || true; wait "$cpid" 2>/dev/null || true; fi; receiver_cleanup' EXIT
 endpoint="http://127.0.0.1:$port/ingest"
 db="$tmp/crash.db"
 : >"$tmp/acked"

@@ -8,15 +8,7 @@ cd "$(dirname "$0")/../.."
 . scripts/common.sh
 read -r -a runner <<<"${EDGEBUF_TARGET_RUNNER:-}"
 COUNT=${COUNT:-300}
-tmp=$(mktemp -d)
-rpid=""
-cleanup() {
-  if [ -n "$rpid" ]; then kill "$rpid" 2>/dev/null || true; wait "$rpid" 2>/dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-out="$tmp/received.ndjson"
-start_receiver 0
+with_receiver
 timeout 120 ${runner[@]+"${runner[@]}"} "$prog" --endpoint "http://127.0.0.1:$port/ingest" \
   --path "$tmp/example.db" --count "$COUNT" --rate 0 --quiet >"$tmp/example.log" ||
   { cat "$tmp/example.log" >&2; exit 1; }

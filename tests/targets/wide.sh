@@ -11,15 +11,7 @@ cd "$(dirname "$0")/../.."
 read -r -a runner <<<"${EDGEBUF_TARGET_RUNNER:-}"
 COUNT=40
 HWM=$(( (1 << 32) + 1000 ))
-tmp=$(mktemp -d)
-rpid=""
-cleanup() {
-  if [ -n "$rpid" ]; then kill "$rpid" 2>/dev/null || true; wait "$rpid" 2>/dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-out="$tmp/received.ndjson"
-start_receiver 0
+with_receiver
 db="$tmp/wide.db"
 run() {
   date +%s%3N >"$tmp/start.$1"
