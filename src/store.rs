@@ -237,6 +237,9 @@ impl Store {
         let store = match Store::open_locked(cfg, &path, lock) {
             Ok(s) => s,
             Err((OpenFailure::Damaged(why), lock)) => {
+                if !is_ours(&path) {
+                    return Err(not_ours(&path, &why));
+                }
                 if cfg.storage_on_corrupt == OnCorrupt::Fail {
                     return Err(Error::new(
                         Code::Corrupt,
@@ -335,6 +338,7 @@ impl Store {
         // once the file is accepted.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
             .map_err(|e| OpenFailure::from_sql("cannot open buffer file", e))?;
+        harden(&conn).map_err(|e| OpenFailure::from_sql("cannot open buffer file", e))?;
         let app_id: i32 = conn
             .query_row("PRAGMA application_id", [], |r| r.get(0))
             .map_err(|e| OpenFailure::from_sql("cannot read buffer file", e))?;
@@ -362,6 +366,11 @@ impl Store {
             return Err(OpenFailure::Foreign(format!(
                 "it has schema version {version}, newer than this library's {SCHEMA_VERSION}"
             )));
+        }
+        // Before anything reads a table: the schema must be exactly edgebuf's, so that no
+        // trigger, view or altered table of someone else's runs inside the host.
+        if tables > 0 {
+            check_schema(&conn)?;
         }
         let exec = |sql: &str| {
             conn.execute_batch(sql)
@@ -410,6 +419,12 @@ impl Store {
             .optional()
             .map_err(|e| OpenFailure::from_sql("cannot read buffer file", e))?
             .ok_or_else(|| OpenFailure::Damaged("its instance id is missing".into()))?;
+        if !valid_instance(&instance) {
+            return Err(OpenFailure::Foreign(
+                "its instance id is not 16 hexadecimal digits, so it was not written by edgebuf"
+                    .into(),
+            ));
+        }
         if own_instance.as_ref().is_some_and(|own| *own != instance) {
             return Err(stray(&format!("the edgebuf buffer {instance}")));
         }
@@ -640,11 +655,18 @@ impl Store {
                 ts_ms: row.get(1).map_err(|e| sql_storage("bad row", e))?,
                 inst: match row.get_ref(2).map_err(|e| sql_storage("bad row", e))? {
                     rusqlite::types::ValueRef::Null => None,
-                    v => Some(
-                        v.as_str()
-                            .map_err(|e| sql_storage("bad row", e.into()))?
-                            .to_owned(),
-                    ),
+                    v => {
+                        // It goes on the wire in the envelope's id: only what edgebuf writes.
+                        let i = v.as_str().map_err(|e| sql_storage("bad row", e.into()))?;
+                        if !valid_instance(i) {
+                            return Err(Error::storage(format!(
+                                "buffer file {} is damaged: a record's instance id is not 16 \
+                                 hexadecimal digits",
+                                self.path.display()
+                            )));
+                        }
+                        Some(i.to_owned())
+                    }
                 },
                 data: row
                     .get_ref(3)
@@ -1424,6 +1446,114 @@ fn instance_without_wal(path: &Path) -> Option<String> {
     .ok()
 }
 
+/// Defensive mode and an untrusted schema: SQL functions with side effects cannot be reached
+/// from the schema, and the schema itself cannot be corrupted through SQL.
+fn harden(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
+    Ok(())
+}
+
+/// The schema objects edgebuf creates, as SQLite records them (type, name, table, SQL).
+fn expected_schema() -> rusqlite::Result<Vec<(String, String, String, String)>> {
+    let c = Connection::open_in_memory()?;
+    c.execute_batch(SCHEMA)?;
+    schema_of(&c)
+}
+
+fn schema_of(c: &Connection) -> rusqlite::Result<Vec<(String, String, String, String)>> {
+    let mut st = c.prepare(
+        "SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_schema ORDER BY type, name",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    rows.collect()
+}
+
+/// CORRUPT (not ours) unless the file holds exactly the tables edgebuf creates.
+fn check_schema(conn: &Connection) -> std::result::Result<(), OpenFailure> {
+    let want = expected_schema().map_err(|e| OpenFailure::from_sql("cannot check the schema", e))?;
+    let got = schema_of(conn).map_err(|e| OpenFailure::from_sql("cannot read the schema", e))?;
+    if got == want {
+        return Ok(());
+    }
+    let extra: Vec<String> = got
+        .iter()
+        .filter(|o| !want.contains(o))
+        .take(5)
+        .map(|(t, n, _, _)| format!("{} {}", t, printable_name(n)))
+        .collect();
+    Err(OpenFailure::Foreign(format!(
+        "its schema is not edgebuf's (objects edgebuf did not create or changed: {})",
+        if extra.is_empty() { "tables missing".to_string() } else { extra.join(", ") }
+    )))
+}
+
+/// A name read from a file, made safe for a message.
+fn printable_name(n: &str) -> String {
+    n.chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .take(64)
+        .collect()
+}
+
+/// An instance id as edgebuf draws it: 16 lowercase hexadecimal digits.
+pub fn valid_instance(s: &str) -> bool {
+    s.len() == 16 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Whether the file at `path` is provably an edgebuf buffer file: SQLite's header with
+/// edgebuf's application_id (offset 68) in its first page, or, for an empty file beside a
+/// `-wal`, in the page 1 that the `-wal`'s first frame holds. Nothing else is ever moved or
+/// deleted (SPEC 4, damage).
+pub fn is_ours(path: &Path) -> bool {
+    fn header_is_ours(page: &[u8]) -> bool {
+        page.len() >= 72
+            && page.starts_with(b"SQLite format 3\0")
+            && page[68..72] == APPLICATION_ID.to_be_bytes()
+    }
+    let mut head = [0u8; 100];
+    let main = read_prefix(path, &mut head);
+    if main >= 72 {
+        return header_is_ours(&head[..main]);
+    }
+    if main != 0 {
+        return false;
+    }
+    // The -wal: a 32-byte header, then frames of a 24-byte header and a page.
+    let mut wal = [0u8; 32 + 24 + 100];
+    let n = read_prefix(&sibling(path, "-wal"), &mut wal);
+    n >= 32 + 24 + 72 && wal[32..36] == 1u32.to_be_bytes() && header_is_ours(&wal[56..n])
+}
+
+/// Reads up to `buf.len()` bytes from the start of a file (0 when it cannot be read).
+fn read_prefix(path: &Path, buf: &mut [u8]) -> usize {
+    use std::io::Read;
+    let Ok(f) = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path) else {
+        return 0;
+    };
+    let mut n = 0;
+    let mut f = f;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    n
+}
+
+/// CORRUPT for a file SQLite calls damaged that is not provably edgebuf's: never moved.
+fn not_ours(path: &Path, why: &str) -> Error {
+    Error::new(
+        Code::Corrupt,
+        format!(
+            "{} is not an edgebuf buffer file that can be opened ({why}), and it is left as it \
+             is; set path to a file of edgebuf's, or to a new name",
+            path.display()
+        ),
+    )
+}
+
 /// An empty file beside a `-wal` with more than its 32-byte header.
 fn empty_beside_wal(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.len() == 0)
@@ -1460,7 +1590,11 @@ fn count_records_best_effort(path: &Path) -> u64 {
     }
     let had = siblings_present(path);
     let count = (|| -> rusqlite::Result<u64> {
-        let c = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let mut c = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        c.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
+        // Whatever the file holds, counting takes at most two seconds.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        c.progress_handler(10_000, Some(move || Instant::now() > deadline))?;
         c.execute_batch("PRAGMA writable_schema=ON")?;
         let mut st = c.prepare("SELECT 1 FROM records")?;
         let mut rows = st.query([])?;
@@ -1495,11 +1629,22 @@ fn quarantine_files(path: &Path, suffixes: &[&str]) -> Result<PathBuf> {
     if let Some(dir) = path.parent() {
         let prefix = format!("{file_name}.corrupt-");
         let keep = format!("{file_name}.corrupt-{stamp}");
+        // An older set goes only if its file is provably edgebuf's: `PATH.corrupt-DIGITS`
+        // with edgebuf's header, and then with its -wal and -shm. Nothing else is touched.
         if let Ok(entries) = std::fs::read_dir(dir) {
             for e in entries.flatten() {
                 let n = e.file_name().to_string_lossy().into_owned();
-                if n.starts_with(&prefix) && !n.starts_with(&keep) {
-                    let _ = std::fs::remove_file(e.path());
+                let Some(stamp) = n.strip_prefix(&prefix) else {
+                    continue;
+                };
+                if n == keep || stamp.is_empty() || !stamp.bytes().all(|b| b.is_ascii_digit()) {
+                    continue;
+                }
+                let old = e.path();
+                if std::fs::symlink_metadata(&old).is_ok_and(|m| m.is_file()) && is_ours(&old) {
+                    for suffix in ["-wal", "-shm", ""] {
+                        let _ = std::fs::remove_file(sibling(&old, suffix));
+                    }
                 }
             }
         }

@@ -230,18 +230,22 @@ fn the_lock_file_is_never_opened_through_a_symlink() {
 fn damaged_file_is_quarantined_or_reported() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("buf.db");
-    std::fs::write(&path, vec![0x5au8; 8192]).unwrap();
+    // An edgebuf file (its header and application_id intact) whose pages are damaged.
     let mut c = down_config(dir.path());
+    Buffer::open(&c, None).unwrap().close(Duration::ZERO).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    for b in &mut bytes[100..] {
+        *b = 0x5a;
+    }
+    bytes.resize(8192, 0x5a);
+    std::fs::write(&path, &bytes).unwrap();
     c.set("storage.on_corrupt", "fail").unwrap();
     let e = Buffer::open(&c, None)
         .err()
         .expect("fail mode refuses a damaged file");
     assert_eq!(e.code(), Code::Corrupt);
-    assert_eq!(
-        std::fs::read(&path).unwrap(),
-        vec![0x5au8; 8192],
-        "left untouched"
-    );
+    assert!(e.message().contains("damaged"), "{}", e.message());
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "left untouched");
     c.set("storage.on_corrupt", "quarantine").unwrap();
     let b = Buffer::open(&c, None).unwrap();
     let moved: Vec<_> = std::fs::read_dir(dir.path())
@@ -251,8 +255,19 @@ fn damaged_file_is_quarantined_or_reported() {
         .filter(|n| n.starts_with("buf.db.corrupt-"))
         .collect();
     assert_eq!(moved.len(), 1, "{moved:?}");
+    assert_eq!(std::fs::read(dir.path().join(&moved[0])).unwrap(), bytes, "moved as it was");
     b.log(b"{}").unwrap();
     b.close(Duration::ZERO).unwrap_err();
+    // A file without SQLite's header is nobody's buffer: CORRUPT in both modes, never moved.
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, vec![0x5au8; 8192]).unwrap();
+    c.set("path", junk.to_str().unwrap()).unwrap();
+    for mode in ["fail", "quarantine"] {
+        c.set("storage.on_corrupt", mode).unwrap();
+        let e = Buffer::open(&c, None).err().expect("not an edgebuf file");
+        assert_eq!(e.code(), Code::Corrupt, "{mode}");
+        assert_eq!(std::fs::read(&junk).unwrap(), vec![0x5au8; 8192], "{mode}");
+    }
 }
 
 #[test]
@@ -365,4 +380,122 @@ fn a_file_that_may_not_grow_applies_the_policy_and_counts_drops() {
         invariant(&b);
         let _ = b.close(Duration::ZERO);
     }
+}
+
+/// SPEC 4, damage: only a file with SQLite's header and edgebuf's application_id is ever moved
+/// aside. `path` here is a symlink to a user's text file: open is CORRUPT and neither that file
+/// nor a user's file named like an old quarantined set is moved or deleted. (Before: the text
+/// file was renamed to `.corrupt-<ms>` and `important.txt.corrupt-1` deleted.)
+#[test]
+fn files_that_are_not_edgebuf_s_are_never_moved_or_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("important.txt");
+    std::fs::write(&text, "a user's notes, not a database\n".repeat(300)).unwrap();
+    let planted = dir.path().join("important.txt.corrupt-1");
+    std::fs::write(&planted, "also the user's").unwrap();
+    let link = dir.path().join("buf.db");
+    std::os::unix::fs::symlink(&text, &link).unwrap();
+    let c = down_config(dir.path());
+    for on_corrupt in ["quarantine", "fail"] {
+        let mut c = c.clone();
+        c.set("storage.on_corrupt", on_corrupt).unwrap();
+        let e = Buffer::open(&c, None).err().expect("not an edgebuf file");
+        assert_eq!(e.code(), Code::Corrupt, "{on_corrupt}: {}", e.message());
+        assert!(e.message().contains("not an edgebuf buffer file"), "{}", e.message());
+    }
+    assert_eq!(
+        std::fs::read_to_string(&text).unwrap(),
+        "a user's notes, not a database\n".repeat(300)
+    );
+    assert_eq!(std::fs::read_to_string(&planted).unwrap(), "also the user's");
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("corrupt"))
+        .collect();
+    assert_eq!(names, vec!["important.txt.corrupt-1".to_string()], "{names:?}");
+}
+
+/// An older quarantined set is deleted only when its file is edgebuf's: a user's file with such
+/// a name survives the next quarantine, an edgebuf one goes.
+#[test]
+fn only_edgebuf_s_own_older_quarantined_sets_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("buf.db");
+    // An edgebuf file, logged to and closed, then damaged past its header.
+    let c = down_config(dir.path());
+    let b = Buffer::open(&c, None).unwrap();
+    b.log(b"{\"a\":1}").unwrap();
+    b.close(Duration::ZERO).unwrap_err();
+    let ours = std::fs::read(&path).unwrap();
+    let damage = |p: &std::path::Path| {
+        let mut bytes = ours.clone();
+        for b in &mut bytes[100..] {
+            *b = 0x5a;
+        }
+        std::fs::write(p, bytes).unwrap();
+    };
+    let users = dir.path().join("buf.db.corrupt-1");
+    std::fs::write(&users, "the user's").unwrap();
+    let old_ours = dir.path().join("buf.db.corrupt-2");
+    damage(&old_ours);
+    std::fs::write(dir.path().join("buf.db.corrupt-2-wal"), b"old wal").unwrap();
+    let _ = std::fs::remove_file(dir.path().join("buf.db-wal"));
+    let _ = std::fs::remove_file(dir.path().join("buf.db-shm"));
+    damage(&path);
+    let b = Buffer::open(&c, None).expect("a damaged edgebuf file is quarantined");
+    b.close(Duration::ZERO).unwrap();
+    assert_eq!(std::fs::read_to_string(&users).unwrap(), "the user's");
+    assert!(!old_ours.exists(), "the older edgebuf set stays");
+    assert!(!dir.path().join("buf.db.corrupt-2-wal").exists());
+}
+
+/// SPEC 4, hostile schema: a trigger, a view or another table added to a buffer file makes it
+/// not edgebuf's (CORRUPT, untouched). Before: a trigger deleting each inserted row made sync
+/// return OK while the records vanished, and a view over an endless recursive CTE made open
+/// hang.
+#[test]
+fn a_buffer_file_with_schema_objects_edgebuf_did_not_create_is_refused() {
+    let hostile = [
+        "CREATE TRIGGER vanish AFTER INSERT ON records BEGIN DELETE FROM records WHERE seq = new.seq; END",
+        "CREATE VIEW forever AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT i FROM n",
+        "CREATE TABLE extra(x)",
+        "CREATE INDEX by_ts ON records(ts_ms)",
+    ];
+    for sql in hostile {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("buf.db");
+        let c = down_config(dir.path());
+        Buffer::open(&c, None).unwrap().close(Duration::ZERO).unwrap();
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(sql).unwrap();
+        }
+        let before = std::fs::read(&path).unwrap();
+        let t0 = Instant::now();
+        let e = Buffer::open(&c, None).err().unwrap_or_else(|| panic!("{sql}: opened"));
+        assert_eq!(e.code(), Code::Corrupt, "{sql}: {}", e.message());
+        assert!(e.message().contains("schema"), "{}", e.message());
+        assert!(t0.elapsed() < Duration::from_secs(5), "{sql}: open took {:?}", t0.elapsed());
+        assert_eq!(std::fs::read(&path).unwrap(), before, "{sql}: the file changed");
+    }
+}
+
+/// A forged instance id in the file never reaches the wire: CORRUPT at open.
+#[test]
+fn a_forged_instance_id_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("buf.db");
+    let c = down_config(dir.path());
+    Buffer::open(&c, None).unwrap().close(Duration::ZERO).unwrap();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'instance'",
+            ["x\",\"id\":\"forged"],
+        )
+        .unwrap();
+    }
+    let e = Buffer::open(&c, None).err().expect("a forged instance");
+    assert_eq!(e.code(), Code::Corrupt, "{}", e.message());
 }
