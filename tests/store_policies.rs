@@ -59,6 +59,76 @@ fn drop_oldest_keeps_the_newest_records() {
     b.close(Duration::from_secs(1)).unwrap();
 }
 
+/// drop_oldest when the overflow spans separate commits: the oldest records already on disk
+/// go, not the newest (a mutation that picked the newest passed the test above, where all of
+/// it is one commit and only the in-batch path runs).
+#[test]
+fn drop_oldest_across_commits_drops_the_oldest_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = down_config(dir.path());
+    c.set("capacity.max_records", "10").unwrap();
+    let b = Buffer::open(&c, None).unwrap();
+    for i in 0..10 {
+        b.log(&rec(i)).unwrap();
+    }
+    settle(&b);
+    for i in 10..15 {
+        b.log(&rec(i)).unwrap();
+        settle(&b);
+    }
+    let s = b.status();
+    assert_eq!((s.pending_records, s.dropped_total), (10, 5), "{s:?}");
+    invariant(&b);
+    b.close(Duration::ZERO).unwrap_err();
+    let rx = Receiver::start();
+    let b = Buffer::open(&config(dir.path(), &rx.url()), None).unwrap();
+    b.flush(Duration::from_secs(10)).unwrap();
+    let got: Vec<u64> = rx
+        .delivered()
+        .iter()
+        .map(|e| e["data"]["i"].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, (5..15).collect::<Vec<_>>());
+    b.close(Duration::from_secs(1)).unwrap();
+}
+
+/// record.ttl_ms ages records of an earlier run from the open that found them (monotonic
+/// clock), not from their wall-clock ts_ms: a restart drops nothing at once, and they go once
+/// ttl has passed since open, even when the wall clock that stamped them was ahead (set here
+/// to the year 2100, as on a board whose clock was wrong until NTP). A mutation that measured
+/// them on the wall clock passed the TTL test above, where both clocks agree within one run;
+/// here it never expires them.
+#[test]
+fn ttl_of_records_from_an_earlier_run_counts_from_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = down_config(dir.path());
+    c.set("record.ttl_ms", "1500").unwrap();
+    let b = Buffer::open(&c, None).unwrap();
+    for i in 0..5 {
+        b.log(&rec(i)).unwrap();
+    }
+    settle(&b);
+    b.close(Duration::ZERO).unwrap_err();
+    {
+        let conn = rusqlite::Connection::open(dir.path().join("buf.db")).unwrap();
+        conn.execute("UPDATE records SET ts_ms = 4102444800000", []).unwrap();
+    }
+    let b = Buffer::open(&c, None).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    settle(&b);
+    let s = b.status();
+    assert_eq!((s.pending_records, s.dropped_total), (5, 0), "dropped at open: {s:?}");
+    // Once ttl has passed since open they expire (bounded wait).
+    let end = Instant::now() + Duration::from_secs(10);
+    while b.status().dropped_total < 5 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let s = b.status();
+    assert_eq!((s.pending_records, s.dropped_total), (0, 5), "{s:?}");
+    invariant(&b);
+    b.close(Duration::ZERO).unwrap();
+}
+
 #[test]
 fn drop_newest_and_reject_refuse_new_records() {
     for (policy, sync) in [
