@@ -13,6 +13,7 @@
 //! | key | range |
 //! |---|---|
 //! | commit.interval_ms | 0 to 3600000 |
+//! | commit.sync_interval_ms | 0 (fsync every commit) to 3600000 |
 //! | memory.max_records | 1 to 10000000 |
 //! | memory.max_bytes | 1024 to 2^34 |
 //! | memory.max_wait_ms | 0 to 60000 |
@@ -209,6 +210,8 @@ pub struct Config {
     pub durability: Durability,
     /// `commit.interval_ms`.
     pub commit_interval_ms: u64,
+    /// `commit.sync_interval_ms`.
+    pub commit_sync_interval_ms: u64,
     /// `memory.max_records`.
     pub memory_max_records: u64,
     /// `memory.max_bytes`.
@@ -274,6 +277,7 @@ impl Default for Config {
             source_id: None,
             durability: Durability::Async,
             commit_interval_ms: 1000,
+            commit_sync_interval_ms: 1000,
             memory_max_records: 10_000,
             memory_max_bytes: 8_388_608,
             memory_max_wait_ms: 100,
@@ -320,6 +324,7 @@ impl fmt::Debug for Config {
             .field("source_id", &self.source_id)
             .field("durability", &self.durability)
             .field("commit_interval_ms", &self.commit_interval_ms)
+            .field("commit_sync_interval_ms", &self.commit_sync_interval_ms)
             .field("memory_max_records", &self.memory_max_records)
             .field("memory_max_bytes", &self.memory_max_bytes)
             .field("memory_max_wait_ms", &self.memory_max_wait_ms)
@@ -451,6 +456,7 @@ macro_rules! num_keys {
 
 num_keys! {
     "commit.interval_ms" => commit_interval_ms, 0, 3_600_000, Millis;
+    "commit.sync_interval_ms" => commit_sync_interval_ms, 0, 3_600_000, Millis;
     "memory.max_records" => memory_max_records, 1, 10_000_000, Records;
     "memory.max_bytes" => memory_max_bytes, 1024, 1 << 34, Bytes;
     "memory.max_wait_ms" => memory_max_wait_ms, 0, 60_000, Millis;
@@ -492,6 +498,7 @@ impl Config {
         "source.id",
         "durability",
         "commit.interval_ms",
+        "commit.sync_interval_ms",
         "memory.max_records",
         "memory.max_bytes",
         "memory.max_wait_ms",
@@ -1225,6 +1232,7 @@ mod tests {
         ("source.id", "cam-07"),
         ("durability", "sync"),
         ("commit.interval_ms", "250"),
+        ("commit.sync_interval_ms", "500"),
         ("memory.max_records", "2000"),
         ("memory.max_bytes", "1048576"),
         ("memory.max_wait_ms", "0"),
@@ -1256,6 +1264,7 @@ mod tests {
     const DEFAULTS: &[(&str, &str)] = &[
         ("durability", "async"),
         ("commit.interval_ms", "1000"),
+        ("commit.sync_interval_ms", "1000"),
         ("memory.max_records", "10000"),
         ("memory.max_bytes", "8388608"),
         ("memory.max_wait_ms", "100"),
@@ -1387,7 +1396,7 @@ mod tests {
 
     #[test]
     fn keys_are_complete_and_unique() {
-        assert_eq!(Config::KEYS.len(), 30);
+        assert_eq!(Config::KEYS.len(), 31);
         for (i, k) in Config::KEYS.iter().enumerate() {
             assert!(!Config::KEYS[..i].contains(k), "{k} twice");
             assert!(GOOD.iter().any(|(g, _)| g == k), "{k} has no good value");

@@ -1338,6 +1338,7 @@ pub struct Locks {
 
 fn take_lock(path: &Path) -> Result<Locks> {
     let lock_path = sibling(path, ".lock");
+    let created = std::fs::symlink_metadata(&lock_path).is_err();
     let name = OpenOptions::new()
         .read(true)
         .write(true)
@@ -1362,11 +1363,15 @@ fn take_lock(path: &Path) -> Result<Locks> {
         })?;
     flock(&name, path, &lock_path)?;
     let inode = lock_inode(path)?;
+    if created {
+        crate::sys::fsync_dir(path);
+    }
     Ok(Locks { _name: name, inode })
 }
 
 /// Opens (creating it empty, 0600, when missing) and flocks the database file itself.
 fn lock_inode(path: &Path) -> Result<File> {
+    let created = std::fs::symlink_metadata(path).is_err();
     // Read-only is enough for flock; O_CREAT by hand, since std creates only for writing.
     let f = OpenOptions::new()
         .read(true)
@@ -1375,6 +1380,9 @@ fn lock_inode(path: &Path) -> Result<File> {
         .open(path)
         .map_err(|e| storage_err("cannot open the buffer file", path, format!("{e}{}", io_hint(&e))))?;
     flock(&f, path, path)?;
+    if created {
+        crate::sys::fsync_dir(path);
+    }
     Ok(f)
 }
 
@@ -1577,6 +1585,7 @@ fn tidy_siblings(path: &Path, had: (bool, bool)) {
         if !had.1 {
             let _ = std::fs::remove_file(sibling(path, "-shm"));
         }
+        crate::sys::fsync_dir(path);
     }
 }
 
@@ -1666,5 +1675,6 @@ fn quarantine_files(path: &Path, suffixes: &[&str]) -> Result<PathBuf> {
             }
         }
     }
+    crate::sys::fsync_dir(path);
     Ok(dest)
 }

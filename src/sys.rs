@@ -74,3 +74,16 @@ pub fn random_instance() -> io::Result<String> {
     getrandom::fill(&mut b).map_err(|e| io::Error::other(e.to_string()))?;
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
+
+/// fsyncs the directory holding `path`, so that a file created, renamed or removed there
+/// survives a power cut (SPEC 4). Best effort: a file system that cannot fsync a directory
+/// gives no better guarantee either way.
+pub fn fsync_dir(path: &std::path::Path) {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}

@@ -249,6 +249,7 @@ _KEYS = (
     "source.id",
     "durability",
     "commit.interval_ms",
+    "commit.sync_interval_ms",
     "memory.max_records",
     "memory.max_bytes",
     "memory.max_wait_ms",
