@@ -30,12 +30,12 @@ const GC_BUDGET: Duration = Duration::from_secs(1);
 pub fn run(sh: Arc<Shared>) {
     let sync_mode = sh.cfg.durability == Durability::Sync;
     let interval_ms = sh.cfg.commit_interval_ms;
-    // Async mode: a commit is fsync'd at most this long after it is made (SPEC 2,
-    // commit.sync_interval_ms). `unsynced_since` is when the first commit not yet fsync'd was
-    // made; the commit due after the deadline is made durable, or, when none comes, a commit
-    // of nothing new at the deadline. Idle, nothing is fsync'd.
-    let sync_every = Duration::from_millis(sh.cfg.commit_sync_interval_ms);
-    let mut unsynced_since: Option<std::time::Instant> = None;
+    let mut sync_clock = SyncClock {
+        interval_ms,
+        sync_ms: sh.cfg.commit_sync_interval_ms,
+        last_sync_ms: None,
+        oldest_unsynced_ms: None,
+    };
     let mut last_failure: Option<std::time::Instant> = None;
     let mut degraded;
     let mut last_housekeeping = sh.opened;
@@ -51,8 +51,8 @@ pub fn run(sh: Arc<Shared>) {
                     continue;
                 }
                 let now = sh.now_ms();
-                let sync_overdue = unsynced_since.is_some_and(|t| t.elapsed() >= sync_every);
-                let close_sync = q.closing && unsynced_since.is_some();
+                let sync_overdue = sync_clock.overdue(now);
+                let close_sync = q.closing && sync_clock.pending();
                 let sync_due =
                     (q.sync_wanted > q.synced_seq || sync_overdue || close_sync) && !degraded;
                 if q.closing && q.items.is_empty() && !sync_due {
@@ -86,7 +86,7 @@ pub fn run(sh: Arc<Shared>) {
                     break;
                 }
                 // Until the commits made so far must be fsync'd (none pending: never).
-                let to_sync = unsynced_since.map(|t| sync_every.saturating_sub(t.elapsed()));
+                let to_sync = sync_clock.wait(now);
                 let cap = to_sync.map_or(HOUSEKEEPING, |d| d.min(HOUSEKEEPING));
                 q = match q.items.front() {
                     Some(first) => {
@@ -107,22 +107,18 @@ pub fn run(sh: Arc<Shared>) {
             // (the memory queue is made durable before the file is released).
             let fsync = sync_mode
                 || q.sync_wanted > q.synced_seq
-                || sync_every.is_zero()
-                || unsynced_since.is_some_and(|t| t.elapsed() >= sync_every)
+                || sync_clock.every_commit()
+                || sync_clock.overdue(sh.now_ms())
                 || q.closing;
             q.urgent = false;
             let (batch, target) = take_for_commit(&sh, &mut q);
             (batch, fsync, target, q.closing)
         };
 
-        let wrote = !batch.is_empty();
+        let oldest = batch.iter().map(|r| r.t_acc_ms).min();
         let result = write_batch(&sh, batch, fsync, &mut degraded);
         if !degraded {
-            if fsync {
-                unsynced_since = None;
-            } else if wrote {
-                unsynced_since.get_or_insert_with(std::time::Instant::now);
-            }
+            sync_clock.committed(oldest, fsync, sh.now_ms());
         }
         if degraded {
             last_failure = Some(std::time::Instant::now());
@@ -149,6 +145,59 @@ pub fn run(sh: Arc<Shared>) {
         sh.records_committed();
         sh.notify_progress();
         check_backlog(&sh);
+    }
+}
+
+/// Async mode's fsync policy (SPEC 2, commit.sync_interval_ms; SPEC 4, power loss). Commits
+/// are made without an fsync; a record must be durable at the latest `commit.interval_ms` +
+/// `commit.sync_interval_ms` after it was logged, so once the oldest record of the commits
+/// not yet fsync'd comes that close (less a tenth of the sync interval, for the writer's own
+/// wake-up), the commit then due is made durable, or, when none comes, a commit of nothing
+/// new. At most one fsync per sync interval while commits happen; none while idle. Times are
+/// milliseconds since open (monotonic), as `NewRecord::t_acc_ms`.
+struct SyncClock {
+    interval_ms: u64,
+    sync_ms: u64,
+    last_sync_ms: Option<u64>,
+    oldest_unsynced_ms: Option<u64>,
+}
+
+impl SyncClock {
+    /// `commit.sync_interval_ms` = 0: every commit is fsync'd.
+    fn every_commit(&self) -> bool {
+        self.sync_ms == 0
+    }
+
+    /// Commits were made that no fsync covers yet.
+    fn pending(&self) -> bool {
+        self.oldest_unsynced_ms.is_some()
+    }
+
+    /// When those commits must be fsync'd.
+    fn deadline(&self) -> Option<u64> {
+        let oldest = self.oldest_unsynced_ms?;
+        let bound = (oldest + self.interval_ms + self.sync_ms).saturating_sub(self.sync_ms / 10);
+        Some(self.last_sync_ms.map_or(bound, |l| bound.max(l + self.sync_ms)))
+    }
+
+    fn overdue(&self, now_ms: u64) -> bool {
+        self.deadline().is_some_and(|d| now_ms >= d)
+    }
+
+    /// How long the writer may sleep before an fsync is due; None when none is pending.
+    fn wait(&self, now_ms: u64) -> Option<Duration> {
+        self.deadline()
+            .map(|d| Duration::from_millis(d.saturating_sub(now_ms)))
+    }
+
+    /// A commit was made (of records the oldest of which was accepted at `oldest`, if any).
+    fn committed(&mut self, oldest: Option<u64>, fsynced: bool, now_ms: u64) {
+        if fsynced {
+            self.last_sync_ms = Some(now_ms);
+            self.oldest_unsynced_ms = None;
+        } else if let Some(o) = oldest {
+            self.oldest_unsynced_ms = Some(self.oldest_unsynced_ms.map_or(o, |x| x.min(o)));
+        }
     }
 }
 
@@ -469,5 +518,47 @@ pub fn check_backlog(sh: &Shared) {
         );
     } else if low {
         sh.backlog_armed.store(true, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clock(interval_ms: u64, sync_ms: u64) -> SyncClock {
+        SyncClock {
+            interval_ms,
+            sync_ms,
+            last_sync_ms: None,
+            oldest_unsynced_ms: None,
+        }
+    }
+
+    #[test]
+    fn the_fsync_lands_within_both_intervals_of_the_oldest_record() {
+        let mut c = clock(50, 100);
+        assert!(!c.pending() && !c.overdue(u64::MAX) && c.wait(0).is_none(), "idle: nothing");
+        // Records accepted at 1000 and 1010 committed at 1050 and 1060, without an fsync.
+        c.committed(Some(1000), false, 1050);
+        c.committed(Some(1010), false, 1060);
+        // Durable by 1000 + 50 + 100, less a tenth of the sync interval.
+        assert_eq!(c.deadline(), Some(1140));
+        assert!(!c.overdue(1139) && c.overdue(1140));
+        assert_eq!(c.wait(1100), Some(Duration::from_millis(40)));
+        c.committed(None, true, 1140);
+        assert!(!c.pending());
+        // The next fsync comes no sooner than one sync interval after this one.
+        c.committed(Some(1141), false, 1142);
+        assert_eq!(c.deadline(), Some(1281));
+        c.committed(None, true, 1281);
+        c.committed(Some(1282), false, 1283);
+        c.last_sync_ms = Some(1400);
+        assert_eq!(c.deadline(), Some(1500), "one fsync per sync interval at most");
+    }
+
+    #[test]
+    fn a_sync_interval_of_zero_fsyncs_every_commit() {
+        assert!(clock(50, 0).every_commit());
+        assert!(!clock(50, 1).every_commit());
     }
 }
