@@ -31,7 +31,8 @@ fi
 # setuptools builds in the source tree; leave it clean.
 rm -rf "$here/build" "$here"/*.egg-info
 
-# Run from outside the source tree so the installed package is what gets imported; it finds
-# target/release/libedgebuf.so by walking up from its install location (or EDGEBUF_LIB).
+# Run from outside the source tree so the installed package is what gets imported, with the
+# library of this build named by EDGEBUF_LIB (the package never searches for a checkout).
+export EDGEBUF_LIB="$lib/libedgebuf.so"
 cd "$root/target"
 "${pytest[@]}" -q -p no:cacheprovider "$here/tests" "$@"

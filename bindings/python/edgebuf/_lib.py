@@ -1,12 +1,15 @@
 """Loads libedgebuf and declares the C API (include/edgebuf.h) for ctypes.
 
-Lookup order: the EDGEBUF_LIB environment variable (a path; nothing else is tried when it is
-set), the build tree of the edgebuf repository this package sits in (target/release), then the
-system: ctypes.util.find_library("edgebuf") and "libedgebuf.so.0".
+The library is loaded from exactly one of three places, in this order:
+1. the path in the EDGEBUF_LIB environment variable (nothing else is tried when it is set);
+2. libedgebuf.so inside this package (a wheel carries it there);
+3. the system's loader: "libedgebuf.so.0" as ld.so finds it (LD_LIBRARY_PATH, the ldconfig
+   cache, the standard directories: where `make install` or the libedgebuf0 package put it).
+Nothing else: no directory is searched for a checkout, so a library planted near the
+package is never loaded.
 """
 
 import ctypes
-import ctypes.util
 import os
 from pathlib import Path
 
@@ -59,31 +62,12 @@ assert ctypes.sizeof(StatusStruct) == STATUS_SIZE_V1
 EVENT_CB = ctypes.CFUNCTYPE(None, ctypes.POINTER(EventStruct), ctypes.c_void_p)
 
 
-def _repo_library():
-    """target/release/libedgebuf.so of the edgebuf checkout this file lives in, if any.
-
-    Walks up from the package: it is found both when the package is imported from the source
-    tree and when it is installed into a virtual environment inside the checkout (target/...).
-    """
-    here = Path(__file__).resolve().parent
-    for d in [here, *here.parents][:9]:
-        if (d / "include" / "edgebuf.h").is_file() and (d / "Cargo.toml").is_file():
-            lib = d / "target" / "release" / "libedgebuf.so"
-            return str(lib) if lib.is_file() else None
-    return None
-
-
 def _candidates():
     env = os.environ.get("EDGEBUF_LIB")
     if env:
         return [env]
-    out = []
-    repo = _repo_library()
-    if repo:
-        out.append(repo)
-    found = ctypes.util.find_library("edgebuf")
-    if found:
-        out.append(found)
+    shipped = Path(__file__).resolve().parent / "libedgebuf.so"
+    out = [str(shipped)] if shipped.is_file() else []
     out.append("libedgebuf.so.0")
     return out
 
@@ -102,7 +86,9 @@ def load():
     raise ImportError(
         "edgebuf: cannot load libedgebuf ("
         + "; ".join(errors)
-        + "). Build it with `cargo build --release --lib`, or set EDGEBUF_LIB to its path."
+        + "). Install a wheel of edgebuf (it carries the library), install the library where "
+        "the system's loader finds libedgebuf.so.0 (make install, then ldconfig or "
+        "LD_LIBRARY_PATH), or set EDGEBUF_LIB to the path of libedgebuf.so."
     )
 
 
