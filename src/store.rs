@@ -1462,16 +1462,21 @@ fn harden(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// The schema objects edgebuf creates, as SQLite records them (type, name, table, SQL).
-fn expected_schema() -> rusqlite::Result<Vec<(String, String, String, String)>> {
+/// One row of `sqlite_schema` (type, name, table, SQL), as bytes: a damaged or hostile file
+/// may hold anything there, UTF-8 or not.
+type SchemaRow = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// The schema objects edgebuf creates, as SQLite records them.
+fn expected_schema() -> rusqlite::Result<Vec<SchemaRow>> {
     let c = Connection::open_in_memory()?;
     c.execute_batch(SCHEMA)?;
     schema_of(&c)
 }
 
-fn schema_of(c: &Connection) -> rusqlite::Result<Vec<(String, String, String, String)>> {
+fn schema_of(c: &Connection) -> rusqlite::Result<Vec<SchemaRow>> {
     let mut st = c.prepare(
-        "SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_schema ORDER BY type, name",
+        "SELECT CAST(type AS BLOB), CAST(name AS BLOB), CAST(tbl_name AS BLOB), \
+         CAST(coalesce(sql, '') AS BLOB) FROM sqlite_schema ORDER BY type, name",
     )?;
     let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
     rows.collect()
@@ -1488,7 +1493,7 @@ fn check_schema(conn: &Connection) -> std::result::Result<(), OpenFailure> {
         .iter()
         .filter(|o| !want.contains(o))
         .take(5)
-        .map(|(t, n, _, _)| format!("{} {}", t, printable_name(n)))
+        .map(|(t, n, _, _)| format!("{} {}", printable_name(t), printable_name(n)))
         .collect();
     Err(OpenFailure::Foreign(format!(
         "its schema is not edgebuf's (objects edgebuf did not create or changed: {})",
@@ -1497,9 +1502,9 @@ fn check_schema(conn: &Connection) -> std::result::Result<(), OpenFailure> {
 }
 
 /// A name read from a file, made safe for a message.
-fn printable_name(n: &str) -> String {
-    n.chars()
-        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+fn printable_name(n: &[u8]) -> String {
+    n.iter()
+        .map(|&b| if b.is_ascii_graphic() { b as char } else { '?' })
         .take(64)
         .collect()
 }

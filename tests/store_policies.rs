@@ -569,3 +569,24 @@ fn a_forged_instance_id_is_refused() {
     let e = Buffer::open(&c, None).err().expect("a forged instance");
     assert_eq!(e.code(), Code::Corrupt, "{}", e.message());
 }
+
+/// A schema text that is not UTF-8 (a flipped byte in the file's first page: found by
+/// tests/filefuzz) is not edgebuf's schema: CORRUPT, the file as found. Before: STORAGE,
+/// "cannot read the schema: invalid utf-8".
+#[test]
+fn a_schema_that_is_not_utf8_is_corrupt_not_a_storage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("buf.db");
+    let c = down_config(dir.path());
+    Buffer::open(&c, None).unwrap().close(Duration::ZERO).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes
+        .windows(20)
+        .position(|w| w == b"key TEXT PRIMARY KEY")
+        .expect("the schema text is in the file");
+    bytes[at + 4] = 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let e = Buffer::open(&c, None).err().expect("a damaged schema");
+    assert_eq!(e.code(), Code::Corrupt, "{}", e.message());
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "left as found");
+}
