@@ -1484,10 +1484,19 @@ fn schema_of(c: &Connection) -> rusqlite::Result<Vec<SchemaRow>> {
 
 /// CORRUPT (not ours) unless the file holds exactly the tables edgebuf creates.
 fn check_schema(conn: &Connection) -> std::result::Result<(), OpenFailure> {
-    let want = expected_schema().map_err(|e| OpenFailure::from_sql("cannot check the schema", e))?;
-    let got = schema_of(conn).map_err(|e| OpenFailure::from_sql("cannot read the schema", e))?;
+    match schema_difference(conn) {
+        Ok(None) => Ok(()),
+        Ok(Some(why)) => Err(OpenFailure::Foreign(why)),
+        Err(e) => Err(OpenFailure::from_sql("cannot read the schema", e)),
+    }
+}
+
+/// None when the schema is exactly edgebuf's; otherwise why not, fit to print.
+fn schema_difference(conn: &Connection) -> rusqlite::Result<Option<String>> {
+    let want = expected_schema()?;
+    let got = schema_of(conn)?;
     if got == want {
-        return Ok(());
+        return Ok(None);
     }
     let extra: Vec<String> = got
         .iter()
@@ -1495,10 +1504,22 @@ fn check_schema(conn: &Connection) -> std::result::Result<(), OpenFailure> {
         .take(5)
         .map(|(t, n, _, _)| format!("{} {}", printable_name(t), printable_name(n)))
         .collect();
-    Err(OpenFailure::Foreign(format!(
+    Ok(Some(format!(
         "its schema is not edgebuf's (objects edgebuf did not create or changed: {})",
         if extra.is_empty() { "tables missing".to_string() } else { extra.join(", ") }
     )))
+}
+
+/// For other readers of a buffer file (the `edgebuf` tool), before they read a table:
+/// defensive mode with `trusted_schema` off, then the schema must be exactly edgebuf's, so
+/// that no trigger, view or altered table in the file runs in the reader. Err says why not.
+pub fn check_for_reading(conn: &Connection) -> std::result::Result<(), String> {
+    harden(conn).map_err(|e| describe(&e))?;
+    match schema_difference(conn) {
+        Ok(None) => Ok(()),
+        Ok(Some(why)) => Err(why),
+        Err(e) => Err(describe(&e)),
+    }
 }
 
 /// A name read from a file, made safe for a message.

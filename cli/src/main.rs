@@ -11,7 +11,10 @@
 //!   program holds the buffer open.
 
 use clap::{Args, Parser, Subcommand};
-use edgebuf::store::{immutable_uri, is_damage, sibling, APPLICATION_ID, SCHEMA_VERSION};
+use edgebuf::store::{
+    check_for_reading, immutable_uri, is_damage, sibling, valid_instance, APPLICATION_ID,
+    SCHEMA_VERSION,
+};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use std::collections::HashSet;
@@ -283,6 +286,11 @@ fn open_buffer(path: &Path) -> Result<BufferFile, Failure> {
             path.display()
         )));
     }
+    // Nothing of the file runs here but edgebuf's own tables (a generated column, a view or
+    // a trigger could make a read endless or enormous).
+    check_for_reading(&conn).map_err(|why| {
+        Failure::Bad(format!("{} is not an edgebuf buffer file: {why}", path.display()))
+    })?;
     let instance: String = conn
         .query_row("SELECT value FROM meta WHERE key='instance'", [], |r| {
             r.get(0)
@@ -294,6 +302,13 @@ fn open_buffer(path: &Path) -> Result<BufferFile, Failure> {
             )),
             e => sql_failure(path, "cannot read", e),
         })?;
+    // It goes into every exported envelope's id.
+    if !valid_instance(&instance) {
+        return Err(Failure::Bad(format!(
+            "{} is not an edgebuf buffer file: its instance id is not 16 hexadecimal digits",
+            path.display()
+        )));
+    }
     Ok(BufferFile {
         conn,
         instance,

@@ -1113,3 +1113,39 @@ fn compact_gives_free_space_back_after_deletes() {
     assert_eq!(o.status.code(), Some(2));
     assert!(!dir.path().join("missing.db").exists());
 }
+
+/// The tool reads hostile files as the library does: a schema edgebuf did not create (here a
+/// view over an endless recursive CTE, a trigger, and a table rebuilt with a generated column
+/// that makes every row enormous) or a forged instance id is refused at once, before any
+/// table is read.
+#[test]
+fn the_tool_refuses_files_that_are_not_edgebuf_s_own() {
+    let hostile = [
+        "CREATE VIEW forever AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT i FROM n",
+        "CREATE TRIGGER t AFTER DELETE ON records BEGIN SELECT 1; END",
+        "ALTER TABLE records RENAME TO old; CREATE TABLE records(seq INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, t_acc INTEGER NOT NULL, inst TEXT, data BLOB NOT NULL, big AS (zeroblob(1000000000)))",
+        "UPDATE meta SET value = 'x\",\"id\":\"forged' WHERE key = 'instance'",
+    ];
+    for sql in hostile {
+        let dir = tempfile::tempdir().unwrap();
+        let (b, _) = buffer_with_backlog(dir.path(), 3);
+        b.close(Duration::ZERO).unwrap_err();
+        let path = dir.path().join("buf.db");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+        for cmd in ["export", "status", "check"] {
+            let t0 = Instant::now();
+            let o = run(&[cmd, p(&path)]);
+            assert!(!o.status.success(), "{cmd} after {sql}: {}", stdout(&o));
+            assert!(
+                stderr(&o).contains("not an edgebuf buffer file") || stdout(&o).contains("not an edgebuf buffer file"),
+                "{cmd} after {sql}: {} {}",
+                stdout(&o),
+                stderr(&o)
+            );
+            assert!(t0.elapsed() < Duration::from_secs(5), "{cmd} took {:?}", t0.elapsed());
+        }
+    }
+}
