@@ -12,8 +12,8 @@
 
 use clap::{Args, Parser, Subcommand};
 use edgebuf::store::{
-    check_for_reading, immutable_uri, is_damage, sibling, valid_instance, APPLICATION_ID,
-    SCHEMA_VERSION,
+    check_for_reading, immutable_uri, is_damage, is_ours, sibling, valid_instance,
+    APPLICATION_ID, SCHEMA_VERSION,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
@@ -228,6 +228,20 @@ fn sql_failure(path: &Path, what: &str, e: rusqlite::Error) -> Failure {
 /// creates nothing. While a program holds it, its `-wal` and `-shm` exist already and are
 /// shared. After a crash (a `-wal` with transactions, nobody holding the lock) reading needs a
 /// `-shm`, which SQLite creates; the next open uses it.
+/// Text read from a file or from SQLite about it, made safe for a terminal: control
+/// characters (escape sequences included) become `\u{..}` escapes.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn open_buffer(path: &Path) -> Result<BufferFile, Failure> {
     match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => {
@@ -678,7 +692,14 @@ fn check(a: CheckArgs) -> Outcome {
     let path = &a.path;
     let verdict_bad = |why: &str| {
         let prefix = format!("{}: ", path.display());
-        let why = why.strip_prefix(&prefix).unwrap_or(why);
+        let why = printable(why.strip_prefix(&prefix).unwrap_or(why));
+        // Only a file with SQLite's header and edgebuf's application_id is edgebuf's: anything
+        // else is not damaged but foreign, and edgebuf never moves it.
+        if !is_ours(path) {
+            println!("{}: not an edgebuf buffer file ({why})", path.display());
+            println!("  edgebuf refuses to open it (EDGEBUF_ERR_CORRUPT) and never moves it.");
+            return Ok(ExitCode::from(1));
+        }
         println!("{}: DAMAGED ({why})", path.display());
         println!(
             "  edgebuf moves a file found damaged at open aside to PATH.corrupt-UNIXMS and starts \
@@ -726,7 +747,7 @@ fn check(a: CheckArgs) -> Outcome {
             plural(problems.len() as u64, "problem", "problems")
         );
         for p in &problems {
-            println!("  {p}");
+            println!("  {}", printable(p));
         }
         println!(
             "  edgebuf moves a file found damaged at open aside to PATH.corrupt-UNIXMS and starts \
