@@ -144,7 +144,7 @@ test_target() {
     echo "size: stripped libedgebuf.so $size bytes (limit $MAX_SO_BYTES); needs $(glibc_floor)"
     [ "$size" -le "$MAX_SO_BYTES" ] || { echo "FAIL: libedgebuf.so is over $MAX_SO_BYTES bytes" >&2; return 1; }
   fi
-  for src in tests/c/api_test.c tests/c/wide_test.c tests/c/crash_child.c examples-c/inference.c; do
+  for src in tests/c/api_test.c tests/c/wide_test.c tests/c/logger.c examples-c/inference.c; do
     cc_target "$src" "$bin/$(basename "$src" .c)"
   done
   if [ -f "$dist/lib/libedgebuf.so" ]; then
@@ -160,7 +160,7 @@ test_target() {
   echo "C API test:"
   ( cd "$bin" && timeout 600 ${runner[@]+"${runner[@]}"} ./api_test ) | tail -1
   tests/targets/wide.sh "$bin/wide_test"
-  tests/targets/crash.sh "$bin/crash_child"
+  tests/targets/crash.sh "$bin/logger"
   tests/targets/example.sh "$bin/inference"
   if [ -n "$qemu" ]; then
     # The library's own unit tests on this architecture (counters past 2^32, the C struct,

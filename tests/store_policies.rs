@@ -44,19 +44,23 @@ fn drop_oldest_keeps_the_newest_records() {
     assert_eq!(s.dropped_total, 20);
     invariant(&b);
     b.close(Duration::ZERO).unwrap_err();
-    // Deliver what was kept: the newest ten.
+    // What was kept: the newest ten.
+    assert_eq!(deliver_what_was_kept(dir.path()), (20..30).collect::<Vec<_>>());
+}
+
+/// Opens the buffer in `dir` again against a receiver, delivers everything, and returns the
+/// `i` of each record received, in order.
+fn deliver_what_was_kept(dir: &std::path::Path) -> Vec<u64> {
     let rx = Receiver::start();
-    let mut c2 = config(dir.path(), &rx.url());
-    c2.set("capacity.max_records", "10").unwrap();
-    let b = Buffer::open(&c2, None).unwrap();
+    let mut c = config(dir, &rx.url());
+    c.set("capacity.max_records", "10").unwrap();
+    let b = Buffer::open(&c, None).unwrap();
     b.flush(Duration::from_secs(10)).unwrap();
-    let got: Vec<u64> = rx
-        .delivered()
+    b.close(Duration::from_secs(1)).unwrap();
+    rx.delivered()
         .iter()
         .map(|e| e["data"]["i"].as_u64().unwrap())
-        .collect();
-    assert_eq!(got, (20..30).collect::<Vec<_>>());
-    b.close(Duration::from_secs(1)).unwrap();
+        .collect()
 }
 
 /// drop_oldest when the overflow spans separate commits: the oldest records already on disk
@@ -80,16 +84,7 @@ fn drop_oldest_across_commits_drops_the_oldest_on_disk() {
     assert_eq!((s.pending_records, s.dropped_total), (10, 5), "{s:?}");
     invariant(&b);
     b.close(Duration::ZERO).unwrap_err();
-    let rx = Receiver::start();
-    let b = Buffer::open(&config(dir.path(), &rx.url()), None).unwrap();
-    b.flush(Duration::from_secs(10)).unwrap();
-    let got: Vec<u64> = rx
-        .delivered()
-        .iter()
-        .map(|e| e["data"]["i"].as_u64().unwrap())
-        .collect();
-    assert_eq!(got, (5..15).collect::<Vec<_>>());
-    b.close(Duration::from_secs(1)).unwrap();
+    assert_eq!(deliver_what_was_kept(dir.path()), (5..15).collect::<Vec<_>>());
 }
 
 /// record.ttl_ms ages records of an earlier run from the open that found them (monotonic

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fuzzing of file input (SPEC 4, damage): a valid buffer file with a -wal is damaged at random
-(bytes flipped, zeroed, or the file cut short) and opened by the driver of
-tests/powercut (driver check: open, log one record, close) in a child process, CASES times.
+(bytes flipped, zeroed, or the file cut short) and opened by tests/c/logger.c
+(logger check: open, log one record, close) in a child process, CASES times.
 Each case must:
 - never crash (no signal, no exit other than 0 or 1);
 - take at most 5 s;
@@ -11,7 +11,7 @@ Each case must:
   aside as it was) or CORRUPT with the file left as it was.
 Seeds of failures are printed; FILEFUZZ_SEED replays one.
 
-usage: run.py DRIVER CASES SEED"""
+usage: run.py LOGGER CASES SEED"""
 import hashlib, os, random, shutil, subprocess, sys, tempfile, time
 
 driver, cases, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -29,13 +29,15 @@ def make_source(dir):
     os.makedirs(live)
     db = os.path.join(live, "buf.db")
     for _ in range(2):
-        p = subprocess.Popen([driver, "log", db, "sync"], stdout=subprocess.DEVNULL,
+        p = subprocess.Popen([driver, "log", db, "http://127.0.0.1:9/ingest", "sync", "0", "2"],
+                             stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
         time.sleep(0.4)
         p.kill()
         p.wait()
         subprocess.run([driver, "check", db], check=True, capture_output=True, timeout=60)
-    p = subprocess.Popen([driver, "log", db, "sync"], stdout=subprocess.DEVNULL,
+    p = subprocess.Popen([driver, "log", db, "http://127.0.0.1:9/ingest", "sync", "0", "2"],
+                         stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
     time.sleep(0.4)
     src = os.path.join(dir, "src")

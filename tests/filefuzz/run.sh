@@ -7,6 +7,6 @@ cargo build --release --quiet --lib
 ln -sf libedgebuf.so target/release/libedgebuf.so.0
 out=target/filefuzz
 mkdir -p "$out"
-cc -std=c11 -O1 -Wall -Wextra -Werror -Iinclude -o "$out/driver" tests/powercut/driver.c \
+cc -std=c11 -O1 -Wall -Wextra -Werror -Iinclude -o "$out/logger" tests/c/logger.c \
   -Ltarget/release -ledgebuf "-Wl,-rpath,$PWD/target/release" -lpthread
-python3 tests/filefuzz/run.py "$PWD/$out/driver" "${FILEFUZZ_CASES:-1000}" "${FILEFUZZ_SEED:-$RANDOM}"
+python3 tests/filefuzz/run.py "$PWD/$out/logger" "${FILEFUZZ_CASES:-1000}" "${FILEFUZZ_SEED:-$RANDOM}"

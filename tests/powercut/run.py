@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The power-cut simulation (SPEC 4, power loss). Each round runs the driver under the shadow
+"""The power-cut simulation (SPEC 4, power loss). Each round runs the logger
+(tests/c/logger.c) under the shadow
 shim (shadow.c), logging in durability=sync or async, kills it with SIGKILL at a random moment
 (the cut), then builds the files a power cut would leave and opens them with edgebuf:
 
@@ -9,12 +10,12 @@ shim (shadow.c), logging in durability=sync or async, kills it with SIGKILL at a
   bytes written past the shadow's end survive up to a random point (a torn tail);
 - the -shm is never kept (it is rebuilt).
 
-Then, per round: the file opens (driver check), its pending count equals the records it
+Then, per round: the file opens (logger check), its pending count equals the records it
 holds, a record logged after the cut gets a seq above every seq in the file, and no record
 is lost that SPEC 4 keeps: in sync mode every acknowledged record, in async mode every record
 logged more than commit.interval_ms + commit.sync_interval_ms (50 + 100 ms) before the cut.
 
-usage: run.py DRIVER SHIM CLI ROUNDS SEED"""
+usage: run.py LOGGER SHIM CLI ROUNDS SEED"""
 import json, os, random, shutil, signal, subprocess, sys, tempfile, time
 
 driver, shim, cli, rounds, seed = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
@@ -44,12 +45,15 @@ def one_round(k, work):
     live, shadow, after = (os.path.join(work, d) for d in ("live", "shadow", "after"))
     for d in (live, shadow, after):
         os.makedirs(d)
-    env = dict(os.environ, LD_PRELOAD=shim, SHADOW_FILTER=live, SHADOW_DIR=shadow)
+    env = dict(os.environ, LD_PRELOAD=shim, SHADOW_FILTER=live, SHADOW_DIR=shadow,
+               EDGEBUF_COMMIT_INTERVAL_MS="50", EDGEBUF_COMMIT_SYNC_INTERVAL_MS="100",
+               EDGEBUF_RETRY_INITIAL_MS="60000", EDGEBUF_RETRY_MAX_MS="60000")
     # The driver appends (O_APPEND) to its own descriptor; this process reads through another,
     # so that its reads never move the driver's write offset.
     acks_path = os.path.join(work, "acks")
     with open(acks_path, "ab") as out:
-        p = subprocess.Popen([driver, "log", os.path.join(live, "buf.db"), mode], stdout=out,
+        p = subprocess.Popen([driver, "log", os.path.join(live, "buf.db"),
+                              "http://127.0.0.1:9/ingest", mode, "0", "2"], stdout=out,
                              stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and p.poll() is None:
@@ -67,8 +71,8 @@ def one_round(k, work):
     with open(acks_path) as f:
         for line in f:
             parts = line.split()
-            if len(parts) == 2:
-                acked[int(parts[0])] = int(parts[1])
+            if len(parts) == 3:
+                acked[int(parts[1])] = int(parts[2])
 
     durable_names = set()
     if os.path.exists(os.path.join(shadow, ".dirlist")):

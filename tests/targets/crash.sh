@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# crash.sh CRASH_CHILD: the kill -9 test on a target's architecture. CYCLES times, the child
-# (tests/c/crash_child.c, under $EDGEBUF_TARGET_RUNNER) logs in durability=sync from 3 threads
+# crash.sh LOGGER: the kill -9 test on a target's architecture. CYCLES times, the logger
+# (tests/c/logger.c, under $EDGEBUF_TARGET_RUNNER) logs in durability=sync from 3 threads
 # to a receiver on 127.0.0.1 and writes down every record whose edgebuf_log returned OK; after
 # a random 0.3-1.5 s it is killed with SIGKILL (killing qemu-user kills the program it runs).
 # The buffer file is then opened again for the next cycle. At the end the child drains the
@@ -19,7 +19,7 @@ db="$tmp/crash.db"
 : >"$tmp/acked"
 for cycle in $(seq 1 "$CYCLES"); do
   acks="$tmp/acked.$cycle"
-  ${runner[@]+"${runner[@]}"} "$prog" log "$db" "$endpoint" "$cycle" 3 >"$acks" 2>"$tmp/child.log" &
+  ${runner[@]+"${runner[@]}"} "$prog" log "$db" "$endpoint" sync "$cycle" 3 >>"$acks" 2>"$tmp/child.log" &
   cpid=$!
   # Wait (at most 30 s) until the file is open, then let it log for a random while.
   for _ in $(seq 1 300); do
@@ -45,8 +45,8 @@ tail -1 "$tmp/drain.log"
 stop_receiver
 # Every acknowledged (cycle, n) must be among the received records.
 awk '
-  FNR == NR { if (NF == 2) { acked[$1 " " $2] = 1; nacked++ } next }
-  match($0, /"data":\{"cycle":[0-9]+,"n":[0-9]+\}/) {
+  FNR == NR { if (NF == 3) { acked[$1 " " $2] = 1; nacked++ } next }
+  match($0, /"data":\{"tag":[0-9]+,"n":[0-9]+\}/) {
     split(substr($0, RSTART, RLENGTH), p, /[:,}]/)
     got[p[3] " " p[5]] = 1
   }
