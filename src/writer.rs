@@ -151,8 +151,8 @@ pub fn run(sh: Arc<Shared>) {
 /// Async mode's fsync policy (SPEC 2, commit.sync_interval_ms; SPEC 4, power loss). Commits
 /// are made without an fsync; a record must be durable at the latest `commit.interval_ms` +
 /// `commit.sync_interval_ms` after it was logged, so once the oldest record of the commits
-/// not yet fsync'd comes that close (less a tenth of the sync interval, for the writer's own
-/// wake-up), the commit then due is made durable, or, when none comes, a commit of nothing
+/// not yet fsync'd comes that close (less a quarter of the sync interval, for the writer's own
+/// wake-up and the fsync itself on a busy device), the commit then due is made durable, or, when none comes, a commit of nothing
 /// new. At most one fsync per sync interval while commits happen; none while idle. Times are
 /// milliseconds since open (monotonic), as `NewRecord::t_acc_ms`.
 struct SyncClock {
@@ -176,7 +176,7 @@ impl SyncClock {
     /// When those commits must be fsync'd.
     fn deadline(&self) -> Option<u64> {
         let oldest = self.oldest_unsynced_ms?;
-        let bound = (oldest + self.interval_ms + self.sync_ms).saturating_sub(self.sync_ms / 10);
+        let bound = (oldest + self.interval_ms + self.sync_ms).saturating_sub(self.sync_ms / 4);
         Some(self.last_sync_ms.map_or(bound, |l| bound.max(l + self.sync_ms)))
     }
 
@@ -541,15 +541,15 @@ mod tests {
         // Records accepted at 1000 and 1010 committed at 1050 and 1060, without an fsync.
         c.committed(Some(1000), false, 1050);
         c.committed(Some(1010), false, 1060);
-        // Durable by 1000 + 50 + 100, less a tenth of the sync interval.
-        assert_eq!(c.deadline(), Some(1140));
-        assert!(!c.overdue(1139) && c.overdue(1140));
-        assert_eq!(c.wait(1100), Some(Duration::from_millis(40)));
-        c.committed(None, true, 1140);
+        // Durable by 1000 + 50 + 100, less a quarter of the sync interval.
+        assert_eq!(c.deadline(), Some(1125));
+        assert!(!c.overdue(1124) && c.overdue(1125));
+        assert_eq!(c.wait(1100), Some(Duration::from_millis(25)));
+        c.committed(None, true, 1125);
         assert!(!c.pending());
         // The next fsync comes no sooner than one sync interval after this one.
-        c.committed(Some(1141), false, 1142);
-        assert_eq!(c.deadline(), Some(1281));
+        c.committed(Some(1126), false, 1127);
+        assert_eq!(c.deadline(), Some(1251));
         c.committed(None, true, 1281);
         c.committed(Some(1282), false, 1283);
         c.last_sync_ms = Some(1400);
