@@ -27,7 +27,7 @@
 // the file of the one -model-kind instead. -mode none runs the model and logs nothing;
 // edgebuf (default) logs through edgebuf (async, the default configuration: path, endpoint and
 // source.id, plus any -set key=value); http POSTs each prediction synchronously with net/http
-// as a one-envelope batch in edgebuf's wire format (SPEC section 3). A status line is printed
+// as a one-envelope batch in edgebuf's wire format (the README's wire format section). A status line is printed
 // about once a second and "summary: key=value ..." at the end. -logged writes every record
 // edgebuf accepted (the bytes logged, one line each; they hold n and the scores) so a test can
 // compare what arrived.

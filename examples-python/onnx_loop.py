@@ -23,7 +23,7 @@ envelope ``id`` edgebuf assigns is what a receiver dedupes on.
 
 --mode none runs the model and logs nothing; edgebuf (default) logs through edgebuf (async,
 default configuration); http POSTs each prediction synchronously with urllib.request, as a
-one-envelope batch in edgebuf's wire format (SPEC section 3). A status line is printed about
+one-envelope batch in edgebuf's wire format (the README's wire format section). A status line is printed about
 once a second, and "summary: key=value ..." at the end. --logged writes every record edgebuf
 accepted (one JSON line each, the bytes logged) so a test can compare what arrived.
 

@@ -6,7 +6,7 @@
  * this thread's edgebuf_last_error() on failure. Out-parameters are written only on success.
  * _new creates and _free frees exactly once. All functions on one handle may be called from any
  * number of threads at once; a config object from one thread at a time. No function may be
- * called from a signal handler. See SPEC.md and README.md.
+ * called from a signal handler. See README.md.
  */
 
 #ifndef EDGEBUF_H
@@ -233,11 +233,13 @@ extern "C" {
 edgebuf_config_t *edgebuf_config_new(void);
 
 /**
- * Sets one key (SPEC section 2). Checks syntax and range: an unknown key or a bad value is
+ * Sets one key (the README's Configuration table). Checks syntax and range: an unknown key or a bad value is
  * EDGEBUF_ERR_INVALID_CONFIG with a message naming the key, and the old value stays. An
  * empty value restores the default. Combinations are checked by edgebuf_open.
  */
-edgebuf_result edgebuf_config_set(edgebuf_config_t *cfg, const char *key, const char *value);
+edgebuf_result edgebuf_config_set(edgebuf_config_t *cfg,
+                                  const char *key,
+                                  const char *value);
 
 /**
  * Applies every EDGEBUF_* environment variable that names a key (EDGEBUF_ENDPOINT,

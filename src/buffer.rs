@@ -572,7 +572,8 @@ mod tests {
 
     fn config(dir: &std::path::Path) -> Config {
         let mut cfg = Config::new();
-        cfg.set("path", dir.join("buf.db").to_str().unwrap()).unwrap();
+        cfg.set("path", dir.join("buf.db").to_str().unwrap())
+            .unwrap();
         cfg.set("endpoint", "http://127.0.0.1:9/ingest").unwrap();
         cfg
     }
@@ -589,6 +590,9 @@ mod tests {
         assert_eq!(err.code(), Code::Internal);
         let b = Buffer::open(&cfg, None).expect("the file is free again");
         b.log(b"{\"ok\":1}").unwrap();
-        assert_eq!(b.close(Duration::ZERO).err().map(|e| e.code()), Some(Code::Timeout));
+        assert_eq!(
+            b.close(Duration::ZERO).err().map(|e| e.code()),
+            Some(Code::Timeout)
+        );
     }
 }

@@ -135,7 +135,6 @@ impl Events {
         });
         shared.cv.notify_one();
     }
-
 }
 
 impl EventThread {

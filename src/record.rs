@@ -48,9 +48,7 @@ pub fn validate(bytes: &[u8], max_bytes: u64) -> Result<()> {
     IJson::deserialize(&mut de)
         .and_then(|_| de.end())
         .map_err(|e| {
-            Error::invalid_record(format!(
-                "the record is not exactly one I-JSON value: {e}"
-            ))
+            Error::invalid_record(format!("the record is not exactly one I-JSON value: {e}"))
         })?;
     Ok(())
 }
@@ -213,8 +211,10 @@ mod tests {
         ]
         .into_iter()
         .map(String::from)
-        .chain([format!("1{}", "0".repeat(309)), format!("[-{}]", "9".repeat(400))])
-        {
+        .chain([
+            format!("1{}", "0".repeat(309)),
+            format!("[-{}]", "9".repeat(400)),
+        ]) {
             let e = validate(bad.as_bytes(), 1 << 20)
                 .err()
                 .unwrap_or_else(|| panic!("{bad} was accepted"));

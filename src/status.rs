@@ -205,7 +205,10 @@ mod tests {
         c.logged_total.fetch_add(BIG, Relaxed);
         let s = Status::from_counters(&c);
         assert_eq!(s.logged_total, 4 * BIG + 11);
-        assert_eq!(s.pending_records, (BIG + 5) + (4 * BIG + 11) - (2 * BIG + 7) - (BIG + 1) - 3);
+        assert_eq!(
+            s.pending_records,
+            (BIG + 5) + (4 * BIG + 11) - (2 * BIG + 7) - (BIG + 1) - 3
+        );
         assert_eq!(s.pending_bytes, 5 * BIG);
         let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
         assert_eq!(v["logged_total"].as_u64(), Some(4 * BIG + 11));

@@ -299,20 +299,8 @@ impl Store {
     }
 
     fn open_inner(cfg: &Config, path: &Path) -> std::result::Result<PartialStore, OpenFailure> {
-        if !path.exists() {
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| {
-                    OpenFailure::Other(Error::storage(format!(
-                        "cannot create buffer file {}: {e}{}",
-                        path.display(),
-                        io_hint(&e)
-                    )))
-                })?;
-        } else if empty_beside_wal(path) {
+        // The file exists: `lock_inode` created it (empty, 0600) if it was missing.
+        if empty_beside_wal(path) {
             // SQLite deletes the `-wal` of an empty database, committed records and all. An
             // edgebuf file is never empty once it has a `-wal` (its header is written first),
             // so this is damage: quarantine keeps the `-wal`.
@@ -1378,7 +1366,13 @@ fn lock_inode(path: &Path) -> Result<File> {
         .mode(0o600)
         .custom_flags(libc::O_CREAT | libc::O_NOFOLLOW)
         .open(path)
-        .map_err(|e| storage_err("cannot open the buffer file", path, format!("{e}{}", io_hint(&e))))?;
+        .map_err(|e| {
+            storage_err(
+                "cannot open the buffer file",
+                path,
+                format!("{e}{}", io_hint(&e)),
+            )
+        })?;
     flock(&f, path, path)?;
     if created {
         crate::sys::fsync_dir(path);
@@ -1506,7 +1500,11 @@ fn schema_difference(conn: &Connection) -> rusqlite::Result<Option<String>> {
         .collect();
     Ok(Some(format!(
         "its schema is not edgebuf's (objects edgebuf did not create or changed: {})",
-        if extra.is_empty() { "tables missing".to_string() } else { extra.join(", ") }
+        if extra.is_empty() {
+            "tables missing".to_string()
+        } else {
+            extra.join(", ")
+        }
     )))
 }
 
@@ -1532,7 +1530,9 @@ fn printable_name(n: &[u8]) -> String {
 
 /// An instance id as edgebuf draws it: 16 lowercase hexadecimal digits.
 pub fn valid_instance(s: &str) -> bool {
-    s.len() == 16 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 16
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Whether the file at `path` is provably an edgebuf buffer file: SQLite's header with
@@ -1562,7 +1562,11 @@ pub fn is_ours(path: &Path) -> bool {
 /// Reads up to `buf.len()` bytes from the start of a file (0 when it cannot be read).
 fn read_prefix(path: &Path, buf: &mut [u8]) -> usize {
     use std::io::Read;
-    let Ok(f) = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path) else {
+    let Ok(f) = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    else {
         return 0;
     };
     let mut n = 0;

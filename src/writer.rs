@@ -103,7 +103,7 @@ pub fn run(sh: Arc<Shared>) {
                     None => wait(&sh.queue_cv, q),
                 };
             }
-            // Sync mode, edgebuf_sync, a commit interval of 0, an overdue fsync, and close
+            // Sync mode, edgebuf_sync, a sync interval of 0, an overdue fsync, and close
             // (the memory queue is made durable before the file is released).
             let fsync = sync_mode
                 || q.sync_wanted > q.synced_seq
@@ -115,13 +115,13 @@ pub fn run(sh: Arc<Shared>) {
             (batch, fsync, target, q.closing)
         };
 
-        let oldest = batch.iter().map(|r| r.t_acc_ms).min();
+        // The batch is in seq order: its first record is its oldest.
+        let oldest = batch.first().map(|r| r.t_acc_ms);
         let result = write_batch(&sh, batch, fsync, &mut degraded);
-        if !degraded {
-            sync_clock.committed(oldest, fsync, sh.now_ms());
-        }
         if degraded {
             last_failure = Some(std::time::Instant::now());
+        } else {
+            sync_clock.committed(oldest, fsync, sh.now_ms());
         }
         if last_housekeeping.elapsed() >= HOUSEKEEPING || closing {
             last_housekeeping = std::time::Instant::now();
@@ -177,7 +177,10 @@ impl SyncClock {
     fn deadline(&self) -> Option<u64> {
         let oldest = self.oldest_unsynced_ms?;
         let bound = (oldest + self.interval_ms + self.sync_ms).saturating_sub(self.sync_ms / 4);
-        Some(self.last_sync_ms.map_or(bound, |l| bound.max(l + self.sync_ms)))
+        Some(
+            self.last_sync_ms
+                .map_or(bound, |l| bound.max(l + self.sync_ms)),
+        )
     }
 
     fn overdue(&self, now_ms: u64) -> bool {
@@ -537,7 +540,10 @@ mod tests {
     #[test]
     fn the_fsync_lands_within_both_intervals_of_the_oldest_record() {
         let mut c = clock(50, 100);
-        assert!(!c.pending() && !c.overdue(u64::MAX) && c.wait(0).is_none(), "idle: nothing");
+        assert!(
+            !c.pending() && !c.overdue(u64::MAX) && c.wait(0).is_none(),
+            "idle: nothing"
+        );
         // Records accepted at 1000 and 1010 committed at 1050 and 1060, without an fsync.
         c.committed(Some(1000), false, 1050);
         c.committed(Some(1010), false, 1060);
@@ -553,7 +559,11 @@ mod tests {
         c.committed(None, true, 1281);
         c.committed(Some(1282), false, 1283);
         c.last_sync_ms = Some(1400);
-        assert_eq!(c.deadline(), Some(1500), "one fsync per sync interval at most");
+        assert_eq!(
+            c.deadline(),
+            Some(1500),
+            "one fsync per sync interval at most"
+        );
     }
 
     #[test]

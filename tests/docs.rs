@@ -24,15 +24,26 @@ fn readme_configuration_table_lists_every_key_in_order() {
         .expect("README.md has a Configuration section");
     let mut keys = Vec::new();
     for line in table.lines().filter(|l| l.starts_with("| ")) {
-        let first = line.trim_start_matches("| ").split(" |").next().unwrap_or("");
+        let first = line
+            .trim_start_matches("| ")
+            .split(" |")
+            .next()
+            .unwrap_or("");
         if first == "key" || first.starts_with("http.header.") {
             continue;
         }
         // "tls.cert_file, tls.key_file" documents two keys in one row.
         keys.extend(first.split(", ").map(|k| k.trim_matches('`').to_string()));
     }
-    assert_eq!(keys, library_keys(), "README.md's Configuration table differs from Config::KEYS");
-    assert!(table.contains("| http.header.NAME |"), "README.md documents http.header.NAME");
+    assert_eq!(
+        keys,
+        library_keys(),
+        "README.md's Configuration table differs from Config::KEYS"
+    );
+    assert!(
+        table.contains("| http.header.NAME |"),
+        "README.md documents http.header.NAME"
+    );
 }
 
 #[test]
@@ -48,7 +59,11 @@ fn python_binding_knows_every_key_in_order() {
         .map(|l| l.trim().trim_end_matches(',').trim_matches('"').to_string())
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .collect();
-    assert_eq!(keys, library_keys(), "bindings/python's _KEYS differs from Config::KEYS");
+    assert_eq!(
+        keys,
+        library_keys(),
+        "bindings/python's _KEYS differs from Config::KEYS"
+    );
 }
 
 /// Every command in the README's `sh` blocks is run, exactly as written, by a script of the
@@ -74,8 +89,14 @@ fn every_readme_command_is_run_by_a_script() {
         if !in_sh || cmd.is_empty() || cmd.starts_with('#') {
             continue;
         }
-        let found = runners.iter().any(|(_, text)| text.lines().any(|l| l.contains(cmd)));
-        assert!(found, "the README command `{cmd}` is run by none of {:?}", runners.map(|r| r.0));
+        let found = runners
+            .iter()
+            .any(|(_, text)| text.lines().any(|l| l.contains(cmd)));
+        assert!(
+            found,
+            "the README command `{cmd}` is run by none of {:?}",
+            runners.map(|r| r.0)
+        );
         checked += 1;
     }
     assert!(checked >= 4, "only {checked} README commands found");

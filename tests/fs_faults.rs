@@ -1115,9 +1115,15 @@ fn truncated_files_open_and_keep_what_sqlite_can_read() {
             for mode in ["quarantine", "fail"] {
                 let mut c = config(d.path(), &format!("http://127.0.0.1:{}/", dead_port()));
                 c.set("storage.on_corrupt", mode).unwrap();
-                let e = Buffer::open(&c, None).err().expect("cut below the application_id");
+                let e = Buffer::open(&c, None)
+                    .err()
+                    .expect("cut below the application_id");
                 assert_eq!(e.code(), Code::Corrupt, "cut to {cut}, {mode}: {e}");
-                assert_same_files(&found, &snapshot(d.path()), &format!("cut to {cut}, {mode}"));
+                assert_same_files(
+                    &found,
+                    &snapshot(d.path()),
+                    &format!("cut to {cut}, {mode}"),
+                );
             }
             continue;
         }

@@ -152,7 +152,12 @@ fn event_kinds_and_connectivity_follow_their_tables() {
     assert_eq!(sorted(defines("EDGEBUF_EVENT_")), sorted(events));
     let states: Vec<(String, i64)> = edgebuf::status::CONNECTIVITY_STATES
         .iter()
-        .map(|(v, n)| (format!("EDGEBUF_CONNECTIVITY_{}", n.to_uppercase()), *v as i64))
+        .map(|(v, n)| {
+            (
+                format!("EDGEBUF_CONNECTIVITY_{}", n.to_uppercase()),
+                *v as i64,
+            )
+        })
         .collect();
     assert_eq!(sorted(defines("EDGEBUF_CONNECTIVITY_")), sorted(states));
 }

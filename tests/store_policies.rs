@@ -45,7 +45,10 @@ fn drop_oldest_keeps_the_newest_records() {
     invariant(&b);
     b.close(Duration::ZERO).unwrap_err();
     // What was kept: the newest ten.
-    assert_eq!(deliver_what_was_kept(dir.path()), (20..30).collect::<Vec<_>>());
+    assert_eq!(
+        deliver_what_was_kept(dir.path()),
+        (20..30).collect::<Vec<_>>()
+    );
 }
 
 /// Opens the buffer in `dir` again against a receiver, delivers everything, and returns the
@@ -84,7 +87,10 @@ fn drop_oldest_across_commits_drops_the_oldest_on_disk() {
     assert_eq!((s.pending_records, s.dropped_total), (10, 5), "{s:?}");
     invariant(&b);
     b.close(Duration::ZERO).unwrap_err();
-    assert_eq!(deliver_what_was_kept(dir.path()), (5..15).collect::<Vec<_>>());
+    assert_eq!(
+        deliver_what_was_kept(dir.path()),
+        (5..15).collect::<Vec<_>>()
+    );
 }
 
 /// record.ttl_ms ages records of an earlier run from the open that found them (monotonic
@@ -106,13 +112,18 @@ fn ttl_of_records_from_an_earlier_run_counts_from_open() {
     b.close(Duration::ZERO).unwrap_err();
     {
         let conn = rusqlite::Connection::open(dir.path().join("buf.db")).unwrap();
-        conn.execute("UPDATE records SET ts_ms = 4102444800000", []).unwrap();
+        conn.execute("UPDATE records SET ts_ms = 4102444800000", [])
+            .unwrap();
     }
     let b = Buffer::open(&c, None).unwrap();
     std::thread::sleep(Duration::from_millis(600));
     settle(&b);
     let s = b.status();
-    assert_eq!((s.pending_records, s.dropped_total), (5, 0), "dropped at open: {s:?}");
+    assert_eq!(
+        (s.pending_records, s.dropped_total),
+        (5, 0),
+        "dropped at open: {s:?}"
+    );
     // Once ttl has passed since open they expire (bounded wait).
     let end = Instant::now() + Duration::from_secs(10);
     while b.status().dropped_total < 5 && Instant::now() < end {
@@ -297,7 +308,10 @@ fn damaged_file_is_quarantined_or_reported() {
     let path = dir.path().join("buf.db");
     // An edgebuf file (its header and application_id intact) whose pages are damaged.
     let mut c = down_config(dir.path());
-    Buffer::open(&c, None).unwrap().close(Duration::ZERO).unwrap();
+    Buffer::open(&c, None)
+        .unwrap()
+        .close(Duration::ZERO)
+        .unwrap();
     let mut bytes = std::fs::read(&path).unwrap();
     for b in &mut bytes[100..] {
         *b = 0x5a;
@@ -320,7 +334,11 @@ fn damaged_file_is_quarantined_or_reported() {
         .filter(|n| n.starts_with("buf.db.corrupt-"))
         .collect();
     assert_eq!(moved.len(), 1, "{moved:?}");
-    assert_eq!(std::fs::read(dir.path().join(&moved[0])).unwrap(), bytes, "moved as it was");
+    assert_eq!(
+        std::fs::read(dir.path().join(&moved[0])).unwrap(),
+        bytes,
+        "moved as it was"
+    );
     b.log(b"{}").unwrap();
     b.close(Duration::ZERO).unwrap_err();
     // A file without SQLite's header is nobody's buffer: CORRUPT in both modes, never moved.
@@ -466,19 +484,30 @@ fn files_that_are_not_edgebuf_s_are_never_moved_or_deleted() {
         c.set("storage.on_corrupt", on_corrupt).unwrap();
         let e = Buffer::open(&c, None).err().expect("not an edgebuf file");
         assert_eq!(e.code(), Code::Corrupt, "{on_corrupt}: {}", e.message());
-        assert!(e.message().contains("not an edgebuf buffer file"), "{}", e.message());
+        assert!(
+            e.message().contains("not an edgebuf buffer file"),
+            "{}",
+            e.message()
+        );
     }
     assert_eq!(
         std::fs::read_to_string(&text).unwrap(),
         "a user's notes, not a database\n".repeat(300)
     );
-    assert_eq!(std::fs::read_to_string(&planted).unwrap(), "also the user's");
+    assert_eq!(
+        std::fs::read_to_string(&planted).unwrap(),
+        "also the user's"
+    );
     let names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.contains("corrupt"))
         .collect();
-    assert_eq!(names, vec!["important.txt.corrupt-1".to_string()], "{names:?}");
+    assert_eq!(
+        names,
+        vec!["important.txt.corrupt-1".to_string()],
+        "{names:?}"
+    );
 }
 
 /// An older quarantined set is deleted only when its file is edgebuf's: a user's file with such
@@ -531,18 +560,31 @@ fn a_buffer_file_with_schema_objects_edgebuf_did_not_create_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("buf.db");
         let c = down_config(dir.path());
-        Buffer::open(&c, None).unwrap().close(Duration::ZERO).unwrap();
+        Buffer::open(&c, None)
+            .unwrap()
+            .close(Duration::ZERO)
+            .unwrap();
         {
             let conn = rusqlite::Connection::open(&path).unwrap();
             conn.execute_batch(sql).unwrap();
         }
         let before = std::fs::read(&path).unwrap();
         let t0 = Instant::now();
-        let e = Buffer::open(&c, None).err().unwrap_or_else(|| panic!("{sql}: opened"));
+        let e = Buffer::open(&c, None)
+            .err()
+            .unwrap_or_else(|| panic!("{sql}: opened"));
         assert_eq!(e.code(), Code::Corrupt, "{sql}: {}", e.message());
         assert!(e.message().contains("schema"), "{}", e.message());
-        assert!(t0.elapsed() < Duration::from_secs(5), "{sql}: open took {:?}", t0.elapsed());
-        assert_eq!(std::fs::read(&path).unwrap(), before, "{sql}: the file changed");
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "{sql}: open took {:?}",
+            t0.elapsed()
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "{sql}: the file changed"
+        );
     }
 }
 
@@ -552,7 +594,10 @@ fn a_forged_instance_id_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("buf.db");
     let c = down_config(dir.path());
-    Buffer::open(&c, None).unwrap().close(Duration::ZERO).unwrap();
+    Buffer::open(&c, None)
+        .unwrap()
+        .close(Duration::ZERO)
+        .unwrap();
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute(
@@ -573,7 +618,10 @@ fn a_schema_that_is_not_utf8_is_corrupt_not_a_storage_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("buf.db");
     let c = down_config(dir.path());
-    Buffer::open(&c, None).unwrap().close(Duration::ZERO).unwrap();
+    Buffer::open(&c, None)
+        .unwrap()
+        .close(Duration::ZERO)
+        .unwrap();
     let mut bytes = std::fs::read(&path).unwrap();
     let at = bytes
         .windows(20)

@@ -52,7 +52,7 @@
 namespace edgebuf {
 
 using Result = edgebuf_result;
-/// The C status struct; every field is documented in edgebuf.h and SPEC.md.
+/// The C status struct; every field is documented in edgebuf.h and the README.
 using Status = edgebuf_status_t;
 
 /// A failed call: the library's result code, its name and message.
@@ -128,7 +128,7 @@ inline Error closed_error() {
 
 }  // namespace detail
 
-/// Configuration: keys and values as SPEC section 2 names them, and the event handler.
+/// Configuration: keys and values as the README's Configuration table names them, and the event handler.
 /// Move-only; one thread at a time. Buffers opened from it keep their own copy.
 class Config {
  public:

@@ -8,7 +8,7 @@
 //
 // A Buffer is safe for concurrent use by any number of goroutines. Every method returns an
 // *Error whose Code is one of the library's result codes; compare with errors.Is against the
-// sentinels (ErrFull, ErrTimeout, ...). See SPEC.md for the contract.
+// sentinels (ErrFull, ErrTimeout, ...). The README of the repository describes the contract.
 package edgebuf
 
 /*
@@ -90,7 +90,7 @@ import (
 	"unsafe"
 )
 
-// Config holds configuration keys and values exactly as SPEC section 2 names them, for
+// Config holds configuration keys and values exactly as the README's Configuration table names them, for
 // example {"path": "/var/lib/app/buf.db", "endpoint": "https://...", "commit.interval_ms":
 // "100", "http.header.X-Api-Key": "..."}. Keys are applied in sorted order; the first bad key
 // makes Open fail with ErrInvalidConfig and a message naming it.
@@ -286,7 +286,7 @@ func (b *Buffer) RetryNow() error {
 	return result(C.eb_retry_now(h))
 }
 
-// Status returns the buffer's counters and state (SPEC section 1, Status).
+// Status returns the buffer's counters and state (the C API section of the README).
 func (b *Buffer) Status() (Status, error) {
 	h, err := b.enter()
 	if err != nil {

@@ -24,7 +24,7 @@ func (e *Error) Is(target error) bool {
 	return ok && t != nil && e != nil && t.Code == e.Code
 }
 
-// Result codes (SPEC section 1); the values are fixed forever.
+// Result codes (the C API section of the README); the values are fixed forever.
 const (
 	codeOK              = 0
 	codeInvalidArgument = 1

@@ -2,7 +2,7 @@ package edgebuf
 
 import "strconv"
 
-// Status is edgebuf_status_t with the SPEC's field names in Go case. The invariant
+// Status is edgebuf_status_t with the C API's field names in Go case. The invariant
 // PendingRecords = PendingAtOpen + LoggedTotal - DeliveredTotal - DroppedTotal -
 // DeadLetteredTotal holds in every snapshot.
 type Status struct {

@@ -12,8 +12,8 @@
 
 use clap::{Args, Parser, Subcommand};
 use edgebuf::store::{
-    check_for_reading, immutable_uri, is_damage, is_ours, sibling, valid_instance,
-    APPLICATION_ID, SCHEMA_VERSION,
+    check_for_reading, immutable_uri, is_damage, is_ours, sibling, valid_instance, APPLICATION_ID,
+    SCHEMA_VERSION,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
@@ -303,7 +303,10 @@ fn open_buffer(path: &Path) -> Result<BufferFile, Failure> {
     // Nothing of the file runs here but edgebuf's own tables (a generated column, a view or
     // a trigger could make a read endless or enormous).
     check_for_reading(&conn).map_err(|why| {
-        Failure::Bad(format!("{} is not an edgebuf buffer file: {why}", path.display()))
+        Failure::Bad(format!(
+            "{} is not an edgebuf buffer file: {why}",
+            path.display()
+        ))
     })?;
     let instance: String = conn
         .query_row("SELECT value FROM meta WHERE key='instance'", [], |r| {

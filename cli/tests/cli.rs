@@ -198,7 +198,11 @@ fn check_tells_a_sound_file_from_a_damaged_one() {
     // It is not damaged but not edgebuf's (no SQLite header): edgebuf never moves it.
     let o = run(&["check", p(&garbage)]);
     assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
-    assert!(stdout(&o).contains("not an edgebuf buffer file"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("not an edgebuf buffer file"),
+        "{}",
+        stdout(&o)
+    );
     assert!(!stdout(&o).contains("DAMAGED"), "{}", stdout(&o));
     assert!(
         !garbage.with_extension("db-wal").exists(),
@@ -1142,12 +1146,17 @@ fn the_tool_refuses_files_that_are_not_edgebuf_s_own() {
             let o = run(&[cmd, p(&path)]);
             assert!(!o.status.success(), "{cmd} after {sql}: {}", stdout(&o));
             assert!(
-                stderr(&o).contains("not an edgebuf buffer file") || stdout(&o).contains("not an edgebuf buffer file"),
+                stderr(&o).contains("not an edgebuf buffer file")
+                    || stdout(&o).contains("not an edgebuf buffer file"),
                 "{cmd} after {sql}: {} {}",
                 stdout(&o),
                 stderr(&o)
             );
-            assert!(t0.elapsed() < Duration::from_secs(5), "{cmd} took {:?}", t0.elapsed());
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "{cmd} took {:?}",
+                t0.elapsed()
+            );
         }
     }
 }

@@ -124,7 +124,7 @@ pub extern "C" fn edgebuf_config_new() -> *mut edgebuf_config_t {
     .unwrap_or(std::ptr::null_mut())
 }
 
-/// Sets one key (SPEC section 2). Checks syntax and range: an unknown key or a bad value is
+/// Sets one key (the README's Configuration table). Checks syntax and range: an unknown key or a bad value is
 /// EDGEBUF_ERR_INVALID_CONFIG with a message naming the key, and the old value stays. An
 /// empty value restores the default. Combinations are checked by edgebuf_open.
 #[no_mangle]

@@ -9,7 +9,7 @@
         buf.flush(10)          # optional: raises edgebuf.Timeout while offline
         print(buf.status().delivered_total)
 
-Records are stored in SQLite and delivered in the background; see SPEC.md for the contract.
+Records are stored in SQLite and delivered in the background; the README of the repository describes the contract.
 A Buffer is safe to use from any number of threads.
 """
 
@@ -203,7 +203,7 @@ class Event:
 
 @dataclasses.dataclass(frozen=True)
 class Status:
-    """edgebuf_status_t, with the SPEC's field names."""
+    """edgebuf_status_t, with the C API's field names."""
 
     pending_records: int
     pending_bytes: int
@@ -241,7 +241,7 @@ def _status_from_c(st):
 
 # --- configuration keys ---------------------------------------------------------------------------
 
-# SPEC section 2. Keyword arguments name them with "_" for "." (commit_interval_ms); this table
+# the README's Configuration table. Keyword arguments name them with "_" for "." (commit_interval_ms); this table
 # resolves the ambiguity ("dead_letter_max_records" is "dead_letter.max_records").
 _KEYS = (
     "path",
@@ -416,7 +416,7 @@ class Buffer:
     Buffer(config=None, *, on_event=None, from_env=False, **keys)
 
     ``keys`` are configuration keys with "_" for "." (``commit_interval_ms=100``,
-    ``capacity_when_full="reject"``); ``config`` is a dict of keys as SPEC section 2 spells
+    ``capacity_when_full="reject"``); ``config`` is a dict of keys as the README's Configuration table spells
     them, for those a keyword cannot name (``{"http.header.X-Api-Key": key}``). A key may not
     be given both ways. ``from_env=True`` then applies every EDGEBUF_* environment variable,
     which overrides both. Values may be str, int or os.PathLike.

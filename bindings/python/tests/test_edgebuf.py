@@ -11,7 +11,7 @@ import pytest
 
 import edgebuf
 
-SPEC_STATUS_FIELDS = [
+STATUS_FIELDS = [
     "pending_records",
     "pending_bytes",
     "disk_bytes",
@@ -142,7 +142,7 @@ def test_status_dataclass(keys, receiver):
         js = json.loads(buf.status_json())
     assert isinstance(st, edgebuf.Status)
     assert dataclasses.is_dataclass(st)
-    assert [f.name for f in dataclasses.fields(st)] == SPEC_STATUS_FIELDS
+    assert [f.name for f in dataclasses.fields(st)] == STATUS_FIELDS
     assert st.connectivity is edgebuf.Connectivity.ONLINE
     assert st.storage_degraded is False
     assert st.last_http_status == 200 and st.last_success_unix_ms > 0
@@ -154,7 +154,7 @@ def test_status_dataclass(keys, receiver):
         - st.dropped_total
         - st.dead_lettered_total
     )
-    assert set(js) >= set(SPEC_STATUS_FIELDS)
+    assert set(js) >= set(STATUS_FIELDS)
     assert js["delivered_total"] == 1 and js["connectivity"] == "online"
 
 
