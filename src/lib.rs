@@ -24,3 +24,9 @@ pub use config::Config;
 pub use error::{Code, Error, Result};
 pub use events::{Callback, Event};
 pub use status::Status;
+
+/// The record envelope as edgebuf sends it, for tools that write records in the same form
+/// (the CLI's `export`).
+pub mod envelope {
+    pub use crate::sender::{push_envelope_fields, RecordRef};
+}

@@ -63,6 +63,33 @@ pub struct RecordRef<'a> {
     pub data: &'a [u8],
 }
 
+/// Writes `r`'s envelope without its closing `}`, so that a caller (the CLI's export) can add
+/// fields: `{"id":"<instance>-<seq>","seq":<seq>,"ts_ms":<ts>,"source":<source_json>,"data":<data>`.
+/// `source_json` is the source id already encoded as a JSON string. `data` is copied verbatim,
+/// except that with `one_line` a CR or LF byte (only possible as insignificant whitespace in
+/// valid JSON) becomes a space, so that the envelope stays on one line; lengths are unchanged.
+pub fn push_envelope_fields(out: &mut Vec<u8>, r: &RecordRef, source_json: &str, one_line: bool) {
+    out.extend_from_slice(b"{\"id\":\"");
+    out.extend_from_slice(r.instance.as_bytes());
+    out.push(b'-');
+    push_u64(out, r.seq);
+    out.extend_from_slice(b"\",\"seq\":");
+    push_u64(out, r.seq);
+    out.extend_from_slice(b",\"ts_ms\":");
+    push_i64(out, r.ts_ms);
+    out.extend_from_slice(b",\"source\":");
+    out.extend_from_slice(source_json.as_bytes());
+    out.extend_from_slice(b",\"data\":");
+    if one_line {
+        out.extend(r.data.iter().map(|&b| match b {
+            b'\n' | b'\r' => b' ',
+            b => b,
+        }));
+    } else {
+        out.extend_from_slice(r.data);
+    }
+}
+
 /// The fixed bytes of one envelope: `{"id":"` `-` `","seq":` `,"ts_ms":` `,"source":` `,"data":` `}`.
 const ENVELOPE_FIXED: usize = 7 + 1 + 8 + 9 + 10 + 8 + 1;
 
@@ -424,24 +451,7 @@ impl Sender {
     }
 
     fn push_envelope(&self, out: &mut Vec<u8>, r: &RecordRef) {
-        out.extend_from_slice(b"{\"id\":\"");
-        out.extend_from_slice(r.instance.as_bytes());
-        out.push(b'-');
-        push_u64(out, r.seq);
-        out.extend_from_slice(b"\",\"seq\":");
-        push_u64(out, r.seq);
-        out.extend_from_slice(b",\"ts_ms\":");
-        push_i64(out, r.ts_ms);
-        out.extend_from_slice(b",\"source\":");
-        out.extend_from_slice(self.source_json.as_bytes());
-        out.extend_from_slice(b",\"data\":");
-        match self.format {
-            Format::Json => out.extend_from_slice(r.data),
-            Format::Ndjson => out.extend(r.data.iter().map(|&b| match b {
-                b'\n' | b'\r' => b' ',
-                b => b,
-            })),
-        }
+        push_envelope_fields(out, r, &self.source_json, self.format == Format::Ndjson);
         out.push(b'}');
     }
 

@@ -607,15 +607,6 @@ fn status(a: StatusArgs) -> Outcome {
 // ---------------------------------------------------------------------------------------------
 // edgebuf export
 
-/// Writes `data` as the envelope's data: verbatim, except CR and LF (only possible as
-/// insignificant whitespace in a valid record) become spaces, as edgebuf's own ndjson does.
-fn push_data(out: &mut Vec<u8>, data: &[u8]) {
-    out.extend(data.iter().map(|&b| match b {
-        b'\n' | b'\r' => b' ',
-        b => b,
-    }));
-}
-
 fn value_bytes<'a>(v: ValueRef<'a>) -> &'a [u8] {
     match v {
         ValueRef::Blob(b) | ValueRef::Text(b) => b,
@@ -648,14 +639,13 @@ fn export(a: ExportArgs) -> Outcome {
         let ts: i64 = r.get(1).map_err(rd)?;
         let inst: Option<String> = r.get(2).map_err(rd)?;
         line.clear();
-        line.extend_from_slice(b"{\"id\":\"");
-        line.extend_from_slice(inst.as_deref().unwrap_or(&b.instance).as_bytes());
-        line.extend_from_slice(
-            format!("-{seq}\",\"seq\":{seq},\"ts_ms\":{ts},\"source\":").as_bytes(),
-        );
-        line.extend_from_slice(source.as_bytes());
-        line.extend_from_slice(b",\"data\":");
-        push_data(&mut line, value_bytes(r.get_ref(3).map_err(rd)?));
+        let rec = edgebuf::envelope::RecordRef {
+            instance: inst.as_deref().unwrap_or(&b.instance),
+            seq: seq as u64,
+            ts_ms: ts,
+            data: value_bytes(r.get_ref(3).map_err(rd)?),
+        };
+        edgebuf::envelope::push_envelope_fields(&mut line, &rec, &source, true);
         if a.dead_letters {
             let status: i64 = r.get(4).map_err(rd)?;
             let reason: String = r.get(5).map_err(rd)?;
@@ -1754,7 +1744,12 @@ mod receive {
             }
             st.seen.insert(key.clone());
             added.push(key.clone());
-            push_data(&mut out, bytes);
+            // One envelope per line: CR and LF (only possible as insignificant whitespace in
+            // valid JSON) become spaces, as edgebuf's own ndjson does.
+            out.extend(bytes.iter().map(|&b| match b {
+                b'\n' | b'\r' => b' ',
+                b => b,
+            }));
             out.push(b'\n');
         }
         if !out.is_empty() {
