@@ -21,11 +21,12 @@ cd "$ROOT"
 
 # The target table: one line per target.
 #   triple | C compiler | binutils prefix | qemu-user | sysroot for qemu -L | libraries built
+#   | Debian architecture and multiarch directory | Python wheel platform (- where none is made)
 TARGETS="
-x86_64-unknown-linux-gnu      | gcc                     |                      |              |                          | shared static
-aarch64-unknown-linux-gnu     | aarch64-linux-gnu-gcc   | aarch64-linux-gnu-   | qemu-aarch64 | /usr/aarch64-linux-gnu   | shared static
-armv7-unknown-linux-gnueabihf | arm-linux-gnueabihf-gcc | arm-linux-gnueabihf- | qemu-arm     | /usr/arm-linux-gnueabihf | shared static
-x86_64-unknown-linux-musl     | musl-gcc                |                      |              |                          | static
+x86_64-unknown-linux-gnu      | gcc                     |                      |              |                          | shared static | amd64 x86_64-linux-gnu        | x86_64
+aarch64-unknown-linux-gnu     | aarch64-linux-gnu-gcc   | aarch64-linux-gnu-   | qemu-aarch64 | /usr/aarch64-linux-gnu   | shared static | arm64 aarch64-linux-gnu       | aarch64
+armv7-unknown-linux-gnueabihf | arm-linux-gnueabihf-gcc | arm-linux-gnueabihf- | qemu-arm     | /usr/arm-linux-gnueabihf | shared static | armhf arm-linux-gnueabihf     | -
+x86_64-unknown-linux-musl     | musl-gcc                |                      |              |                          | static        | - -                           | -
 "
 # A stripped libedgebuf.so may be at most this big (SPEC 5: 3 MB).
 MAX_SO_BYTES=3000000
@@ -33,7 +34,8 @@ MAX_SO_BYTES=3000000
 # which only Rust frames need (no panic unwinds through C: rusqlite catches them in callbacks).
 RELEASE_CFLAGS="-Os -fno-asynchronous-unwind-tables -fno-unwind-tables"
 
-# target_info TRIPLE: sets cc, bp (binutils prefix), qemu, sysroot, kinds, dist, runner.
+# target_info TRIPLE: sets cc, bp (binutils prefix), qemu, sysroot, kinds, deb_arch, multiarch,
+# wheel_arch, dist, runner.
 target_info() {
   local line
   line=$(printf '%s\n' "$TARGETS" | awk -F'|' -v t="$1" '{ k = $1; gsub(/ /, "", k) } k == t')
@@ -42,8 +44,10 @@ target_info() {
     list >&2
     exit 2
   fi
-  IFS='|' read -r _ cc bp qemu sysroot kinds <<<"$line"
+  IFS='|' read -r _ cc bp qemu sysroot kinds debian wheel <<<"$line"
   cc=$(echo $cc) bp=$(echo $bp) qemu=$(echo $qemu) sysroot=$(echo $sysroot) kinds=$(echo $kinds)
+  read -r deb_arch multiarch <<<"$debian"
+  wheel_arch=$(echo $wheel)
   target=$1 dist="$ROOT/target/dist/$1"
   runner=()
   [ -n "$qemu" ] && runner=("$qemu" -L "$sysroot")
@@ -84,6 +88,12 @@ build() {
   local extra=()
   [[ "$t" == *-musl ]] && extra=("$(rustc --print sysroot)/lib/rustlib/$t/lib/self-contained/libunwind.a")
   scripts/localize-static.sh "$out/libedgebuf.a" "$dist/lib/libedgebuf.a" "$bp" ${extra[@]+"${extra[@]}"}
+  # The edgebuf tool for the target, for the release archive and the Debian package.
+  echo "--- build the edgebuf tool for $t (cargo build -p edgebuf-cli --profile release-small)"
+  env "${envs[@]}" "CFLAGS_${t//-/_}=$RELEASE_CFLAGS" \
+    cargo build -p edgebuf-cli --profile release-small --target "$t"
+  mkdir -p "$dist/bin"
+  cp "$out/edgebuf" "$dist/bin/edgebuf"
   echo "built $t: $(cd "$dist/lib" && find . -type f -printf "%f %s bytes  ")"
 }
 
@@ -204,5 +214,11 @@ case "${1:-}" in
   test) test_target "${2:?target}" ;;
   all) all ;;
   list) list ;;
-  *) echo "usage: $0 build TARGET | test TARGET | all | list" >&2; exit 2 ;;
+  # The target's facts as shell assignments, for scripts/package.sh.
+  info)
+    target_info "${2:?target}"
+    printf '%s=%q\n' cc "$cc" bp "$bp" qemu "$qemu" sysroot "$sysroot" kinds "$kinds" \
+      deb_arch "$deb_arch" multiarch "$multiarch" wheel_arch "$wheel_arch" dist "$dist"
+    ;;
+  *) echo "usage: $0 build TARGET | test TARGET | all | list | info TARGET" >&2; exit 2 ;;
 esac

@@ -1,10 +1,10 @@
 // Package edgebuf is the Go binding of libedgebuf, a durable on-device buffer that stores
 // ML-inference JSON records in SQLite and delivers them in batches to an HTTP endpoint.
 //
-// The binding uses cgo. By default it links libedgebuf.so from the repository's build tree
-// (target/release, found at run time through an rpath; see cgo_repo.go): build the library
-// first with `cargo build --release --lib` in the repository root. With the build tag
-// edgebuf_system it uses `pkg-config edgebuf` instead (an installed library and header).
+// The binding uses cgo and links the installed library through `pkg-config edgebuf` (make
+// install, the libedgebuf-dev package, or a release archive with PKG_CONFIG_PATH pointing at
+// its lib/pkgconfig). The repository's own tests build with the tag edgebuf_repo instead,
+// which links the checkout's target/release (see cgo_repo.go).
 //
 // A Buffer is safe for concurrent use by any number of goroutines. Every method returns an
 // *Error whose Code is one of the library's result codes; compare with errors.Is against the
