@@ -19,6 +19,7 @@
 package main
 
 import (
+	"context"
 	"encoding/binary"
 	"flag"
 	"fmt"
@@ -63,20 +64,14 @@ func main() {
 	buf, err := edgebuf.Open(edgebuf.Config{"path": *path, "endpoint": *endpoint})
 	check(err) // errors.Is(err, edgebuf.ErrLocked): another process owns the file
 
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
 	rec := newRecorder(strings.TrimSuffix(filepath.Base(*modelPath), ".onnx"), "1.0.0")
 	rng := rand.New(rand.NewPCG(1, 2))
 	var raw []byte
 	start := time.Now()
 	nextStatus := start.Add(time.Second)
-loop:
-	for n := 1; *count == 0 || n <= *count; n++ {
-		select {
-		case <-stop:
-			break loop
-		default:
-		}
+	for n := 1; ctx.Err() == nil && (*count == 0 || n <= *count); n++ {
 		raw = readSensors(rng, m.in.GetData(), raw[:0])
 		t0 := time.Now()
 		scores, err := m.infer()
