@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
-# Test of the ONNX Runtime example (examples-python/onnx_loop.py): an onnxruntime inference loop
-# (the sensor model, a 16-32-4 MLP: fast, so the test is short) logs COUNT predictions at RATE/s
-# through the Python binding to the reference receiver
-# (`edgebuf receive`) on 127.0.0.1; after DOWN_AT s the receiver goes down for DOWN_FOR s.
-# Then it checks, from the receiver's output file, that every logged prediction arrived
-# exactly once by envelope id with the scores that were logged, and that no loop iteration
-# stalled during the outage (worst under STALL_MS). Last, onnx_loop.py --bench prints, for the
-# sensor model and for the camera model (a 128x128 CNN, a few ms per inference), the cost table
-# (no logging / edgebuf / plain HTTP POST per prediction / edgebuf with the endpoint down or
-# hanging) and whether the goal (edgebuf under 1 % of the loop's time, no stall) is met for
-# each. Exits non-zero on any mismatch.
+# Test of the ONNX Runtime example (examples-python/onnx_loop.py), through its measuring
+# harness (examples-python/harness.py, which runs the example's loop timed per iteration): an
+# onnxruntime inference loop (the sensor model of models.py, a 16-32-4 MLP: fast, so the test
+# is short) logs COUNT predictions at RATE/s through the Python binding to the reference
+# receiver (`edgebuf receive`) on 127.0.0.1; after DOWN_AT s the receiver goes down for
+# DOWN_FOR s. Then it checks, from the receiver's output file, that every logged prediction
+# arrived exactly once by envelope id with the scores that were logged, and that no loop
+# iteration stalled during the outage (worst under STALL_MS). Then onnx_loop.py itself runs
+# as a user would (EXAMPLE_COUNT predictions of models.py's sensor.onnx) and must end with
+# nothing pending. Last, harness.py --bench prints, for the sensor model and for the camera
+# model (a 128x128 CNN, a few ms per inference), the cost table (no logging / edgebuf / plain
+# HTTP POST per prediction / edgebuf with the endpoint down or hanging) and whether the goal
+# (edgebuf under 1 % of the loop's time, no stall) is met for each. Exits non-zero on any
+# mismatch.
 #
 #   COUNT (3000) RATE (500) DOWN_AT (2) DOWN_FOR (2.5) STALL_MS (250)
 #   BENCH_COUNT (5000: sensor predictions per mode) CAMERA_COUNT (500: camera, per mode)
 #   OUTAGE=kill (default: the process is stopped, connections refused, then restarted on the
 #   same port), stop (SIGSTOP/SIGCONT: connections hang) or fail (its control file: 503).
-#   BENCH=0 skips the table.
+#   BENCH=0 skips the table. EXAMPLE_COUNT (500).
 #
 # Needs cargo, python3 with venv, and PyPI (scripts/onnx-venv.sh installs onnxruntime, onnx and
 # numpy into target/onnx-venv once).
@@ -30,6 +33,7 @@ DOWN_FOR=${DOWN_FOR:-2.5}
 STALL_MS=${STALL_MS:-250}
 BENCH_COUNT=${BENCH_COUNT:-5000}
 CAMERA_COUNT=${CAMERA_COUNT:-500}
+EXAMPLE_COUNT=${EXAMPLE_COUNT:-500}
 BENCH=${BENCH:-1}
 OUTAGE=${OUTAGE:-kill}
 case "$OUTAGE" in kill|stop|fail) ;; *) echo "OUTAGE must be kill, stop or fail" >&2; exit 2 ;; esac
@@ -65,10 +69,10 @@ control="$tmp/receiver.control"
 
 start_receiver 0
 url="http://127.0.0.1:$port/ingest"
-echo "== receiver on 127.0.0.1:$port; onnx_loop.py logs $COUNT predictions at $RATE/s;" \
+echo "== receiver on 127.0.0.1:$port; harness.py logs $COUNT predictions at $RATE/s;" \
   "outage ($OUTAGE) at ${DOWN_AT}s for ${DOWN_FOR}s"
 
-timeout 90 "$py" examples-python/onnx_loop.py --model sensor --mode edgebuf --endpoint "$url" \
+timeout 90 "$py" examples-python/harness.py --model sensor --mode edgebuf --endpoint "$url" \
   --path "$tmp/buffer.db" --count "$COUNT" --rate "$RATE" --logged "$tmp/logged.ndjson" \
   --flush-timeout 30 --retry-max-ms 2000 > >(tee "$tmp/loop.log") &
 lpid=$!
@@ -93,15 +97,27 @@ lpid=""
 stop_receiver
 sleep 0.1   # let tee write the loop's last lines
 
-check_onnx_run onnx_loop.py onnx-loop examples-python || exit 1
+check_onnx_run harness.py onnx-loop examples-python || exit 1
 echo "OK: every logged prediction arrived exactly once, the loop never stalled"
+
+echo
+echo "== the example as a user runs it: onnx_loop.py, $EXAMPLE_COUNT predictions of sensor.onnx"
+"$py" examples-python/models.py "$tmp/models"
+start_receiver 0
+timeout 60 "$py" examples-python/onnx_loop.py --model "$tmp/models/sensor.onnx" \
+  --endpoint "http://127.0.0.1:$port/ingest" --path "$tmp/example.db" --count "$EXAMPLE_COUNT" \
+  --rate 0 | tee "$tmp/example.log"
+stop_receiver
+grep -q "^done: logged=$EXAMPLE_COUNT pending=0 delivered=$EXAMPLE_COUNT " "$tmp/example.log" ||
+  { echo "FAIL: onnx_loop.py did not deliver its $EXAMPLE_COUNT predictions" >&2; exit 1; }
+echo "OK: onnx_loop.py delivered its $EXAMPLE_COUNT predictions"
 
 if [ "$BENCH" != 0 ]; then
   echo
   echo "== bench: sensor model $BENCH_COUNT, camera model $CAMERA_COUNT predictions per mode," \
     "as fast as possible"
   start_receiver 0
-  timeout 120 "$py" examples-python/onnx_loop.py --bench --endpoint "http://127.0.0.1:$port/ingest" \
+  timeout 120 "$py" examples-python/harness.py --bench --endpoint "http://127.0.0.1:$port/ingest" \
     --path "$tmp/bench" --count "$BENCH_COUNT" --camera-count "$CAMERA_COUNT" --stall-ms "$STALL_MS"
   stop_receiver
 fi

@@ -130,14 +130,15 @@ check_symbols() {
   echo "symbols: $(echo "$want" | wc -l) edgebuf_* functions exported, nothing else"
 }
 
-# cc_target SRC OUT: compiles a C test for the target, against the .so (rpath to it), or
-# statically against the .a where there is no .so (musl).
+# cc_target OUT SRC...: compiles a C test program for the target, against the .so (rpath to
+# it), or statically against the .a where there is no .so (musl).
 cc_target() {
-  local flags=(-std=c11 -O1 -g -Wall -Wextra -Werror -I "$dist/include")
+  local out=$1 flags=(-std=c11 -O1 -g -Wall -Wextra -Werror -I "$dist/include")
+  shift
   if [[ " $kinds " == *" shared "* ]]; then
-    "$cc" "${flags[@]}" "$1" -o "$2" -L "$dist/lib" -ledgebuf "-Wl,-rpath,$dist/lib" -lpthread -ldl -lm
+    "$cc" "${flags[@]}" "$@" -o "$out" -L "$dist/lib" -ledgebuf "-Wl,-rpath,$dist/lib" -lpthread -ldl -lm
   else
-    "$cc" "${flags[@]}" -static "$1" -o "$2" "$dist/lib/libedgebuf.a" -lpthread -lm
+    "$cc" "${flags[@]}" -static "$@" -o "$out" "$dist/lib/libedgebuf.a" -lpthread -lm
   fi
 }
 
@@ -154,8 +155,9 @@ test_target() {
     echo "size: stripped libedgebuf.so $size bytes (limit $MAX_SO_BYTES); needs $(glibc_floor)"
     [ "$size" -le "$MAX_SO_BYTES" ] || { echo "FAIL: libedgebuf.so is over $MAX_SO_BYTES bytes" >&2; return 1; }
   fi
-  for src in tests/c/api_test.c tests/c/wide_test.c tests/c/logger.c examples-c/inference.c; do
-    cc_target "$src" "$bin/$(basename "$src" .c)"
+  cc_target "$bin/api_test" tests/c/api/*.c
+  for src in tests/c/wide_test.c tests/c/logger.c examples-c/inference.c; do
+    cc_target "$bin/$(basename "$src" .c)" "$src"
   done
   if [ -f "$dist/lib/libedgebuf.so" ]; then
     echo "linked by: $(linker_of "$dist/lib/libedgebuf.so")"

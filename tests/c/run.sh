@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The C API test (tests/c/api_test.c), three ways:
+# The C API test (tests/c/api/: one program, api_test, from every .c file there), three ways:
 #   (a) C11 with AddressSanitizer + UBSan, LeakSanitizer on, against libedgebuf.so;
 #   (b) C11 without instrumentation, run under valgrind (a small workload: valgrind is slow);
-#   (c) the same file as C++17 (proves the header compiles as C++), run as well.
+#   (c) the same files as C++17 (proves the header compiles as C++), run as well.
 # Builds the release library first (cargo only rebuilds when needed). Outputs go to
 # target/c-tests/. Runs from any working directory.
 #
@@ -17,7 +17,7 @@ CC="${CC:-gcc}"
 CXX="${CXX:-g++}"
 OUT=target/c-tests
 LIBDIR="$ROOT/target/release"
-SRC=tests/c/api_test.c
+SRC=(tests/c/api/*.c)
 mkdir -p "$OUT"
 
 step() { printf '\n--- %s ---\n' "$*"; }
@@ -31,7 +31,7 @@ LINK=(-L "$LIBDIR" -ledgebuf "-Wl,-rpath,$LIBDIR" -lpthread -ldl -lm)
 step "(a) C11, AddressSanitizer + UndefinedBehaviorSanitizer + LeakSanitizer"
 "$CC" -std=c11 -Wpedantic "${COMMON[@]}" -O1 \
   -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
-  "$SRC" -o "$OUT/api_test_asan" "${LINK[@]}"
+  "${SRC[@]}" -o "$OUT/api_test_asan" "${LINK[@]}"
 LSAN_SUPP=""
 if [[ -f tests/c/lsan.supp ]]; then
   LSAN_SUPP="suppressions=$ROOT/tests/c/lsan.supp:print_suppressions=0"
@@ -42,7 +42,7 @@ ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:strict_string_checks=1" \
   timeout 120 "$OUT/api_test_asan"
 
 step "(b) C11 under valgrind (EDGEBUF_TEST_SMALL=1)"
-"$CC" -std=c11 -Wpedantic "${COMMON[@]}" -O1 "$SRC" -o "$OUT/api_test" "${LINK[@]}"
+"$CC" -std=c11 -Wpedantic "${COMMON[@]}" -O1 "${SRC[@]}" -o "$OUT/api_test" "${LINK[@]}"
 if command -v valgrind >/dev/null 2>&1; then
   EDGEBUF_TEST_SMALL=1 timeout 300 valgrind -q --error-exitcode=1 --leak-check=full \
     --errors-for-leak-kinds=definite "$OUT/api_test"
@@ -53,8 +53,8 @@ else
   exit 1
 fi
 
-step "(c) the same file as C++17"
-"$CXX" -x c++ -std=c++17 -Wpedantic "${COMMON[@]}" -O1 "$SRC" -o "$OUT/api_test_cxx" "${LINK[@]}"
+step "(c) the same files as C++17"
+"$CXX" -x c++ -std=c++17 -Wpedantic "${COMMON[@]}" -O1 "${SRC[@]}" -o "$OUT/api_test_cxx" "${LINK[@]}"
 timeout 120 "$OUT/api_test_cxx"
 
 step "C API test: all three passed"
