@@ -3,7 +3,7 @@
 // The measuring harness of the Go ONNX Runtime example (main.go, onnx.go): the example's
 // session, records and status line (onnx.go) in a loop timed per iteration, with the test's
 // flags, an outage run's summary and the cost tables. Build it with
-// `go build -tags harness` (the tag leaves the example's main out); examples-go/run.sh does.
+// `go build -tags harness,edgebuf_repo` (harness leaves the example's main out); examples-go/run.sh does.
 //
 // Two models (examples-python/models.py writes both) run on one intra-op thread:
 //

@@ -70,8 +70,8 @@ ort_lib=$(sed -n 2p <<<"$venv_out")
 # -mod=readonly: go.mod and go.sum must be complete as committed (a cold cache downloads the
 # module from the proxy). The example, and the harness (-tags harness: harness.go's main
 # instead of main.go's).
-(cd examples-go && CGO_ENABLED=1 timeout 300 go build -mod=readonly -o "$tmp/onnxloop" . &&
-  CGO_ENABLED=1 timeout 300 go build -mod=readonly -tags harness -o "$tmp/onnxloop-harness" .)
+(cd examples-go && CGO_ENABLED=1 timeout 300 go build -mod=readonly -tags edgebuf_repo -o "$tmp/onnxloop" . &&
+  CGO_ENABLED=1 timeout 300 go build -mod=readonly -tags harness,edgebuf_repo -o "$tmp/onnxloop-harness" .)
 export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}" no_proxy="127.0.0.1,localhost${no_proxy:+,$no_proxy}"
 
 out="$tmp/received.ndjson"

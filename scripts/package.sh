@@ -155,9 +155,15 @@ wheel() {
   "$venv/bin/python" -m pip wheel -q --disable-pip-version-check --no-deps --no-build-isolation \
     -w "$stage/wheel" "$stage/src" >/dev/null
   built=$(ls "$stage"/wheel/edgebuf-*.whl)
-  # setuptools tags a wheel without extension modules py3-none-any; the library inside makes
-  # it specific to one platform (and to no Python ABI: ctypes).
-  "$venv/bin/python" -m wheel tags --remove --python-tag py3 --abi-tag none --platform-tag "$plat" "$built" >/dev/null
+  # setuptools makes a wheel without extension modules pure (py3-none-any, purelib); the
+  # library inside makes it one platform's (and no Python ABI's: ctypes), installed in platlib.
+  # wheel unpack / pack rewrites RECORD for the edited WHEEL file.
+  "$venv/bin/python" -m wheel unpack -d "$stage/unpacked" "$built" >/dev/null
+  local info
+  info=$(ls -d "$stage"/unpacked/*/edgebuf-"$VERSION".dist-info)
+  sed -i -e 's/^Root-Is-Purelib: .*/Root-Is-Purelib: false/' -e "s/^Tag: .*/Tag: py3-none-$plat/" "$info/WHEEL"
+  rm -f "$stage"/wheel/*.whl
+  "$venv/bin/python" -m wheel pack -d "$stage/wheel" "$(dirname "$info")" >/dev/null
   mkdir -p "$OUT"
   rm -f "$OUT"/edgebuf-"$VERSION"-*"$wheel_arch".whl
   mv "$stage"/wheel/edgebuf-"$VERSION"-py3-none-"$plat".whl "$OUT/"
