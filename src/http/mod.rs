@@ -44,6 +44,9 @@ use classify::{Answer, Classifier, Failure};
 /// The most of a response body that is read (and discarded).
 const MAX_RESPONSE_BODY: u64 = 64 * 1024;
 
+/// What the endpoint must be.
+const ENDPOINT_EXPECTED: &str = "endpoint must be an http:// or https:// URL with a host";
+
 /// The `User-Agent` sent unless `http.header.User-Agent` overrides it.
 const USER_AGENT: &str = concat!("edgebuf/", env!("CARGO_PKG_VERSION"));
 
@@ -88,29 +91,27 @@ impl Sender {
     ///
     /// Errors are `Code::InvalidConfig` naming the key: a file that cannot be read or holds no
     /// certificate or key, a client key that does not match its certificate, an invalid proxy
-    /// URL in the environment. The checks of the endpoint, the headers, the proxy URL and the
-    /// cert/key pair repeat `validate_for_open`'s, as the conversions they are part of.
+    /// URL in the environment; and, should a configuration that `validate_for_open` refuses
+    /// get here, its endpoint, header, proxy URL or half a cert/key pair.
     pub fn new(cfg: &Config) -> Result<Sender> {
-        let raw = cfg.endpoint.as_deref().unwrap_or("").trim();
-        if raw.is_empty() {
-            return Err(Error::invalid_config(
-                "endpoint is required: the http:// or https:// URL the batches are POSTed to",
-            ));
-        }
-        let uri: Uri = raw.parse().map_err(|_| {
-            Error::invalid_config("endpoint is not a valid URL: expected http:// or https://")
-        })?;
+        // Config::validate_for_open is the home of these checks (the endpoint is there, http or
+        // https, with a host; header names and values; the proxy URL; the cert/key pair and its
+        // files readable); what stays here is the conversion each is part of, with one
+        // message should it ever fail.
+        let bad_endpoint = || Error::invalid_config(ENDPOINT_EXPECTED);
+        let uri: Uri = cfg
+            .endpoint
+            .as_deref()
+            .unwrap_or("")
+            .parse()
+            .map_err(|_| bad_endpoint())?;
         let tls = match uri.scheme_str() {
             Some(s) if s.eq_ignore_ascii_case("https") => true,
             Some(s) if s.eq_ignore_ascii_case("http") => false,
-            _ => {
-                return Err(Error::invalid_config(
-                    "endpoint must be an http:// or https:// URL",
-                ))
-            }
+            _ => return Err(bad_endpoint()),
         };
-        if uri.host().is_none_or(|h| h.is_empty()) {
-            return Err(Error::invalid_config("endpoint has no host"));
+        if uri.host().is_none_or(str::is_empty) {
+            return Err(bad_endpoint());
         }
         let mut endpoint = cfg.endpoint_redacted();
         if endpoint.is_empty() {
@@ -127,18 +128,15 @@ impl Sender {
             if is_reserved_header(name) {
                 continue;
             }
-            let hn = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            let bad_header = || {
                 Error::invalid_config(format!(
-                    "http.header.{} does not name a valid header: NAME must be an HTTP token",
+                    "http.header.{} is not a valid header: an HTTP token, and a value without \
+                     CR, LF, NUL or other control characters",
                     printable(name)
                 ))
-            })?;
-            let hv = HeaderValue::from_bytes(value.as_bytes()).map_err(|_| {
-                Error::invalid_config(format!(
-                    "http.header.{}: the value must not contain CR, LF, NUL or other control characters",
-                    printable(name)
-                ))
-            })?;
+            };
+            let hn = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad_header())?;
+            let hv = HeaderValue::from_bytes(value.as_bytes()).map_err(|_| bad_header())?;
             headers.push((hn, hv));
         }
 

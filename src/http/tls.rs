@@ -23,14 +23,10 @@ pub(super) fn tls_config(cfg: &Config) -> Result<(TlsConfig, bool)> {
     }
     let client = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
         (None, None) => false,
-        (Some(_), None) => {
+        // Refused by Config::validate_for_open; never half a pair here either.
+        (Some(_), None) | (None, Some(_)) => {
             return Err(Error::invalid_config(
-                "tls.cert_file is set without tls.key_file: mutual TLS needs both",
-            ))
-        }
-        (None, Some(_)) => {
-            return Err(Error::invalid_config(
-                "tls.key_file is set without tls.cert_file: mutual TLS needs both",
+                "tls.cert_file and tls.key_file: mutual TLS needs both",
             ))
         }
         (Some(cert), Some(key)) => {
