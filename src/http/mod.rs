@@ -33,6 +33,7 @@ use ureq::http::{HeaderName, HeaderValue, Uri};
 use ureq::Agent;
 
 pub(crate) use body::envelope_cost;
+/// `pub` for `edgebuf::envelope`, which re-exports them for the CLI's export.
 pub use body::{push_envelope_fields, RecordRef};
 pub(crate) use classify::{Attempt, Outcome};
 
