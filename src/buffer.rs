@@ -3,7 +3,7 @@
 use crate::config::{Config, Durability, WhenFull};
 use crate::error::{Code, Error, Result};
 use crate::events::{Callback, EventThread, Events, EVENT_QUARANTINED};
-use crate::sender::Sender;
+use crate::http::Sender;
 use crate::shared::{lock, wait_timeout, QueueState, Shared, Signals};
 use crate::status::{Counters, Status};
 use crate::store::{NewRecord, Store};

@@ -367,7 +367,7 @@ const ENV_PREFIX: &str = "EDGEBUF_";
 const ENV_HEADER_PREFIX: &str = "HTTP_HEADER_";
 
 /// Header names that edgebuf sets itself (compared ignoring ASCII case).
-const RESERVED_HEADERS: &[&str] = &[
+pub(crate) const RESERVED_HEADERS: &[&str] = &[
     "Host",
     "Content-Length",
     "Transfer-Encoding",
@@ -377,6 +377,13 @@ const RESERVED_HEADERS: &[&str] = &[
     "Idempotency-Key",
     "X-Edgebuf-Source",
 ];
+
+/// Whether `name` is one of the [`RESERVED_HEADERS`] (ASCII case-insensitive).
+pub(crate) fn is_reserved_header(name: &str) -> bool {
+    RESERVED_HEADERS
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(name))
+}
 
 const MAX_PATH_BYTES: usize = 4095;
 const MAX_URL_BYTES: usize = 8192;

@@ -8,10 +8,10 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod ffi;
+pub(crate) mod http;
 mod prefetch;
 pub mod record;
 pub mod retry;
-pub mod sender;
 mod shared;
 pub mod status;
 pub mod store;
@@ -28,5 +28,5 @@ pub use status::Status;
 /// The record envelope as edgebuf sends it, for tools that write records in the same form
 /// (the CLI's `export`).
 pub mod envelope {
-    pub use crate::sender::{push_envelope_fields, RecordRef};
+    pub use crate::http::{push_envelope_fields, RecordRef};
 }

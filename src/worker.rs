@@ -3,9 +3,9 @@
 //! bisection with dead letters, configuration problems).
 
 use crate::events::{EVENT_DEAD_LETTER, EVENT_DELIVERED, EVENT_OFFLINE, EVENT_ONLINE};
+use crate::http::{Attempt, Outcome, RecordRef, Sender};
 use crate::prefetch::Prefetcher;
 use crate::retry::{cap, Backoff};
-use crate::sender::{Attempt, Outcome, RecordRef, Sender};
 use crate::shared::{lock, wait, wait_timeout, Shared};
 use crate::status::{CONNECTIVITY_OFFLINE, CONNECTIVITY_ONLINE};
 use crate::store::StoredRecord;
@@ -475,7 +475,7 @@ impl Worker {
     /// The bytes a record adds to a request body: its envelope and a separator.
     fn envelope_cost(&self, inst_len: usize, seq: u64, ts_ms: i64, data_len: usize) -> u64 {
         let src = self.sender.source_json().len();
-        crate::sender::envelope_cost(inst_len, seq, ts_ms, src, data_len)
+        crate::http::envelope_cost(inst_len, seq, ts_ms, src, data_len)
     }
 
     /// Sends the pending records from seq `after` on (a batch of them) to tell refused records

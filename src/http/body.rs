@@ -1,0 +1,307 @@
+//! The request body (SPEC section 3): one envelope per record, in a json array or as ndjson
+//! lines, and the exact byte counts that batch sizing plans with before encoding anything.
+//! The OTLP encoders will live here too.
+
+use crate::config::Format;
+
+/// One record to send, borrowed from the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// The 16 hex digits of the buffer instance (written into the envelope unescaped).
+    pub instance: &'a str,
+    /// The record's sequence number.
+    pub seq: u64,
+    /// Wall clock at `edgebuf_log`, in Unix milliseconds.
+    pub ts_ms: i64,
+    /// The logged JSON value, verbatim.
+    pub data: &'a [u8],
+}
+
+/// Writes `r`'s envelope without its closing `}`, so that a caller (the CLI's export) can add
+/// fields: `{"id":"<instance>-<seq>","seq":<seq>,"ts_ms":<ts>,"source":<source_json>,"data":<data>`.
+/// `source_json` is the source id already encoded as a JSON string. `data` is copied verbatim,
+/// except that with `one_line` a CR or LF byte (only possible as insignificant whitespace in
+/// valid JSON) becomes a space, so that the envelope stays on one line; lengths are unchanged.
+pub fn push_envelope_fields(out: &mut Vec<u8>, r: &RecordRef, source_json: &str, one_line: bool) {
+    out.extend_from_slice(b"{\"id\":\"");
+    out.extend_from_slice(r.instance.as_bytes());
+    out.push(b'-');
+    push_u64(out, r.seq);
+    out.extend_from_slice(b"\",\"seq\":");
+    push_u64(out, r.seq);
+    out.extend_from_slice(b",\"ts_ms\":");
+    push_i64(out, r.ts_ms);
+    out.extend_from_slice(b",\"source\":");
+    out.extend_from_slice(source_json.as_bytes());
+    out.extend_from_slice(b",\"data\":");
+    if one_line {
+        out.extend(r.data.iter().map(|&b| match b {
+            b'\n' | b'\r' => b' ',
+            b => b,
+        }));
+    } else {
+        out.extend_from_slice(r.data);
+    }
+}
+
+/// The source id as it appears in every envelope: a JSON string, quotes included. Its length
+/// is the `source_json_len` of [`envelope_len`].
+pub(crate) fn source_json(source: &str) -> String {
+    serde_json::Value::String(source.to_string()).to_string()
+}
+
+/// The fixed bytes of one envelope: `{"id":"` `-` `","seq":` `,"ts_ms":` `,"source":` `,"data":` `}`.
+const ENVELOPE_FIXED: usize = 7 + 1 + 8 + 9 + 10 + 8 + 1;
+
+/// Exact byte length of one envelope
+/// `{"id":"<instance>-<seq>","seq":<seq>,"ts_ms":<ts_ms>,"source":<source JSON>,"data":<data>}`,
+/// where `source_json_len` is the length of the source as a JSON string (quotes included, see
+/// [`source_json`]). Compression is not taken into account.
+pub(crate) fn envelope_len(
+    instance_len: usize,
+    seq: u64,
+    ts_ms: i64,
+    source_json_len: usize,
+    data_len: usize,
+) -> usize {
+    ENVELOPE_FIXED
+        + instance_len
+        + 2 * dec_len_u64(seq)
+        + dec_len_i64(ts_ms)
+        + source_json_len
+        + data_len
+}
+
+/// The bytes one record adds to a request body: its envelope and a separator (`,` or `\n`;
+/// the one separator too many pays for `[` and `]`, or is spare).
+pub(crate) fn envelope_cost(
+    instance_len: usize,
+    seq: u64,
+    ts_ms: i64,
+    source_json_len: usize,
+    data_len: usize,
+) -> u64 {
+    envelope_len(instance_len, seq, ts_ms, source_json_len, data_len) as u64 + 1
+}
+
+/// Exact byte length of a whole request body (before compression) holding `record_count`
+/// envelopes whose [`envelope_len`]s add up to `envelope_bytes`: json adds 2 for `[]` and 1 per
+/// comma, ndjson 1 per `\n`.
+pub(crate) fn body_len(format: Format, record_count: usize, envelope_bytes: usize) -> usize {
+    envelope_bytes
+        + match format {
+            Format::Json => 2 + record_count.saturating_sub(1),
+            Format::Ndjson => record_count,
+        }
+}
+
+/// The [`envelope_len`] of one record with the source `source_json`.
+fn record_len(r: &RecordRef, source_json: &str) -> usize {
+    envelope_len(
+        r.instance.len(),
+        r.seq,
+        r.ts_ms,
+        source_json.len(),
+        r.data.len(),
+    )
+}
+
+/// The body before compression: json is one JSON array of envelopes; ndjson is one envelope
+/// per line, each ending in `\n`. `data` is copied verbatim, except that in ndjson a CR or LF
+/// byte of the data (only possible as insignificant whitespace in valid JSON) travels as a
+/// space so that every envelope stays on one line; lengths are unchanged.
+pub(crate) fn encode(format: Format, source_json: &str, records: &[RecordRef]) -> Vec<u8> {
+    let total = records.iter().map(|r| record_len(r, source_json)).sum();
+    let mut out = Vec::with_capacity(body_len(format, records.len(), total));
+    let one_line = format == Format::Ndjson;
+    let push_envelope = |out: &mut Vec<u8>, r: &RecordRef| {
+        push_envelope_fields(out, r, source_json, one_line);
+        out.push(b'}');
+    };
+    match format {
+        Format::Json => {
+            out.push(b'[');
+            for (i, r) in records.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                push_envelope(&mut out, r);
+            }
+            out.push(b']');
+        }
+        Format::Ndjson => {
+            for r in records {
+                push_envelope(&mut out, r);
+                out.push(b'\n');
+            }
+        }
+    }
+    out
+}
+
+/// The `Content-Type` of a body in `format`.
+pub(crate) fn content_type(format: Format) -> &'static str {
+    match format {
+        Format::Json => "application/json",
+        Format::Ndjson => "application/x-ndjson",
+    }
+}
+
+/// `<instance of first record>-<first seq>-<last seq>-<record count>`; "" for no records.
+pub(crate) fn idempotency_key(records: &[RecordRef]) -> String {
+    match (records.first(), records.last()) {
+        (Some(first), Some(last)) => format!(
+            "{}-{}-{}-{}",
+            first.instance,
+            first.seq,
+            last.seq,
+            records.len()
+        ),
+        _ => String::new(),
+    }
+}
+
+fn dec_len_u64(v: u64) -> usize {
+    if v == 0 {
+        1
+    } else {
+        v.ilog10() as usize + 1
+    }
+}
+
+fn dec_len_i64(v: i64) -> usize {
+    dec_len_u64(v.unsigned_abs()) + usize::from(v < 0)
+}
+
+fn push_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+fn push_i64(out: &mut Vec<u8>, v: i64) {
+    if v < 0 {
+        out.push(b'-');
+    }
+    push_u64(out, v.unsigned_abs());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INSTANCE: &str = "3f9c2a7e1b4d8c60";
+    const CAM: &str = "\"cam-07\"";
+
+    fn recs(datas: &[&'static str]) -> Vec<RecordRef<'static>> {
+        datas
+            .iter()
+            .enumerate()
+            .map(|(i, d)| RecordRef {
+                instance: INSTANCE,
+                seq: 42 + i as u64,
+                ts_ms: 1_764_320_000_123 + i as i64,
+                data: d.as_bytes(),
+            })
+            .collect()
+    }
+
+    fn total_len(format: Format, source_json: &str, records: &[RecordRef]) -> usize {
+        body_len(
+            format,
+            records.len(),
+            records.iter().map(|r| record_len(r, source_json)).sum(),
+        )
+    }
+
+    #[test]
+    fn json_body_is_byte_exact_and_data_verbatim() {
+        let r = recs(&["{\"b\": 2, \"a\":1.50}", " [1,\n 2] ", "\"x\\ny\""]);
+        let body = encode(Format::Json, CAM, &r);
+        let expected = concat!(
+            "[",
+            r#"{"id":"3f9c2a7e1b4d8c60-42","seq":42,"ts_ms":1764320000123,"source":"cam-07","data":{"b": 2, "a":1.50}},"#,
+            "{\"id\":\"3f9c2a7e1b4d8c60-43\",\"seq\":43,\"ts_ms\":1764320000124,\"source\":\"cam-07\",\"data\": [1,\n 2] },",
+            r#"{"id":"3f9c2a7e1b4d8c60-44","seq":44,"ts_ms":1764320000125,"source":"cam-07","data":"x\ny"}"#,
+            "]"
+        );
+        assert_eq!(String::from_utf8(body.clone()).expect("utf8"), expected);
+        assert_eq!(body.len(), total_len(Format::Json, CAM, &r));
+        serde_json::from_slice::<serde_json::Value>(&body).expect("valid JSON");
+        assert_eq!(encode(Format::Json, CAM, &[]), b"[]");
+        assert_eq!(body_len(Format::Json, 0, 0), 2);
+    }
+
+    #[test]
+    fn ndjson_body_is_byte_exact_one_line_per_envelope() {
+        let r = recs(&["{\"b\": 2, \"a\":1}", "{\r\n\"k\":\t\"v\"\n}\n"]);
+        let body = encode(Format::Ndjson, CAM, &r);
+        let expected = concat!(
+            r#"{"id":"3f9c2a7e1b4d8c60-42","seq":42,"ts_ms":1764320000123,"source":"cam-07","data":{"b": 2, "a":1}}"#,
+            "\n",
+            "{\"id\":\"3f9c2a7e1b4d8c60-43\",\"seq\":43,\"ts_ms\":1764320000124,\"source\":\"cam-07\",\"data\":{  \"k\":\t\"v\" } }",
+            "\n"
+        );
+        assert_eq!(String::from_utf8(body.clone()).expect("utf8"), expected);
+        assert_eq!(body.len(), total_len(Format::Ndjson, CAM, &r));
+        for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            serde_json::from_slice::<serde_json::Value>(line).expect("each line is JSON");
+        }
+        assert!(encode(Format::Ndjson, CAM, &[]).is_empty());
+    }
+
+    #[test]
+    fn envelope_len_matches_encoding_at_the_extremes() {
+        let src = source_json("we\"ird\\src");
+        assert_eq!(src, r#""we\"ird\\src""#);
+        for (seq, ts) in [
+            (0u64, 0i64),
+            (1, -1),
+            (9, 9),
+            (10, -10),
+            (99_999, 1_764_320_000_123),
+            (u64::MAX, i64::MIN),
+            (u64::MAX - 1, i64::MAX),
+        ] {
+            let r = [RecordRef {
+                instance: INSTANCE,
+                seq,
+                ts_ms: ts,
+                data: b"{}",
+            }];
+            let body = encode(Format::Json, &src, &r);
+            assert_eq!(
+                body.len(),
+                body_len(Format::Json, 1, record_len(&r[0], &src))
+            );
+            assert_eq!(
+                record_len(&r[0], &src),
+                envelope_len(16, seq, ts, src.len(), 2)
+            );
+            let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+            assert_eq!(v[0]["seq"].as_u64(), Some(seq));
+            assert_eq!(v[0]["ts_ms"].as_i64(), Some(ts));
+            assert_eq!(
+                v[0]["id"].as_str(),
+                Some(format!("{INSTANCE}-{seq}").as_str())
+            );
+            assert_eq!(v[0]["source"].as_str(), Some("we\"ird\\src"));
+        }
+    }
+
+    #[test]
+    fn idempotency_key_format() {
+        let r = recs(&["1", "2", "3"]);
+        assert_eq!(idempotency_key(&r), "3f9c2a7e1b4d8c60-42-44-3");
+        assert_eq!(idempotency_key(&r[1..2]), "3f9c2a7e1b4d8c60-43-43-1");
+        assert_eq!(idempotency_key(&[]), "");
+    }
+}

@@ -1,0 +1,387 @@
+//! What an attempt means for the batch (SPEC section 3, Responses): the class of an HTTP
+//! status, of a proxy's refusal to open a tunnel, and of a transport failure, each with one
+//! sentence for messages and events. Details never hold header values, URL userinfo, query
+//! strings or key material.
+
+use std::io;
+use std::time::Duration;
+
+/// How the worker must treat the batch after an attempt (SPEC section 3, Responses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Outcome {
+    /// Any 2xx: the batch is settled.
+    Delivered,
+    /// 408, 429, 5xx, or a transport failure (refused, reset, DNS, TLS, broken): retry after
+    /// backoff.
+    Retry,
+    /// The whole-request timeout (`http.timeout_ms`) or the connect timeout fired.
+    Timeout,
+    /// 413: split the batch in halves.
+    Split,
+    /// 400 or 422: bisect the batch.
+    Bisect,
+    /// 401, 403, 404, 1xx, 3xx (redirects are never followed), any other status, or a request
+    /// that cannot be built: a configuration problem.
+    Config,
+}
+
+/// The result of one [`super::Sender::send`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Attempt {
+    /// How to treat the batch.
+    pub outcome: Outcome,
+    /// The HTTP status of the answer; 0 when no answer arrived.
+    pub http_status: i32,
+    /// The parsed `Retry-After` of the answer (seconds or HTTP-date), not capped.
+    pub retry_after: Option<Duration>,
+    /// One sentence for messages and events. Never holds header values, URL userinfo or query
+    /// strings.
+    pub detail: String,
+}
+
+impl Attempt {
+    /// An attempt that got no answer.
+    pub(crate) fn unanswered(outcome: Outcome, detail: String) -> Attempt {
+        Attempt {
+            outcome,
+            http_status: 0,
+            retry_after: None,
+            detail,
+        }
+    }
+}
+
+/// Classifies an HTTP status code (SPEC section 3).
+pub(crate) fn classify_status(status: u16) -> Outcome {
+    match status {
+        200..=299 => Outcome::Delivered,
+        408 | 429 | 500..=599 => Outcome::Retry,
+        413 => Outcome::Split,
+        400 | 422 => Outcome::Bisect,
+        _ => Outcome::Config,
+    }
+}
+
+/// A complete answer.
+pub(super) struct Answer {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    /// The body was read to its end and the server did not ask to close: the connection went
+    /// back to the pool.
+    pub reusable: bool,
+}
+
+/// A request that got no complete answer.
+pub(super) enum Failure {
+    Transport(ureq::Error),
+    /// ureq panicked inside (see `Sender::post`).
+    Panic,
+}
+
+/// A failure that a server closing an idle keep-alive connection produces when the request
+/// reuses it: reset, aborted, broken pipe or end of stream before an answer.
+pub(super) fn is_stale_connection(e: &ureq::Error) -> bool {
+    matches!(
+        e,
+        ureq::Error::Io(io) if matches!(
+            io.kind(),
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::UnexpectedEof
+        )
+    )
+}
+
+/// Turns answers and failures into [`Attempt`]s with details that name the endpoint and the
+/// timeout that fired.
+#[derive(Debug)]
+pub(super) struct Classifier {
+    /// The endpoint without userinfo, query or fragment.
+    pub endpoint: String,
+    pub tls: bool,
+    pub timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+}
+
+impl Classifier {
+    pub fn answered(&self, a: Answer) -> Attempt {
+        let outcome = classify_status(a.status);
+        let ep = &self.endpoint;
+        let s = a.status;
+        let detail = match outcome {
+            Outcome::Delivered => format!("endpoint {ep} accepted the batch with {s}"),
+            Outcome::Split => format!("endpoint {ep} answered {s}: the batch is too large"),
+            Outcome::Bisect => format!("endpoint {ep} answered {s}: it rejected the batch"),
+            Outcome::Config => match s {
+                300..=399 => {
+                    format!("endpoint {ep} answered {s}, a redirect, which is not followed")
+                }
+                401 | 403 => format!("endpoint {ep} answered {s}: check the credentials"),
+                404 => format!("endpoint {ep} answered {s}: check the endpoint URL"),
+                _ => format!("endpoint {ep} answered {s}"),
+            },
+            Outcome::Retry | Outcome::Timeout => format!("endpoint {ep} answered {s}"),
+        };
+        Attempt {
+            outcome,
+            http_status: i32::from(a.status),
+            retry_after: a.retry_after,
+            detail,
+        }
+    }
+
+    pub fn failed(&self, failure: &Failure) -> Attempt {
+        let ep = &self.endpoint;
+        match failure {
+            Failure::Panic => Attempt::unanswered(
+                Outcome::Config,
+                format!(
+                    "the request to {ep} could not be made with this TLS client certificate \
+                     or proxy setting"
+                ),
+            ),
+            Failure::Transport(ureq::Error::ConnectProxyFailed(reason)) => {
+                match proxy_refusal_status(reason) {
+                    Some(status) => self.proxy_refused(status),
+                    None => Attempt::unanswered(
+                        Outcome::Retry,
+                        format!("the proxy could not open a tunnel to {ep}"),
+                    ),
+                }
+            }
+            Failure::Transport(e) => {
+                let (outcome, detail) = self.transport_error(e);
+                Attempt::unanswered(outcome, detail)
+            }
+        }
+    }
+
+    /// The proxy answered the CONNECT for the endpoint with `status` (SPEC 3): 407 (its
+    /// credentials), 403 and the like are configuration problems, 408, 429 and 5xx outages.
+    /// Nothing of the batch reached the endpoint, so a 400 or 413 here says nothing about the
+    /// batch: no split, no bisection.
+    fn proxy_refused(&self, status: u16) -> Attempt {
+        let ep = &self.endpoint;
+        let outcome = match classify_status(status) {
+            Outcome::Retry => Outcome::Retry,
+            _ => Outcome::Config,
+        };
+        let detail = match status {
+            407 => format!(
+                "the proxy refused the tunnel to {ep} with 407: check the proxy credentials (http.proxy or HTTPS_PROXY)"
+            ),
+            _ => format!("the proxy refused the tunnel to {ep} with {status}"),
+        };
+        Attempt {
+            outcome,
+            http_status: i32::from(status),
+            retry_after: None,
+            detail,
+        }
+    }
+
+    fn transport_error(&self, e: &ureq::Error) -> (Outcome, String) {
+        let ep = &self.endpoint;
+        let secure = if self.tls { "TLS" } else { "the connection" };
+        let no_answer = || {
+            (
+                Outcome::Timeout,
+                format!(
+                    "no complete answer from {ep} within http.timeout_ms ({} ms)",
+                    self.timeout_ms
+                ),
+            )
+        };
+        match e {
+            ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => (
+                Outcome::Timeout,
+                format!(
+                    "could not connect to {ep} within http.connect_timeout_ms ({} ms)",
+                    self.connect_timeout_ms
+                ),
+            ),
+            ureq::Error::Timeout(_) => no_answer(),
+            ureq::Error::Io(io) => match io.kind() {
+                io::ErrorKind::ConnectionRefused => {
+                    (Outcome::Retry, format!("connection refused by {ep}"))
+                }
+                io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => (
+                    Outcome::Retry,
+                    format!("{ep} reset the connection before answering"),
+                ),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof => (
+                    Outcome::Retry,
+                    format!("{ep} closed the connection before answering"),
+                ),
+                io::ErrorKind::TimedOut => no_answer(),
+                io::ErrorKind::InvalidData => (
+                    Outcome::Retry,
+                    // rustls reports certificate and alert failures this way; its message
+                    // names the failure, never key material.
+                    format!("{secure} with {ep} failed: {}", one_line(&io.to_string())),
+                ),
+                io::ErrorKind::HostUnreachable
+                | io::ErrorKind::NetworkUnreachable
+                | io::ErrorKind::NetworkDown
+                | io::ErrorKind::AddrNotAvailable => (
+                    Outcome::Retry,
+                    format!("{ep} is unreachable: {}", one_line(&io.to_string())),
+                ),
+                _ => (
+                    Outcome::Retry,
+                    format!(
+                        "network error talking to {ep}: {}",
+                        one_line(&io.to_string())
+                    ),
+                ),
+            },
+            ureq::Error::HostNotFound => (
+                Outcome::Retry,
+                format!("could not resolve the host of {ep}"),
+            ),
+            ureq::Error::Tls(msg) => (Outcome::Retry, format!("TLS with {ep} failed: {msg}")),
+            ureq::Error::Rustls(r) => (
+                Outcome::Retry,
+                format!("TLS with {ep} failed: {}", one_line(&r.to_string())),
+            ),
+            ureq::Error::Protocol(_) | ureq::Error::BodyStalled => {
+                (Outcome::Retry, format!("{ep} sent a malformed HTTP answer"))
+            }
+            ureq::Error::LargeResponseHeader(..) => (
+                Outcome::Retry,
+                format!("{ep} answered with oversized headers"),
+            ),
+            ureq::Error::ConnectionFailed => (Outcome::Retry, format!("could not connect to {ep}")),
+            ureq::Error::StatusCode(s) => {
+                let a = self.answered(Answer {
+                    status: *s,
+                    retry_after: None,
+                    reusable: false,
+                });
+                (a.outcome, a.detail)
+            }
+            ureq::Error::Http(_)
+            | ureq::Error::BadUri(_)
+            | ureq::Error::InvalidProxyUrl
+            | ureq::Error::RequireHttpsOnly(_)
+            | ureq::Error::TlsRequired
+            | ureq::Error::Pem(_) => (
+                Outcome::Config,
+                format!("the request to {ep} could not be built from the configuration"),
+            ),
+            _ => (Outcome::Retry, format!("the request to {ep} failed")),
+        }
+    }
+}
+
+/// The status a proxy answered a CONNECT with, from ureq's `ConnectProxyFailed` reason
+/// ("proxy server responded 407/Proxy Authentication Required"; ureq is pinned to the minor
+/// release whose wording this reads). None when the proxy gave no status.
+fn proxy_refusal_status(reason: &str) -> Option<u16> {
+    let rest = reason.split("responded ").nth(1)?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().filter(|s| (100..=999).contains(s))
+}
+
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_classes() {
+        use Outcome::*;
+        for (s, o) in [
+            (100, Config),
+            (101, Config),
+            (200, Delivered),
+            (201, Delivered),
+            (202, Delivered),
+            (204, Delivered),
+            (299, Delivered),
+            (301, Config),
+            (302, Config),
+            (304, Config),
+            (307, Config),
+            (308, Config),
+            (400, Bisect),
+            (401, Config),
+            (403, Config),
+            (404, Config),
+            (405, Config),
+            (408, Retry),
+            (409, Config),
+            (413, Split),
+            (422, Bisect),
+            (429, Retry),
+            (500, Retry),
+            (502, Retry),
+            (503, Retry),
+            (504, Retry),
+            (599, Retry),
+            (600, Config),
+            (999, Config),
+        ] {
+            assert_eq!(classify_status(s), o, "{s}");
+        }
+    }
+
+    /// SPEC 3, Responses, as a table, against every code (moved from tests/props.rs).
+    #[test]
+    fn every_status_code_classifies_per_spec() {
+        let spec = |status: u16| match status {
+            200..=299 => Outcome::Delivered,
+            408 | 429 | 500..=599 => Outcome::Retry,
+            413 => Outcome::Split,
+            400 | 422 => Outcome::Bisect,
+            _ => Outcome::Config,
+        };
+        for s in 0..=u16::MAX {
+            assert_eq!(classify_status(s), spec(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn proxy_refusal_status_reads_ureqs_wording() {
+        assert_eq!(
+            proxy_refusal_status("proxy server responded 407/Proxy Authentication Required"),
+            Some(407)
+        );
+        assert_eq!(
+            proxy_refusal_status("proxy server responded 503"),
+            Some(503)
+        );
+        assert_eq!(proxy_refusal_status("proxy server responded junk"), None);
+        assert_eq!(proxy_refusal_status("no status at all"), None);
+        assert_eq!(proxy_refusal_status("responded 99/x"), None);
+    }
+
+    #[test]
+    fn details_name_the_timeout_that_fired() {
+        let c = Classifier {
+            endpoint: "http://h/x".into(),
+            tls: false,
+            timeout_ms: 700,
+            connect_timeout_ms: 300,
+        };
+        let fail = |e| c.failed(&Failure::Transport(e));
+        let a = fail(ureq::Error::Timeout(ureq::Timeout::Connect));
+        assert_eq!(a.outcome, Outcome::Timeout);
+        assert!(
+            a.detail.contains("http.connect_timeout_ms (300 ms)"),
+            "{a:?}"
+        );
+        let a = fail(ureq::Error::Timeout(ureq::Timeout::Global));
+        assert!(a.detail.contains("http.timeout_ms (700 ms)"), "{a:?}");
+        let a = fail(ureq::Error::HostNotFound);
+        assert_eq!((a.outcome, a.http_status), (Outcome::Retry, 0));
+        let a = c.failed(&Failure::Panic);
+        assert_eq!(a.outcome, Outcome::Config);
+    }
+}
