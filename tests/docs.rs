@@ -75,7 +75,7 @@ fn every_readme_command_is_run_by_a_script() {
         ".ci/run",
         "scripts/test.sh",
         "scripts/targets.sh",
-        "examples-c/install-test.sh",
+        "tests/install/prefix.sh",
     ]
     .map(|f| (f, read(f)));
     let mut in_sh = false;

@@ -5,6 +5,7 @@
 # receiver. The ARM archives are checked for their architecture (scripts/targets.sh runs the
 # programs themselves under qemu). Needs: scripts/package.sh all.
 set -euo pipefail
+trap 'echo "FAIL: $0 line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/../.."
 . scripts/common.sh
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)

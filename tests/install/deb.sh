@@ -5,6 +5,7 @@
 # and check that nothing of them is left. The arm64 and armhf packages are checked for their
 # architecture and contents. Needs root (or sudo) and: scripts/package.sh all.
 set -euo pipefail
+trap 'echo "FAIL: $0 line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/../.."
 . scripts/common.sh
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)

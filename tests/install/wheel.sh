@@ -5,6 +5,7 @@
 # logs to the reference receiver. The aarch64 wheel is checked for its tag and its library's
 # architecture. Needs: scripts/package.sh all.
 set -euo pipefail
+trap 'echo "FAIL: $0 line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/../.."
 . scripts/common.sh
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
