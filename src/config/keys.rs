@@ -540,7 +540,7 @@ config_table! {
         /// `http.connect_timeout_ms`.
         http_connect_timeout_ms: u64 = 5000;
         "http.connect_timeout_ms", number!(1, 3_600_000, Millis), Unset::Never,
-        "longest wait for a connection (to the endpoint or the proxy) to open";
+        "longest wait for a connection to open";
 
         /// `http.compression`.
         http_compression: Compression = Compression::None;

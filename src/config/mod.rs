@@ -594,6 +594,168 @@ mod tests {
     }
 
     #[test]
+    fn messages_come_from_the_table_unchanged() {
+        let expect = [
+            (
+                "path",
+                "\0",
+                "path must be a file path of 1 to 4095 bytes without NUL",
+            ),
+            (
+                "endpoint",
+                "ftp://x",
+                "endpoint must be an http:// or https:// URL with a host (and a port from 1 to \
+                 65535 if one is given), at most 8192 bytes, without spaces, control or \
+                 non-ASCII characters",
+            ),
+            (
+                "source.id",
+                "\t",
+                "source.id must be 1 to 128 bytes of printable ASCII",
+            ),
+            ("durability", "x", "durability must be async or sync"),
+            (
+                "http.compression",
+                "x",
+                "http.compression must be none or gzip",
+            ),
+            (
+                "http.proxy",
+                "x",
+                "http.proxy must be env, none, or a proxy URL (http://, https://, socks4://, \
+                 socks4a://, socks5:// or socks5h://) with a host, at most 8192 bytes, without \
+                 spaces, control or non-ASCII characters",
+            ),
+            ("format", "x", "format must be json or ndjson"),
+            (
+                "capacity.when_full",
+                "x",
+                "capacity.when_full must be drop_oldest, drop_newest or reject",
+            ),
+            (
+                "storage.on_corrupt",
+                "x",
+                "storage.on_corrupt must be quarantine or fail",
+            ),
+            (
+                "disk.min_free_bytes",
+                "x",
+                "disk.min_free_bytes must be a whole number of bytes from 0 to \
+                 9223372036854775807",
+            ),
+            (
+                "record.max_bytes",
+                "x",
+                "record.max_bytes must be a whole number of bytes from 1 to 67108864",
+            ),
+        ];
+        for (key, value, message) in expect {
+            let e = Config::new().set(key, value).unwrap_err();
+            assert_eq!(e.message(), message);
+            let row = Key::find(key).unwrap();
+            assert_eq!(format!("{key} must be {}", row.range_text()), message);
+        }
+        let c = Config::new();
+        assert_eq!(
+            c.validate_for_open().unwrap_err().message(),
+            "path is required: the buffer file (SQLite) to use"
+        );
+        let c = Config {
+            path: Some("/tmp/x.db".into()),
+            ..Config::default()
+        };
+        assert_eq!(
+            c.validate_for_open().unwrap_err().message(),
+            "endpoint is required: the http:// or https:// URL the batches are POSTed to"
+        );
+    }
+
+    #[test]
+    fn table_rows_state_defaults_ranges_and_variables() {
+        for (k, v) in DEFAULTS {
+            assert_eq!(Key::find(k).unwrap().default_text(), *v, "{k}");
+        }
+        for (k, text) in [
+            ("path", "(required)"),
+            ("endpoint", "(required)"),
+            ("source.id", "host name"),
+            ("tls.ca_file", "built-in Mozilla roots"),
+            ("tls.cert_file", ""),
+            ("disk.min_free_bytes", "min(32 MiB, 5 % of the file system)"),
+        ] {
+            assert_eq!(Key::find(k).unwrap().default_text(), text, "{k}");
+        }
+        for row in TABLE {
+            assert_eq!(
+                row.env_name(),
+                format!(
+                    "EDGEBUF_{}",
+                    row.name().to_ascii_uppercase().replace('.', "_")
+                )
+            );
+            assert!(!row.doc().is_empty(), "{}", row.name());
+            assert!(!row.range_text().is_empty(), "{}", row.name());
+            // An optional key is exactly one whose default is not a value.
+            let has_value = (row.show)(&Config::default()).is_some();
+            assert_eq!(has_value, row.unset() == Unset::Never, "{}", row.name());
+        }
+        assert_eq!(
+            Key::find("commit.interval_ms").unwrap().range_text(),
+            "a whole number of milliseconds from 0 to 3600000"
+        );
+        assert!(Key::find("http.header.X").is_none());
+    }
+
+    #[test]
+    fn debug_shows_every_field() {
+        let mut c = all_good();
+        c.set("http.header.X-A", "v").unwrap();
+        let d = format!("{c:?}");
+        for row in TABLE {
+            let field = row.name().replace('.', "_");
+            assert!(d.contains(&format!("{field}: ")), "{field} in {d}");
+        }
+        assert!(d.contains("durability: Sync"), "{d}");
+        assert!(d.contains("disk_min_free_bytes: Some(0)"), "{d}");
+        assert!(
+            d.contains("path: Some(\"/var/lib/edgebuf/buffer.db\")"),
+            "{d}"
+        );
+        assert!(
+            d.contains("http_headers: [(\"X-A\", \"<redacted>\")]"),
+            "{d}"
+        );
+        assert!(d.contains("http_proxy: None"), "{d}");
+    }
+
+    #[test]
+    fn the_homes_of_the_senders_checks() {
+        let mut c = Config::new();
+        let e = c.checked_endpoint().unwrap_err();
+        assert!(e.message().starts_with("endpoint is required"), "{e}");
+        c.endpoint = Some("ftp://alice:pw@host/".into());
+        let e = c.checked_endpoint().unwrap_err();
+        assert!(e.message().starts_with("endpoint must be"), "{e}");
+        assert!(!e.message().contains("pw"));
+        c.set("endpoint", "https://h/x").unwrap();
+        assert_eq!(c.checked_endpoint().unwrap(), "https://h/x");
+
+        assert_eq!(c.tls_client_files().unwrap(), None);
+        c.set("tls.cert_file", "/c.pem").unwrap();
+        assert!(c.tls_client_files().is_err());
+        c.set("tls.key_file", "/k.pem").unwrap();
+        assert_eq!(
+            c.tls_client_files().unwrap(),
+            Some((Path::new("/c.pem"), Path::new("/k.pem")))
+        );
+
+        for name in RESERVED_HEADERS {
+            assert!(is_reserved_header(&name.to_ascii_lowercase()));
+        }
+        assert!(!is_reserved_header("Authorization"));
+    }
+
+    #[test]
     fn the_example_message() {
         let mut c = Config::new();
         let e = c.set("commit.interval_ms", "3600001").unwrap_err();
