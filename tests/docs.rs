@@ -1,6 +1,9 @@
-//! The lists of configuration keys that users read follow the one table in the library,
-//! `Config::KEYS`: the README's Configuration table and the Python binding's `_KEYS`.
+//! What users read about the configuration keys follows the one table in the library,
+//! `edgebuf::config::TABLE` (and `Config::KEYS`, its names): the README's Configuration table
+//! (keys in order, defaults, doc lines, the variables it names), the environment table of
+//! docs/deployment.md (variables and defaults) and the Python binding's `_KEYS`.
 
+use edgebuf::config::{Key, TABLE};
 use edgebuf::Config;
 use std::path::Path;
 
@@ -14,35 +17,155 @@ fn library_keys() -> Vec<String> {
     Config::KEYS.iter().map(|k| k.to_string()).collect()
 }
 
-#[test]
-fn readme_configuration_table_lists_every_key_in_order() {
-    let readme = read("README.md");
-    let table = readme
-        .split("## Configuration\n")
+/// The section of a markdown file that starts with `heading` (up to the next `## `).
+fn section<'a>(text: &'a str, heading: &str) -> &'a str {
+    text.split(heading)
         .nth(1)
         .and_then(|s| s.split("\n## ").next())
-        .expect("README.md has a Configuration section");
-    let mut keys = Vec::new();
-    for line in table.lines().filter(|l| l.starts_with("| ")) {
-        let first = line
-            .trim_start_matches("| ")
-            .split(" |")
-            .next()
-            .unwrap_or("");
-        if first == "key" || first.starts_with("http.header.") {
-            continue;
-        }
-        // "tls.cert_file, tls.key_file" documents two keys in one row.
-        keys.extend(first.split(", ").map(|k| k.trim_matches('`').to_string()));
+        .unwrap_or_else(|| panic!("no section {heading:?}"))
+}
+
+/// The cells of the table rows of `text` (header and separator rows left out).
+fn table_rows(text: &str) -> Vec<Vec<String>> {
+    let mut rows: Vec<Vec<String>> = text
+        .lines()
+        .filter(|l| l.starts_with('|') && !l.starts_with("|---"))
+        .map(|l| {
+            let inner = l.trim().trim_start_matches('|').trim_end_matches('|');
+            inner.split('|').map(|c| c.trim().to_string()).collect()
+        })
+        .collect();
+    if !rows.is_empty() {
+        rows.remove(0); // the header
     }
+    rows
+}
+
+/// The row of the library's table for `key`.
+fn row(key: &str) -> &'static Key {
+    Key::find(key).unwrap_or_else(|| panic!("{key} is not a key of the library"))
+}
+
+/// A default as the docs write it: without backticks.
+fn plain(cell: &str) -> String {
+    cell.replace('`', "")
+}
+
+/// The README's Configuration table: (keys of the row, default cell, meaning cell), the
+/// `http.header.NAME` row left out.
+fn readme_config_rows() -> Vec<(Vec<String>, String, String)> {
+    let readme = read("README.md");
+    let table = section(&readme, "## Configuration\n");
+    assert!(
+        table.contains("| http.header.NAME |"),
+        "README.md documents http.header.NAME"
+    );
+    table_rows(table)
+        .into_iter()
+        .filter(|cells| !cells[0].starts_with("http.header."))
+        .map(|cells| {
+            assert_eq!(
+                cells.len(),
+                3,
+                "README row {cells:?}: key | default | meaning"
+            );
+            // "tls.cert_file, tls.key_file" documents two keys in one row.
+            let keys = cells[0]
+                .split(", ")
+                .map(|k| k.trim_matches('`').to_string())
+                .collect();
+            (keys, cells[1].clone(), cells[2].clone())
+        })
+        .collect()
+}
+
+#[test]
+fn readme_configuration_table_lists_every_key_in_order() {
+    let keys: Vec<String> = readme_config_rows()
+        .into_iter()
+        .flat_map(|(keys, _, _)| keys)
+        .collect();
     assert_eq!(
         keys,
         library_keys(),
         "README.md's Configuration table differs from Config::KEYS"
     );
-    assert!(
-        table.contains("| http.header.NAME |"),
-        "README.md documents http.header.NAME"
+}
+
+#[test]
+fn readme_configuration_table_states_the_tables_defaults_and_doc_lines() {
+    for (keys, default, meaning) in readme_config_rows() {
+        for key in &keys {
+            let row = row(key);
+            assert_eq!(
+                plain(&default),
+                row.default_text(),
+                "README.md: the default of {key} differs from the key table (src/config/keys.rs)"
+            );
+            assert_eq!(
+                meaning,
+                row.doc(),
+                "README.md: the meaning of {key} differs from its doc line in the key table"
+            );
+        }
+    }
+}
+
+#[test]
+fn readme_configuration_variables_are_the_tables() {
+    let readme = read("README.md");
+    let text = section(&readme, "## Configuration\n");
+    let mut named = 0;
+    for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        let Some(rest) = word.strip_prefix("EDGEBUF_") else {
+            continue;
+        };
+        // Result codes and events are not variables.
+        if rest.starts_with("ERR_") || rest.starts_with("EVENT_") {
+            continue;
+        }
+        // "EDGEBUF_ + the key" states the rule; the header family has its own.
+        if rest.is_empty() || rest.starts_with("HTTP_HEADER_") {
+            continue;
+        }
+        assert!(
+            TABLE.iter().any(|k| k.env_name() == word),
+            "README.md names {word}, which sets no key"
+        );
+        named += 1;
+    }
+    assert!(named >= 2, "README.md names the variables of the keys");
+}
+
+#[test]
+fn deployment_environment_table_states_every_variable_and_default() {
+    let doc = read("docs/deployment.md");
+    let table = section(&doc, "## Environment variables\n");
+    let mut keys = Vec::new();
+    for cells in table_rows(table) {
+        assert_eq!(cells.len(), 3, "{cells:?}: variable | key | default");
+        let (var, key, default) = (&cells[0], &cells[1], plain(&cells[2]));
+        if key.starts_with("http.header.") {
+            continue;
+        }
+        let row = row(key);
+        assert_eq!(
+            *var,
+            row.env_name(),
+            "docs/deployment.md: the variable of {key}"
+        );
+        // The default, maybe followed by a note: "0 (no limit)".
+        let want = row.default_text();
+        assert!(
+            default == want || default.starts_with(&format!("{want} (")),
+            "docs/deployment.md: the default of {key} is {default:?}, the key table says {want:?}"
+        );
+        keys.push(key.clone());
+    }
+    assert_eq!(
+        keys,
+        library_keys(),
+        "docs/deployment.md's environment table differs from Config::KEYS"
     );
 }
 

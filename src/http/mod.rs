@@ -99,21 +99,14 @@ impl Sender {
         // https, with a host; header names and values; the proxy URL; the cert/key pair and its
         // files readable); what stays here is the conversion each is part of, with one
         // message should it ever fail.
-        let bad_endpoint = || Error::invalid_config(ENDPOINT_EXPECTED);
-        let uri: Uri = cfg
-            .endpoint
-            .as_deref()
-            .unwrap_or("")
+        // The checks are the config's (Config::checked_endpoint); the parse is the conversion.
+        let endpoint_str = cfg.checked_endpoint()?;
+        let uri: Uri = endpoint_str
             .parse()
-            .map_err(|_| bad_endpoint())?;
-        let tls = match uri.scheme_str() {
-            Some(s) if s.eq_ignore_ascii_case("https") => true,
-            Some(s) if s.eq_ignore_ascii_case("http") => false,
-            _ => return Err(bad_endpoint()),
-        };
-        if uri.host().is_none_or(str::is_empty) {
-            return Err(bad_endpoint());
-        }
+            .map_err(|_| Error::invalid_config(ENDPOINT_EXPECTED))?;
+        let tls = uri
+            .scheme_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("https"));
         let mut endpoint = cfg.endpoint_redacted();
         if endpoint.is_empty() {
             endpoint = "the endpoint".to_string();

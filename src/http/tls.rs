@@ -21,15 +21,9 @@ pub(super) fn tls_config(cfg: &Config) -> Result<(TlsConfig, bool)> {
         let certs = pem_certificates(&pem, "tls.ca_file")?;
         builder = builder.root_certs(RootCerts::new_with_certs(&certs));
     }
-    let client = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
-        (None, None) => false,
-        // Refused by Config::validate_for_open; never half a pair here either.
-        (Some(_), None) | (None, Some(_)) => {
-            return Err(Error::invalid_config(
-                "tls.cert_file and tls.key_file: mutual TLS needs both",
-            ))
-        }
-        (Some(cert), Some(key)) => {
+    let client = match cfg.tls_client_files()? {
+        None => false,
+        Some((cert, key)) => {
             let chain = pem_certificates(&read_file(cert, "tls.cert_file")?, "tls.cert_file")?;
             let key = pem_private_key(&read_file(key, "tls.key_file")?)?;
             builder = builder.client_cert(Some(ClientCert::new_with_certs(&chain, key)));

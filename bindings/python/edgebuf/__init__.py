@@ -241,8 +241,9 @@ def _status_from_c(st):
 
 # --- configuration keys ---------------------------------------------------------------------------
 
-# the README's Configuration table. Keyword arguments name them with "_" for "." (commit_interval_ms); this table
-# resolves the ambiguity ("dead_letter_max_records" is "dead_letter.max_records").
+# The fixed keys, in the order of the README's Configuration table (a test of the library checks
+# that the two lists agree). Keyword arguments name them with "_" for "." (commit_interval_ms);
+# this table resolves the ambiguity ("dead_letter_max_records" is "dead_letter.max_records").
 _KEYS = (
     "path",
     "endpoint",
