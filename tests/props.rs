@@ -20,13 +20,11 @@
 //! tests/model.rs.
 
 mod common;
-use common::httpd::{Act, Server};
 use common::*;
 use edgebuf::sender::{classify_status, Outcome, RecordRef, Sender};
 use edgebuf::{Buffer, Code, Config};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, TestCaseError, TestRunner};
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -638,23 +636,11 @@ fn raw_envelopes(body: &[u8], source: &str) -> Result<Vec<(String, u64, Vec<u8>)
     }
 }
 
-fn plain_body(r: &Request) -> Vec<u8> {
-    if r.headers.get("content-encoding").map(String::as_str) == Some("gzip") {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&r.body[..])
-            .read_to_end(&mut out)
-            .expect("gunzip");
-        out
-    } else {
-        r.body.clone()
-    }
-}
-
 /// End to end through a Buffer and a real receiver: the accepted records arrive byte for byte,
 /// in order, with seqs 1..=n; every refused record returned INVALID_RECORD and used up nothing.
 #[test]
 fn records_travel_verbatim_and_refused_ones_store_nothing() {
-    let rx = Receiver::start();
+    let rx = Server::receiver();
     let candidate = prop_oneof![
         3 => valid_record(),
         2 => invalid_record().prop_map(|(r, _)| r),
@@ -667,7 +653,7 @@ fn records_travel_verbatim_and_refused_ones_store_nothing() {
         1u32..6,
     );
     check(40, strategy, |(records, max_bytes, gzip, batch)| {
-        rx.requests.lock().unwrap().clear();
+        rx.clear();
         let dir = tempfile::tempdir().unwrap();
         let mut c = config(dir.path(), &rx.url());
         c.set("http.proxy", "none").unwrap();
@@ -707,9 +693,8 @@ fn records_travel_verbatim_and_refused_ones_store_nothing() {
         let instance = b.instance().to_string();
         b.close(Duration::from_secs(1)).unwrap();
         let mut got = Vec::new();
-        for req in rx.requests.lock().unwrap().iter() {
-            let env =
-                raw_envelopes(&plain_body(req), "test-device").map_err(TestCaseError::fail)?;
+        for req in rx.hits().iter() {
+            let env = raw_envelopes(&req.plain(), "test-device").map_err(TestCaseError::fail)?;
             prop_assert!(env.len() as u32 <= batch);
             got.extend(env);
         }
@@ -1765,30 +1750,14 @@ fn the_wait_after_an_answer_is_capped_at_retry_max_ms() {
 /// 101 is a configuration problem.
 #[test]
 fn interim_answers_are_skipped_and_101_is_a_configuration_problem() {
-    use std::io::Write;
-    use std::net::TcpListener;
     for (answer, outcome, status) in [
         ("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", Outcome::Delivered, 200),
         ("HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 503 X\r\ncontent-length: 2\r\n\r\nok", Outcome::Retry, 503),
         ("HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 401 X\r\ncontent-length: 2\r\n\r\nok", Outcome::Config, 401),
         ("HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\nconnection: upgrade\r\n\r\n", Outcome::Config, 101),
     ] {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        let t = std::thread::spawn(move || {
-            let (mut s, _) = l.accept().unwrap();
-            s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-            let mut got = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !got.windows(2).any(|w| w == b"{}") {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-            }
-            s.write_all(answer.as_bytes()).unwrap();
-            std::thread::sleep(Duration::from_millis(300));
-        });
+        let srv = Server::start(move |_| Act::Raw(answer.as_bytes().to_vec()));
+        let port = srv.port;
         let mut c = Config::new();
         c.set("endpoint", &format!("http://127.0.0.1:{port}/i")).unwrap();
         c.set("http.proxy", "none").unwrap();
@@ -1801,7 +1770,6 @@ fn interim_answers_are_skipped_and_101_is_a_configuration_problem() {
             data: b"{}",
         }]);
         assert_eq!((a.outcome, a.http_status), (outcome, status), "{answer:?}: {a:?}");
-        t.join().unwrap();
     }
 }
 
