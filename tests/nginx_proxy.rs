@@ -18,7 +18,6 @@ use edgebuf::status::{CONNECTIVITY_OFFLINE, CONNECTIVITY_ONLINE};
 use edgebuf::{Buffer, Code, Config};
 use std::collections::BTreeSet;
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -102,6 +101,8 @@ struct Line {
 struct Nginx {
     child: Child,
     port: u16,
+    /// Holds `port` until nginx is gone (dropped after the child is killed).
+    _hold: std::os::fd::OwnedFd,
     dir: tempfile::TempDir,
 }
 
@@ -123,12 +124,12 @@ impl Nginx {
     ) -> Result<Nginx, String> {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().to_str().unwrap().to_string();
-        // The listening socket is made here and handed to nginx (nginx takes listening sockets
-        // from the NGINX variable, as in its binary upgrade): the port is never free between a
-        // probe and nginx's bind.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let fd = listener.as_raw_fd();
+        // The port is held by this test for nginx's whole life (a socket bound with
+        // SO_REUSEADDR, never listening), and nginx (which sets SO_REUSEADDR too) listens beside
+        // it: the port is never free between the choice and nginx's bind, and no other test
+        // can take it. (Handing nginx a listening socket through its NGINX variable crashes
+        // nginx 1.22 in single-process mode.)
+        let (hold, port) = bound_socket(0, true);
         let burst = if limits.burst > 0 {
             format!(" burst={} nodelay", limits.burst)
         } else {
@@ -187,29 +188,27 @@ http {{
             .arg(&conf_path)
             .arg("-g")
             .arg(format!("daemon off; pid {d}/nginx.pid;"))
-            .env("NGINX", format!("{fd};"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(stderr));
-        // nginx dies with the test thread that started it, even if the test process is killed,
-        // and inherits the listening socket (close-on-exec is cleared in the child only).
-        // SAFETY: prctl and fcntl are async-signal-safe; nothing else runs between fork and
-        // exec; `fd` is open (the parent holds `listener` until after the spawn).
+        // nginx dies with the test thread that started it, even if the test process is killed.
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
         unsafe {
             use std::os::unix::process::CommandExt;
-            cmd.pre_exec(move || {
+            cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
                 Ok(())
             });
         }
         let child = cmd
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
-        drop(listener);
-        let mut n = Nginx { child, port, dir };
+        let mut n = Nginx {
+            child,
+            port,
+            _hold: hold,
+            dir,
+        };
         let end = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(Some(status)) = n.child.try_wait() {
