@@ -342,7 +342,7 @@ impl Server {
     }
 
     /// Whether requests are kept for `hits` (true by default); a long run whose handler looks
-    /// at each request itself turns it off to keep memory flat.
+    /// at each request itself turns it off to keep memory flat (the handler then sees `n` 0).
     pub fn set_recording(&self, keep: bool) {
         self.inner.keep.store(keep, Ordering::SeqCst);
     }
