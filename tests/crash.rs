@@ -98,7 +98,7 @@ fn sigkill_in_sync_mode_loses_no_acknowledged_record() {
         acked.len()
     );
     eprintln!("{} records acknowledged across {cycles} kills", acked.len());
-    let rx = Receiver::start();
+    let rx = Server::receiver();
     let b = Buffer::open(&config(dir.path(), &rx.url()), None).expect("the file always reopens");
     b.flush(Duration::from_secs(60)).unwrap();
     let got: BTreeSet<u64> = rx
@@ -182,7 +182,7 @@ fn sigkill_in_async_mode_loses_at_most_the_last_commit_interval() {
         "too little logged: {}",
         must_arrive.len()
     );
-    let rx = Receiver::start();
+    let rx = Server::receiver();
     let b = Buffer::open(&config(dir.path(), &rx.url()), None).expect("the file always reopens");
     b.flush(Duration::from_secs(60)).unwrap();
     let got: BTreeSet<u64> = rx
@@ -209,47 +209,19 @@ fn sigkill_during_delivery_resends_with_the_same_ids() {
     // is in flight (after the send, before the delete). The next open sends the same records
     // again, with the same ids: the receiver sees duplicates it can drop by id.
     let dir = tempfile::tempdir().unwrap();
-    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = hang.local_addr().unwrap().port();
-    let url = format!("http://127.0.0.1:{port}/ingest");
-    let (tx, rx_body) = std::sync::mpsc::channel::<Vec<u8>>();
-    let server = std::thread::spawn(move || {
-        use std::io::Read;
-        hang.set_nonblocking(true).unwrap();
-        let end = Instant::now() + Duration::from_secs(20);
-        let mut s = loop {
-            match hang.accept() {
-                Ok((s, _)) => break s,
-                Err(_) if Instant::now() < end => std::thread::sleep(Duration::from_millis(5)),
-                Err(e) => panic!("the child never connected: {e}"),
-            }
-        };
-        s.set_nonblocking(false).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 65536];
-        while let Ok(n) = s.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        let _ = tx.send(Vec::new());
-        // Keep the connection open (no answer) until the child is gone.
-        std::thread::sleep(Duration::from_secs(2));
-        buf
-    });
+    let hang = Server::start(|_| Act::Hang);
+    let url = hang.url();
     let (lines, _) = run_child(dir.path(), 0, "sync", Some(&url), || {
-        let _ = rx_body.recv_timeout(Duration::from_secs(20));
+        // Killed once a whole request is in (and held, never answered).
+        hang.wait_hits(1, Duration::from_secs(20));
     });
-    let request = server.join().unwrap();
-    let body_at = request
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a whole request head arrived")
-        + 4;
-    let in_flight: BTreeSet<String> = envelopes(&request[body_at..])
+    let request = hang
+        .hits()
+        .into_iter()
+        .next()
+        .expect("the child never sent a request");
+    let in_flight: BTreeSet<String> = request
+        .envelopes()
         .iter()
         .map(|e| e["id"].as_str().unwrap().to_string())
         .collect();
@@ -262,7 +234,7 @@ fn sigkill_during_delivery_resends_with_the_same_ids() {
         lines.len()
     );
     assert!(!lines.is_empty());
-    let rx = Receiver::start();
+    let rx = Server::receiver();
     let b = Buffer::open(&config(dir.path(), &rx.url()), None).unwrap();
     b.flush(Duration::from_secs(60)).unwrap();
     b.close(Duration::from_secs(1)).unwrap();

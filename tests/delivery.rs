@@ -8,7 +8,7 @@ use std::time::Duration;
 #[test]
 fn delivers_every_record_in_order_with_the_envelope() {
     let dir = tempfile::tempdir().unwrap();
-    let rx = Receiver::start();
+    let rx = Server::receiver();
     let b = Buffer::open(&config(dir.path(), &rx.url()), None).unwrap();
     for i in 0..250 {
         b.log(format!("{{\"i\":{i}, \"score\": 0.5}}").as_bytes())
@@ -22,7 +22,7 @@ fn delivers_every_record_in_order_with_the_envelope() {
     assert_eq!(first["data"]["i"], 0);
     assert_eq!(first["id"], format!("{}-1", b.instance()));
     assert!(first["ts_ms"].as_i64().unwrap() > 1_600_000_000_000);
-    let req = &rx.requests.lock().unwrap()[0];
+    let req = &rx.hits()[0];
     assert_eq!(req.headers["content-type"], "application/json");
     assert_eq!(req.headers["x-edgebuf-source"], "test-device");
     assert!(req.headers["user-agent"].starts_with("edgebuf/"));
@@ -38,8 +38,9 @@ fn delivers_every_record_in_order_with_the_envelope() {
 #[test]
 fn outage_then_recovery_and_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let port = dead_port();
-    let url = format!("http://127.0.0.1:{port}/ingest");
+    let mut rx = Server::receiver();
+    rx.down();
+    let url = rx.url();
     {
         let b = Buffer::open(&config(dir.path(), &url), None).unwrap();
         for i in 0..100 {
@@ -58,7 +59,7 @@ fn outage_then_recovery_and_restart() {
             Code::Timeout
         );
     }
-    let rx = Receiver::start_on(port);
+    rx.up();
     let b = Buffer::open(&config(dir.path(), &url), None).unwrap();
     assert_eq!(b.status().pending_at_open, 100);
     b.flush(Duration::from_secs(10)).unwrap();
@@ -81,10 +82,11 @@ fn rows_in_file(path: &std::path::Path) -> i64 {
 fn delivered_rows_are_reclaimed_from_the_file_and_never_sent_again() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("buf.db");
-    let port = dead_port();
+    let mut rx = Server::receiver();
+    rx.down();
     // A backlog on disk, then the endpoint comes up.
     {
-        let url = format!("http://127.0.0.1:{port}/ingest");
+        let url = rx.url();
         let b = Buffer::open(&config(dir.path(), &url), None).unwrap();
         for i in 0..5000 {
             b.log(format!("{{\"i\":{i}}}").as_bytes()).unwrap();
@@ -93,7 +95,7 @@ fn delivered_rows_are_reclaimed_from_the_file_and_never_sent_again() {
         let _ = b.close(Duration::ZERO);
     }
     assert_eq!(rows_in_file(&path), 5000);
-    let rx = Receiver::start_on(port);
+    rx.up();
     let b = Buffer::open(&config(dir.path(), &rx.url()), None).unwrap();
     b.flush(Duration::from_secs(20)).unwrap();
     assert_eq!(b.status().pending_records, 0);
@@ -116,7 +118,7 @@ fn delivered_rows_are_reclaimed_from_the_file_and_never_sent_again() {
 fn a_restart_before_reclaiming_sends_nothing_again() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("buf.db");
-    let rx = Receiver::start();
+    let rx = Server::receiver();
     {
         let b = Buffer::open(&config(dir.path(), &rx.url()), None).unwrap();
         for i in 0..3000 {
@@ -141,10 +143,11 @@ fn a_restart_before_reclaiming_sends_nothing_again() {
 fn the_file_gives_space_back_after_a_backlog_is_delivered() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("buf.db");
-    let port = dead_port();
+    let mut rx = Server::receiver();
+    rx.down();
     let pad = "x".repeat(2000);
     {
-        let url = format!("http://127.0.0.1:{port}/ingest");
+        let url = rx.url();
         let b = Buffer::open(&config(dir.path(), &url), None).unwrap();
         for i in 0..10_000 {
             b.log(format!("{{\"i\":{i},\"pad\":\"{pad}\"}}").as_bytes())
@@ -155,7 +158,7 @@ fn the_file_gives_space_back_after_a_backlog_is_delivered() {
     }
     let full = std::fs::metadata(&path).unwrap().len();
     assert!(full > 20_000_000, "{full}");
-    let rx = Receiver::start_on(port);
+    rx.up();
     let b = Buffer::open(&config(dir.path(), &rx.url()), None).unwrap();
     b.flush(Duration::from_secs(30)).unwrap();
     // Reclaimed rows become free pages, and free pages go back to the file system.
@@ -176,7 +179,6 @@ fn the_file_gives_space_back_after_a_backlog_is_delivered() {
 /// every record is delivered once or dropped and counted.
 #[test]
 fn a_backlog_drains_while_drop_oldest_trims_it_and_nothing_dropped_is_sent() {
-    use common::httpd::{Act, Server};
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path(), &format!("http://127.0.0.1:{}/x", dead_port()));
     c.set("http.proxy", "none").unwrap();
@@ -193,10 +195,7 @@ fn a_backlog_drains_while_drop_oldest_trims_it_and_nothing_dropped_is_sent() {
     let first = b.status();
     b.close(Duration::ZERO).unwrap_err();
     // A slow receiver: each answer takes 15 ms, so drops happen while requests are in flight.
-    let rx = Server::start(|_| {
-        std::thread::sleep(Duration::from_millis(15));
-        Act::status(200)
-    });
+    let rx = Server::start(|_| Act::status(200).after(Duration::from_millis(15)));
     c.set("endpoint", &rx.url()).unwrap();
     let b = Buffer::open(&c, None).unwrap();
     for i in 100..600 {

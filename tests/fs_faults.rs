@@ -34,7 +34,7 @@ fn rec(n: u64, pad: usize) -> Vec<u8> {
 }
 
 /// The `n` of every envelope the receiver accepted, with how often each arrived.
-fn delivered_ns(rx: &Receiver) -> BTreeMap<u64, usize> {
+fn delivered_ns(rx: &Server) -> BTreeMap<u64, usize> {
     let mut m = BTreeMap::new();
     for e in rx.delivered() {
         if let Some(n) = e["data"]["n"].as_u64() {
@@ -46,7 +46,7 @@ fn delivered_ns(rx: &Receiver) -> BTreeMap<u64, usize> {
 
 /// Every envelope id is delivered once: no acknowledgement is lost in these tests, so SPEC 4
 /// (at-least-once) allows no duplicate.
-fn assert_no_duplicates(rx: &Receiver) {
+fn assert_no_duplicates(rx: &Server) {
     let got = rx.delivered();
     let ids: BTreeSet<String> = got
         .iter()
@@ -463,7 +463,7 @@ fn file_size_limit_degrades_storage_then_writing_resumes() {
     // I/O error (SQLITE_IOERR_WRITE), so storage is degraded: records are held in memory
     // within memory.max_bytes, `when_full` (drop_oldest) applying there.
     let dir = tempfile::tempdir().unwrap();
-    let rx = Receiver::start();
+    let rx = Server::receiver();
     rx.set_status(503);
     let mut cfg = child_config(dir.path(), &rx.url());
     cfg.push(("memory.max_bytes", "65536".into()));
@@ -590,7 +590,7 @@ fn a_full_tmpfs_counts_drops_and_writing_resumes_when_space_returns() {
             return;
         }
     };
-    let rx = Receiver::start();
+    let rx = Server::receiver();
     rx.set_status(503);
     let mut c = config(&mnt, &rx.url());
     c.set("disk.min_free_bytes", "0").unwrap();
@@ -646,7 +646,12 @@ fn a_full_tmpfs_counts_drops_and_writing_resumes_when_space_returns() {
     {
         let mut f = std::fs::File::create(&filler).unwrap();
         let chunk = vec![0u8; 4096];
-        while f.write_all(&chunk).is_ok() {}
+        // Until the 2 MB file system is full (bounded: 16 MB at most).
+        for _ in 0..4096 {
+            if f.write_all(&chunk).is_err() {
+                break;
+            }
+        }
     }
     let mut c2 = config(&mnt, &rx.url());
     c2.set("path", mnt.join("second.db").to_str().unwrap())
@@ -867,7 +872,7 @@ fn a_read_only_directory_is_a_storage_error_and_loses_nothing() {
         std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     // Writable again: everything pending is delivered.
-    let rx = Receiver::start();
+    let rx = Server::receiver();
     let b = Buffer::open(&config(&ro, &rx.url()), None).unwrap();
     assert_eq!(b.status().pending_at_open, 20);
     b.flush(Duration::from_secs(10)).unwrap();
@@ -927,12 +932,12 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// An endpoint that answers as a real one would: 200 for a JSON body, 400 otherwise.
-fn strict_endpoint() -> httpd::Server {
-    httpd::Server::start(|h| {
+fn strict_endpoint() -> Server {
+    Server::start(|h| {
         if serde_json::from_slice::<Value>(&h.plain()).is_ok() {
-            httpd::Act::status(200)
+            Act::status(200)
         } else {
-            httpd::Act::status(400)
+            Act::status(400)
         }
     })
 }
@@ -1229,7 +1234,7 @@ fn a_wal_of_another_database_is_moved_aside_and_the_buffer_kept() {
         eprintln!("{what}, fail: {e}");
 
         // quarantine: the -wal is moved aside as found, the file keeps every record.
-        let rx = Receiver::start();
+        let rx = Server::receiver();
         let events = EventLog::new();
         let b = Buffer::open(&config(dir.path(), &rx.url()), events.callback())
             .unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -1343,7 +1348,7 @@ fn the_lock_of_a_killed_owner_never_blocks_the_next_open() {
     drop(f);
     // A stale lock file with content (as other programs write a pid) changes nothing.
     std::fs::write(&lock_path, b"4194303\n").unwrap();
-    let rx = Receiver::start();
+    let rx = Server::receiver();
     let started = Instant::now();
     let b = Buffer::open(&config(dir.path(), &rx.url()), None).expect("the next open");
     assert!(
@@ -1370,7 +1375,7 @@ fn records_logged_while_storage_is_degraded_are_delivered_from_memory() {
     // is 1 with a STORAGE_ERROR event, edgebuf_sync returns STORAGE; once writing works
     // again, records go to disk again (STORAGE_OK) and storage_degraded returns to 0.
     let dir = tempfile::tempdir().unwrap();
-    let rx = Receiver::start();
+    let rx = Server::receiver();
     let mut ch = FsChild::spawn(&child_config(dir.path(), &rx.url()));
     // Before: delivered and settled, nothing left on disk.
     assert_eq!(ok_ns(&ch.cmd("log 0 20 50")).len(), 20);
@@ -1433,7 +1438,7 @@ fn sync_mode_refuses_records_while_storage_is_degraded() {
     // SPEC 4: in sync mode edgebuf_log returns EDGEBUF_ERR_STORAGE while the disk fails and
     // stores nothing (not counted as logged); it succeeds again once writing works.
     let dir = tempfile::tempdir().unwrap();
-    let rx = Receiver::start();
+    let rx = Server::receiver();
     let mut cfg = child_config(dir.path(), &rx.url());
     cfg.push(("durability", "sync".into()));
     let mut ch = FsChild::spawn(&cfg);

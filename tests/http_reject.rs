@@ -3,7 +3,6 @@
 //! the endpoint accepted something else; an endpoint that rejects everything loses nothing.
 
 mod common;
-use common::httpd::{Act, Server};
 use common::*;
 use edgebuf::events::{EVENT_DEAD_LETTER, EVENT_DELIVERED, EVENT_OFFLINE};
 use edgebuf::status::CONNECTIVITY_OFFLINE;

@@ -3,7 +3,6 @@
 //! timeouts and broken connections.
 
 mod common;
-use common::httpd::{Act, Hit, Server, Silent};
 use common::*;
 use edgebuf::events::{EVENT_DELIVERED, EVENT_OFFLINE, EVENT_ONLINE};
 use edgebuf::status::{CONNECTIVITY_OFFLINE, CONNECTIVITY_ONLINE};
@@ -338,7 +337,7 @@ fn config_statuses_keep_records_and_retry_at_max() {
 #[test]
 fn a_server_that_never_answers_counts_as_failures() {
     let dir = tempfile::tempdir().unwrap();
-    let silent = Silent::start();
+    let silent = Server::silent();
     let ev = EventLog::new();
     let c = cfg(dir.path(), &silent.url(), &[("http.timeout_ms", "300")]);
     let b = Buffer::open(&c, ev.callback()).unwrap();
@@ -352,7 +351,7 @@ fn a_server_that_never_answers_counts_as_failures() {
     assert_eq!(st.last_http_status, 0, "{st:?}");
     assert_eq!(st.connectivity, CONNECTIVITY_OFFLINE);
     assert_eq!(st.pending_records, 5);
-    assert!(silent.accepted() >= 2);
+    assert!(silent.conns() >= 2);
     assert!(wait_until(Duration::from_secs(1), || !ev
         .of(EVENT_OFFLINE)
         .is_empty()));

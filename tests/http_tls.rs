@@ -2,7 +2,6 @@
 //! rcgen certificates: tls.ca_file, a wrong CA (records kept), mutual TLS.
 
 mod common;
-use common::httpd::{other_ca_pem, Pki, Server};
 use common::*;
 use edgebuf::events::EVENT_OFFLINE;
 use edgebuf::status::CONNECTIVITY_OFFLINE;
@@ -19,12 +18,6 @@ fn cfg(dir: &Path, url: &str, extra: &[(&str, &str)]) -> Config {
     c
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p.to_str().unwrap().to_string()
-}
-
 fn log_n(b: &Buffer, n: u32) {
     for i in 0..n {
         b.log(format!("{{\"i\":{i}}}").as_bytes()).unwrap();
@@ -34,13 +27,11 @@ fn log_n(b: &Buffer, n: u32) {
 #[test]
 fn ca_file_delivers_and_a_wrong_ca_keeps_records_pending() {
     let pki = Pki::new();
-    let srv = Server::start_tls(pki.server_config(false), |_| {
-        common::httpd::Act::status(200)
-    });
+    let srv = Server::start_tls(pki.server_config(false), |_| Act::status(200));
     assert!(srv.url().starts_with("https://127.0.0.1:"));
     let files = tempfile::tempdir().unwrap();
-    let good_ca = write(files.path(), "ca.pem", &pki.ca_pem);
-    let wrong_ca = write(files.path(), "other.pem", &other_ca_pem());
+    let good_ca = write_file(files.path(), "ca.pem", &pki.ca_pem);
+    let wrong_ca = write_file(files.path(), "other.pem", &other_ca_pem());
 
     // The right CA.
     let dir = tempfile::tempdir().unwrap();
@@ -109,12 +100,12 @@ fn ca_file_delivers_and_a_wrong_ca_keeps_records_pending() {
 #[test]
 fn mutual_tls_with_a_client_certificate() {
     let pki = Pki::new();
-    let srv = Server::start_tls(pki.server_config(true), |_| common::httpd::Act::status(200));
+    let srv = Server::start_tls(pki.server_config(true), |_| Act::status(200));
     let files = tempfile::tempdir().unwrap();
-    let ca = write(files.path(), "ca.pem", &pki.ca_pem);
-    let (cert, key) = pki.client("device-7");
-    let cert = write(files.path(), "client.pem", &cert);
-    let key = write(files.path(), "client.key", &key);
+    let ca = write_file(files.path(), "ca.pem", &pki.ca_pem);
+    let client = pki.client("device-7");
+    let cert = write_file(files.path(), "client.pem", &client.cert_pem);
+    let key = write_file(files.path(), "client.key", &client.key_pem);
 
     // Without a client certificate the server refuses the handshake: records stay pending.
     let dir = tempfile::tempdir().unwrap();

@@ -2,7 +2,6 @@
 //! travels (json, ndjson, gzip, headers) and how records are batched.
 
 mod common;
-use common::httpd::Server;
 use common::*;
 use edgebuf::{Buffer, Config};
 use std::collections::BTreeSet;
@@ -246,9 +245,7 @@ fn status_is_current_when_flush_returns() {
 #[test]
 fn any_2xx_settles_the_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let srv = common::httpd::Server::start(|hit| {
-        common::httpd::Act::status([201, 202, 204, 299][hit.n % 4])
-    });
+    let srv = Server::start(|hit| Act::status([201, 202, 204, 299][hit.n % 4]));
     let b = Buffer::open(&cfg(dir.path(), &srv.url(), &[]), None).unwrap();
     for i in 0..4 {
         b.log(format!("{{\"i\":{i}}}").as_bytes()).unwrap();

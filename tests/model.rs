@@ -41,7 +41,7 @@ use proptest::test_runner::{Config as PtConfig, TestCaseError, TestRunner};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Totals over the cases: logged, delivered, dropped, restarts, repeated ids (printed at the
@@ -109,80 +109,52 @@ fn case() -> impl Strategy<Value = Case> {
         })
 }
 
-/// The receiver: a tiny_http server on 127.0.0.1 that can accept (200), fail (500) or be down
-/// (nothing listening on its port), and can be slow to answer; every request it ever saw is
-/// kept, with the status it answered.
+/// The receiver: the scripted test server on 127.0.0.1, which can accept (200), fail (500) or
+/// be down (nothing listening on its port), and can be slow to answer; every request it ever
+/// saw is kept, with the status it answered.
 struct Net {
-    port: u16,
     mode: Mode,
     status: Arc<AtomicU16>,
     /// Each answer waits this long (after the request is recorded).
     delay_ms: Arc<AtomicU64>,
-    requests: Arc<Mutex<Vec<Request>>>,
-    /// `None` while down: nothing listens on `port`.
-    server: Option<Served>,
+    server: Server,
 }
 
 impl Net {
     fn new() -> Net {
-        let mut n = Net {
-            port: dead_port(),
+        let status = Arc::new(AtomicU16::new(200));
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let (s, d) = (Arc::clone(&status), Arc::clone(&delay_ms));
+        let server = Server::start(move |_| {
+            Act::status(s.load(SeqCst)).after(Duration::from_millis(d.load(SeqCst)))
+        });
+        Net {
             mode: Mode::Accept,
-            status: Arc::new(AtomicU16::new(200)),
-            delay_ms: Arc::new(AtomicU64::new(0)),
-            requests: Arc::new(Mutex::new(Vec::new())),
-            server: None,
-        };
-        n.up();
-        n
+            status,
+            delay_ms,
+            server,
+        }
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/ingest", self.port)
-    }
-
-    fn up(&mut self) {
-        if self.server.is_some() {
-            return;
-        }
-        let (status, delay, requests) = (
-            Arc::clone(&self.status),
-            Arc::clone(&self.delay_ms),
-            Arc::clone(&self.requests),
-        );
-        // Back on the same port.
-        self.server = Some(serve(self.port, move |headers, body| {
-            let code = status.load(SeqCst);
-            requests.lock().unwrap().push(Request {
-                headers,
-                body: body.to_vec(),
-                status: code,
-            });
-            std::thread::sleep(Duration::from_millis(delay.load(SeqCst)));
-            (code, None)
-        }));
+        self.server.url()
     }
 
     fn set(&mut self, mode: Mode) {
         match mode {
-            Mode::Down => self.server = None,
+            Mode::Down => self.server.down(),
             _ => {
                 self.status
                     .store(if mode == Mode::Accept { 200 } else { 500 }, SeqCst);
-                self.up();
+                // Back on the same port.
+                self.server.up();
             }
         }
         self.mode = mode;
     }
 
-    fn requests(&self) -> Vec<Request> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        self.set(Mode::Down);
+    fn requests(&self) -> Vec<Hit> {
+        self.server.hits()
     }
 }
 
@@ -481,7 +453,7 @@ impl Run<'_> {
         let total = self.m.closed.plus(&st);
         // What arrived since the last checkpoint.
         let reqs = self.net.requests();
-        let new: Vec<Request> = reqs[self.m.seen..].to_vec();
+        let new: Vec<Hit> = reqs[self.m.seen..].to_vec();
         self.m.seen = reqs.len();
         for req in new.iter().filter(|r| (200..300).contains(&r.status)) {
             let env = envelopes(&req.body);
@@ -750,7 +722,7 @@ fn random_operations_match_the_model_queue() {
 /// drop_oldest capacity (extra work in write_batch) widens the window.
 #[test]
 fn flush_returns_ok_only_once_records_are_settled() {
-    let rx = Receiver::start();
+    let rx = Server::receiver();
     let mut bad = Vec::new();
     for round in 0..200 {
         let dir = tempfile::tempdir().unwrap();
@@ -785,7 +757,7 @@ fn flush_returns_ok_only_once_records_are_settled() {
 /// `delivered_all && pending == 0`, where `delivered_all` was decided before the grace.
 #[test]
 fn close_says_ok_when_nothing_is_left_pending() {
-    let rx = Receiver::start();
+    let rx = Server::receiver();
     let mut bad = Vec::new();
     for round in 0..50 {
         let dir = tempfile::tempdir().unwrap();

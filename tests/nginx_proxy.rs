@@ -12,7 +12,6 @@
 //! EDGEBUF_SKIP_NGINX=1 to skip these tests explicitly.
 
 mod common;
-use common::httpd::Server;
 use common::*;
 use edgebuf::events::{EVENT_DEAD_LETTER, EVENT_OFFLINE};
 use edgebuf::status::{CONNECTIVITY_OFFLINE, CONNECTIVITY_ONLINE};
@@ -24,62 +23,22 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------------------------
-// Certificates, generated at run time with rcgen (as in tests/http_tls.rs).
+// Certificates: the tests' one PKI (tests/common/pki.rs), written as files for nginx and
+// edgebuf.
 
-/// Paths of the PEM files: a CA, a server certificate for 127.0.0.1 signed by it (for nginx),
-/// and a client certificate signed by it (for edgebuf).
+/// The PKI (a CA, and a server certificate for 127.0.0.1 signed by it, for nginx), a client
+/// certificate signed by it (for edgebuf), and their PEM files.
 struct Certs {
-    ca: String,
-    server_cert: String,
-    server_key: String,
-    client_cert: String,
-    client_key: String,
-    ca_der: Vec<u8>,
-    client_der: (Vec<u8>, Vec<u8>),
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p.to_str().unwrap().to_string()
+    pki: Pki,
+    client: ClientCert,
+    files: PkiFiles,
 }
 
 fn make_certs(dir: &Path) -> Certs {
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "edgebuf nginx test CA");
-    ca.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_key = rcgen::KeyPair::generate().expect("key");
-    let ca_cert = ca.self_signed(&ca_key).expect("ca cert");
-    let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
-
-    let mut sp = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".into()])
-        .expect("params");
-    sp.distinguished_name
-        .push(rcgen::DnType::CommonName, "127.0.0.1");
-    let sk = rcgen::KeyPair::generate().expect("key");
-    let sc = sp.signed_by(&sk, &issuer).expect("server cert");
-
-    let mut cp = rcgen::CertificateParams::new(vec!["device-7".to_string()]).expect("params");
-    cp.distinguished_name
-        .push(rcgen::DnType::CommonName, "device-7");
-    let ck = rcgen::KeyPair::generate().expect("key");
-    let cc = cp.signed_by(&ck, &issuer).expect("client cert");
-
-    Certs {
-        ca: write(dir, "ca.pem", &ca_cert.pem()),
-        server_cert: write(dir, "server.pem", &sc.pem()),
-        server_key: write(dir, "server.key", &sk.serialize_pem()),
-        client_cert: write(dir, "client.pem", &cc.pem()),
-        client_key: write(dir, "client.key", &ck.serialize_pem()),
-        ca_der: ca_cert.der().to_vec(),
-        client_der: (cc.der().to_vec(), ck.serialize_der()),
-    }
+    let pki = Pki::new();
+    let client = pki.client("device-7");
+    let files = pki.write(dir, &client);
+    Certs { pki, client, files }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -142,6 +101,8 @@ struct Line {
 struct Nginx {
     child: Child,
     port: u16,
+    /// Holds `port` until nginx is gone (dropped after the child is killed).
+    _hold: std::os::fd::OwnedFd,
     dir: tempfile::TempDir,
 }
 
@@ -149,16 +110,10 @@ impl Nginx {
     /// Starts nginx on a free 127.0.0.1 port in front of `upstream` (a 127.0.0.1 port), and
     /// waits until it accepts connections.
     fn start(bin: &Path, certs: &Certs, upstream: u16, limits: Limits) -> Nginx {
-        let mut last = String::new();
-        for _ in 0..5 {
-            match Nginx::try_start(bin, certs, upstream, limits) {
-                Ok(n) => return n,
-                // Another process took the port between the probe and nginx's bind.
-                Err(e) if e.contains("Address already in use") => last = e,
-                Err(e) => panic!("nginx did not start: {e}"),
-            }
+        match Nginx::try_start(bin, certs, upstream, limits) {
+            Ok(n) => n,
+            Err(e) => panic!("nginx did not start: {e}"),
         }
-        panic!("nginx did not start: {last}");
     }
 
     fn try_start(
@@ -169,7 +124,12 @@ impl Nginx {
     ) -> Result<Nginx, String> {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().to_str().unwrap().to_string();
-        let port = dead_port();
+        // The port is held by this test for nginx's whole life (a socket bound with
+        // SO_REUSEADDR, never listening), and nginx (which sets SO_REUSEADDR too) listens beside
+        // it: the port is never free between the choice and nginx's bind, and no other test
+        // can take it. (Handing nginx a listening socket through its NGINX variable crashes
+        // nginx 1.22 in single-process mode.)
+        let (hold, port) = bound_socket(0, true);
         let burst = if limits.burst > 0 {
             format!(" burst={} nodelay", limits.burst)
         } else {
@@ -215,11 +175,11 @@ http {{
 "#,
             rate = limits.rate,
             body = limits.body,
-            server_cert = certs.server_cert,
-            server_key = certs.server_key,
-            ca = certs.ca,
+            server_cert = certs.files.server_cert,
+            server_key = certs.files.server_key,
+            ca = certs.files.ca,
         );
-        let conf_path = write(dir.path(), "nginx.conf", &conf);
+        let conf_path = write_file(dir.path(), "nginx.conf", &conf);
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
         let mut cmd = Command::new(bin);
         cmd.arg("-p")
@@ -243,7 +203,12 @@ http {{
         let child = cmd
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
-        let mut n = Nginx { child, port, dir };
+        let mut n = Nginx {
+            child,
+            port,
+            _hold: hold,
+            dir,
+        };
         let end = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(Some(status)) = n.child.try_wait() {
@@ -319,32 +284,11 @@ impl Drop for Nginx {
 /// One raw HTTPS request to nginx (rustls, with or without the client certificate), to see
 /// what nginx itself answers. Returns (status, lower-case head, body).
 fn raw_post(n: &Nginx, certs: &Certs, with_cert: bool, body: &[u8]) -> (u16, String, String) {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use rustls::pki_types::ServerName;
     use std::io::{Read, Write};
-    use std::sync::Arc;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(certs.ca_der.clone()))
-        .unwrap();
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots);
-    let config = if with_cert {
-        builder
-            .with_client_auth_cert(
-                vec![CertificateDer::from(certs.client_der.0.clone())],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certs.client_der.1.clone())),
-            )
-            .unwrap()
-    } else {
-        builder.with_no_client_auth()
-    };
+    let config = certs.pki.client_config(with_cert.then_some(&certs.client));
     let conn =
-        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("127.0.0.1").unwrap())
-            .unwrap();
+        rustls::ClientConnection::new(config, ServerName::try_from("127.0.0.1").unwrap()).unwrap();
     let tcp = TcpStream::connect(("127.0.0.1", n.port)).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
@@ -385,10 +329,10 @@ macro_rules! nginx_or_skip {
 fn cfg(dir: &Path, n: &Nginx, certs: &Certs, with_cert: bool, extra: &[(&str, &str)]) -> Config {
     let mut c = config(dir, &n.url());
     c.set("http.proxy", "none").unwrap();
-    c.set("tls.ca_file", &certs.ca).unwrap();
+    c.set("tls.ca_file", &certs.files.ca).unwrap();
     if with_cert {
-        c.set("tls.cert_file", &certs.client_cert).unwrap();
-        c.set("tls.key_file", &certs.client_key).unwrap();
+        c.set("tls.cert_file", &certs.files.client_cert).unwrap();
+        c.set("tls.key_file", &certs.files.client_key).unwrap();
     }
     for (k, v) in extra {
         c.set(k, v).unwrap();
@@ -806,9 +750,10 @@ fn nginx_rate_limit_429_is_retried_with_backoff_without_a_storm() {
 #[test]
 fn upstream_down_behind_nginx_502_keeps_records_until_it_returns() {
     let t0 = Instant::now();
-    let upstream = dead_port();
+    let mut rx = Server::receiver();
+    rx.down();
     let files = tempfile::tempdir().unwrap();
-    let (n, certs) = nginx_or_skip!(files.path(), upstream, GENEROUS);
+    let (n, certs) = nginx_or_skip!(files.path(), rx.port, GENEROUS);
     let dir = tempfile::tempdir().unwrap();
     let b = Buffer::open(&cfg(dir.path(), &n, &certs, true, &[]), None).unwrap();
     log_range(&b, 0..10);
@@ -830,23 +775,21 @@ fn upstream_down_behind_nginx_502_keeps_records_until_it_returns() {
     assert!(n.log().iter().all(|l| l.status == 502));
 
     // The receiver comes back on the same port.
-    let rx = Receiver::start_on(upstream);
+    rx.up();
     log_range(&b, 10..15);
     b.flush(Duration::from_secs(10)).unwrap();
-    let got = rx.wait_for(15, Duration::from_secs(1));
+    let got = rx.wait_delivered(15, Duration::from_secs(1));
     assert_exactly_once(&got, b.instance(), 15);
     let st = b.status();
     assert_eq!((st.pending_records, st.delivered_total), (0, 15), "{st:?}");
     assert_eq!(st.connectivity, CONNECTIVITY_ONLINE);
     assert_nothing_dead(&b);
     // Every request nginx passed on was answered 200 by the receiver, and counted once.
-    let log = n.log_after(rx.requests.lock().unwrap().len());
+    let log = n.log_after(rx.count());
     let seen: Vec<(u16, usize)> = rx
-        .requests
-        .lock()
-        .unwrap()
+        .hits()
         .iter()
-        .map(|r| (r.status, envelopes(&r.body).len()))
+        .map(|r| (r.status, r.envelopes().len()))
         .collect();
     assert_eq!(
         log.iter().filter(|l| l.status == 200).count(),

@@ -23,12 +23,10 @@
 //! tests/model.rs.
 
 mod common;
-use common::httpd::{Act, Server};
 use common::*;
 use edgebuf::{Buffer, Code, Config};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, TestCaseError, TestRunner};
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -640,23 +638,11 @@ fn raw_envelopes(body: &[u8], source: &str) -> Result<Vec<(String, u64, Vec<u8>)
     }
 }
 
-fn plain_body(r: &Request) -> Vec<u8> {
-    if r.headers.get("content-encoding").map(String::as_str) == Some("gzip") {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&r.body[..])
-            .read_to_end(&mut out)
-            .expect("gunzip");
-        out
-    } else {
-        r.body.clone()
-    }
-}
-
 /// End to end through a Buffer and a real receiver: the accepted records arrive byte for byte,
 /// in order, with seqs 1..=n; every refused record returned INVALID_RECORD and used up nothing.
 #[test]
 fn records_travel_verbatim_and_refused_ones_store_nothing() {
-    let rx = Receiver::start();
+    let rx = Server::receiver();
     let candidate = prop_oneof![
         3 => valid_record(),
         2 => invalid_record().prop_map(|(r, _)| r),
@@ -669,7 +655,7 @@ fn records_travel_verbatim_and_refused_ones_store_nothing() {
         1u32..6,
     );
     check(40, strategy, |(records, max_bytes, gzip, batch)| {
-        rx.requests.lock().unwrap().clear();
+        rx.clear();
         let dir = tempfile::tempdir().unwrap();
         let mut c = config(dir.path(), &rx.url());
         c.set("http.proxy", "none").unwrap();
@@ -709,9 +695,8 @@ fn records_travel_verbatim_and_refused_ones_store_nothing() {
         let instance = b.instance().to_string();
         b.close(Duration::from_secs(1)).unwrap();
         let mut got = Vec::new();
-        for req in rx.requests.lock().unwrap().iter() {
-            let env =
-                raw_envelopes(&plain_body(req), "test-device").map_err(TestCaseError::fail)?;
+        for req in rx.hits().iter() {
+            let env = raw_envelopes(&req.plain(), "test-device").map_err(TestCaseError::fail)?;
             prop_assert!(env.len() as u32 <= batch);
             got.extend(env);
         }

@@ -86,55 +86,48 @@ impl Seen {
     }
 }
 
-/// A lean receiver: tiny_http, status switchable, down = not listening.
+/// A lean receiver: the scripted test server, status switchable, down = not listening.
 struct Flapper {
-    port: u16,
     status: Arc<AtomicU16>,
     seen: Arc<Mutex<Seen>>,
-    /// `None` while down: nothing listens on `port`.
-    server: Option<Served>,
+    server: Server,
 }
 
 impl Flapper {
-    fn new() -> Flapper {
-        let port = dead_port();
-        let mut f = Flapper {
-            port,
-            status: Arc::new(AtomicU16::new(200)),
-            seen: Arc::new(Mutex::new(Seen {
-                next_seq: 1,
-                ..Seen::default()
-            })),
-            server: None,
-        };
-        f.up();
-        f
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/ingest", self.port)
-    }
-
-    fn up(&mut self) {
-        if self.server.is_some() {
-            return;
-        }
-        let (status, seen) = (Arc::clone(&self.status), Arc::clone(&self.seen));
-        // Back on the same port.
-        self.server = Some(serve(self.port, move |_, body| {
-            let code = status.load(SeqCst);
-            let mut s = seen.lock().unwrap();
+    fn new(run_for: Duration) -> Flapper {
+        let status = Arc::new(AtomicU16::new(200));
+        let seen = Arc::new(Mutex::new(Seen {
+            next_seq: 1,
+            ..Seen::default()
+        }));
+        let (st, sn) = (Arc::clone(&status), Arc::clone(&seen));
+        let server = Server::start(move |hit| {
+            let code = st.load(SeqCst);
+            let mut s = sn.lock().unwrap();
             if (200..300).contains(&code) {
-                s.take(body);
+                s.take(&hit.body);
             } else {
                 s.requests_failed += 1;
             }
-            (code, None)
-        }));
+            Act::status(code)
+        });
+        // The soak runs for minutes; the server's threads live until it ends, bounded.
+        server.set_lifetime(run_for + Duration::from_secs(300));
+        // The handler counts; keeping every request would make the RSS grow.
+        server.set_recording(false);
+        Flapper {
+            status,
+            seen,
+            server,
+        }
+    }
+
+    fn url(&self) -> String {
+        self.server.url()
     }
 
     fn down(&mut self) {
-        self.server = None;
+        self.server.down();
     }
 
     fn set(&mut self, state: &str) {
@@ -142,11 +135,12 @@ impl Flapper {
             "down" => self.down(),
             "500" => {
                 self.status.store(500, SeqCst);
-                self.up();
+                // Back on the same port.
+                self.server.up();
             }
             _ => {
                 self.status.store(200, SeqCst);
-                self.up();
+                self.server.up();
             }
         }
     }
@@ -178,7 +172,7 @@ fn soak_flapping_receiver() {
         .max(1);
     let run_for = Duration::from_secs(minutes * 60);
     let dir = tempfile::tempdir().unwrap();
-    let mut rx = Flapper::new();
+    let mut rx = Flapper::new(run_for);
     let mut c: Config = config(dir.path(), &rx.url());
     for (k, v) in [
         ("http.proxy", "none"),

@@ -54,7 +54,7 @@ fn drop_oldest_keeps_the_newest_records() {
 /// Opens the buffer in `dir` again against a receiver, delivers everything, and returns the
 /// `i` of each record received, in order.
 fn deliver_what_was_kept(dir: &std::path::Path) -> Vec<u64> {
-    let rx = Receiver::start();
+    let rx = Server::receiver();
     let mut c = config(dir, &rx.url());
     c.set("capacity.max_records", "10").unwrap();
     let b = Buffer::open(&c, None).unwrap();
@@ -209,7 +209,7 @@ fn ttl_drops_expired_pending_records() {
 #[test]
 fn many_threads_each_record_once_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let rx = Receiver::start();
+    let rx = Server::receiver();
     let b = std::sync::Arc::new(Buffer::open(&config(dir.path(), &rx.url()), None).unwrap());
     let threads: Vec<_> = (0..8)
         .map(|t| {

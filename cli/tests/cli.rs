@@ -6,7 +6,6 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
-use common::httpd::{Act, Server};
 use common::*;
 use edgebuf::{Buffer, Code};
 use serde_json::Value;
@@ -564,8 +563,10 @@ fn receive_binds_only_the_address_given() {
 fn a_buffer_delivers_everything_to_receive_once_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("received.ndjson");
-    let rx = Receive::start(&out, &[]);
-    let port = rx.port;
+    // The port stays held by this test (a socket bound beside the receiver's listener, never
+    // listening itself), so that it is free for the receiver's return and for nothing else.
+    let (_hold, port) = bound_socket(0, true);
+    let rx = Receive::start_on(port, &out, &[]);
     for (format, compression) in [("json", "none"), ("ndjson", "gzip")] {
         let sub = dir.path().join(format);
         std::fs::create_dir(&sub).unwrap();

@@ -1,0 +1,626 @@
+//! The one scripted HTTP/1.1 (and HTTPS) test server on 127.0.0.1.
+//!
+//! It records every request it receives (method, path, lower-case headers, body as received,
+//! gunzipped on demand, time of arrival, connection number) and lets a handler script each
+//! answer: a status with extra headers (Retry-After, ...), a delay, raw bytes, a hang, a
+//! connection closed before or in the middle of the answer. It can also go through an outage
+//! (`down`: nothing listens, connections are refused, open connections are closed) and come
+//! back on the same port (`up`): the port stays bound by the server for its whole life (a
+//! socket bound, never listening), so no other test can take it in between.
+//!
+//! Every thread of a server is bounded in time (`set_lifetime`, 300 s by default) and is joined
+//! when the server is stopped or dropped.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+/// No server thread lives longer than this after the server started, unless `set_lifetime`
+/// says otherwise.
+const LIFETIME: Duration = Duration::from_secs(300);
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// 0 for the first request to this server (since the last `clear`).
+    pub n: usize,
+    /// 1 for the first connection.
+    pub conn: usize,
+    /// When the whole request had arrived.
+    pub at: Instant,
+    pub wall: SystemTime,
+    /// The request line, e.g. "POST /ingest HTTP/1.1".
+    pub line: String,
+    /// "POST".
+    pub method: String,
+    /// "/ingest" (the request target as sent, query included).
+    pub path: String,
+    /// Lower-case names.
+    pub headers: BTreeMap<String, String>,
+    /// As received (compressed when the client compressed); `plain()` decodes it.
+    pub body: Vec<u8>,
+    /// The status answered; 0 when the server hung, broke the connection or answered raw bytes.
+    pub status: u16,
+    /// The extra headers answered.
+    pub answered: Vec<(String, String)>,
+}
+
+impl Hit {
+    /// An extra header of the answer.
+    pub fn answered(&self, name: &str) -> Option<&str> {
+        self.answered
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    /// The body, gunzipped when it says `Content-Encoding: gzip`.
+    pub fn plain(&self) -> Vec<u8> {
+        if self.header("content-encoding") == Some("gzip") {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&self.body[..])
+                .read_to_end(&mut out)
+                .expect("the body gunzips");
+            out
+        } else {
+            self.body.clone()
+        }
+    }
+
+    pub fn envelopes(&self) -> Vec<serde_json::Value> {
+        super::envelopes(&self.plain())
+    }
+
+    pub fn seqs(&self) -> Vec<u64> {
+        super::seqs(&self.envelopes())
+    }
+
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// What the server does with one request.
+#[derive(Debug, Clone)]
+pub enum Act {
+    /// Answer with this status and these extra headers (body "ok", keep-alive).
+    Reply(u16, Vec<(String, String)>),
+    /// Answer, then close the connection once it has been idle this long.
+    ReplyThenCloseAfter(u16, Duration),
+    /// Write these bytes as the whole answer, then close the connection once it has been idle
+    /// for 300 ms.
+    Raw(Vec<u8>),
+    /// Wait this long (the request is already recorded), then do the rest.
+    After(Duration, Box<Act>),
+    /// Never answer; the connection is held until the client gives up or the server stops.
+    Hang,
+    /// Write the first bytes of a status line, then close.
+    CloseMidResponse,
+    /// Close without a byte of answer.
+    Close,
+}
+
+impl Act {
+    pub fn status(code: u16) -> Act {
+        Act::Reply(code, Vec::new())
+    }
+
+    /// Adds an extra header to a `Reply` (also behind `After`).
+    pub fn with(self, name: &str, value: &str) -> Act {
+        match self {
+            Act::Reply(code, mut h) => {
+                h.push((name.to_string(), value.to_string()));
+                Act::Reply(code, h)
+            }
+            Act::After(d, a) => Act::After(d, Box::new(a.with(name, value))),
+            other => other,
+        }
+    }
+
+    /// The same answer, `delay` later.
+    pub fn after(self, delay: Duration) -> Act {
+        Act::After(delay, Box::new(self))
+    }
+
+    /// The status this act answers with (0: none).
+    fn code(&self) -> u16 {
+        match self {
+            Act::Reply(c, _) | Act::ReplyThenCloseAfter(c, _) => *c,
+            Act::After(_, a) => a.code(),
+            _ => 0,
+        }
+    }
+
+    fn extra(&self) -> Vec<(String, String)> {
+        match self {
+            Act::Reply(_, h) => h.clone(),
+            Act::After(_, a) => a.extra(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+type Handler = Box<dyn FnMut(&Hit) -> Act + Send>;
+
+struct Inner {
+    hits: Mutex<Vec<Hit>>,
+    handler: Mutex<Handler>,
+    /// The server is stopped for good.
+    stop: AtomicBool,
+    /// An outage: the acceptor and every connection end.
+    down: AtomicBool,
+    /// Accept connections and never read from them.
+    silent: bool,
+    /// Requests are kept in `hits` (else only the handler sees them).
+    keep: AtomicBool,
+    conns: AtomicUsize,
+    tls_failures: AtomicUsize,
+    /// This many coming requests are cut off once their head has arrived.
+    cut_next: AtomicUsize,
+    born: Instant,
+    lifetime_ms: AtomicU64,
+}
+
+impl Inner {
+    /// Stopped for good, or past its lifetime.
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+            || self.born.elapsed() > Duration::from_millis(self.lifetime_ms.load(Ordering::SeqCst))
+    }
+
+    /// Stopped, or in an outage.
+    fn over(&self) -> bool {
+        self.stopped() || self.down.load(Ordering::SeqCst)
+    }
+
+    /// Records a request and asks the handler what to do (both locks are released before
+    /// the act is carried out, so a delayed answer does not block readers of `hits`).
+    fn record(&self, mut hit: Hit, ask: bool) -> Act {
+        let mut handler = self.handler.lock().unwrap();
+        let mut hits = self.hits.lock().unwrap();
+        hit.n = hits.len();
+        let act = if ask { (*handler)(&hit) } else { Act::Close };
+        if ask {
+            hit.status = act.code();
+            hit.answered = act.extra();
+        }
+        if self.keep.load(Ordering::SeqCst) {
+            hits.push(hit);
+        }
+        act
+    }
+}
+
+/// A server on 127.0.0.1, one thread per connection.
+pub struct Server {
+    pub port: u16,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    inner: Arc<Inner>,
+    /// Keeps the port bound while the server lives, listening or not.
+    _hold: OwnedFd,
+    acceptor: Option<JoinHandle<()>>,
+    conn_threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Server {
+    /// A plain HTTP server.
+    pub fn start(handler: impl FnMut(&Hit) -> Act + Send + 'static) -> Server {
+        Server::spawn(None, false, Box::new(handler))
+    }
+
+    /// An HTTPS server with this rustls configuration.
+    pub fn start_tls(
+        config: Arc<rustls::ServerConfig>,
+        handler: impl FnMut(&Hit) -> Act + Send + 'static,
+    ) -> Server {
+        Server::spawn(Some(config), false, Box::new(handler))
+    }
+
+    /// Answers every request with `code`.
+    pub fn always(code: u16) -> Server {
+        Server::start(move |_| Act::status(code))
+    }
+
+    /// A receiver: answers 200 (see `set_status`) and records every request.
+    pub fn receiver() -> Server {
+        Server::always(200)
+    }
+
+    /// A server that accepts connections and never reads or answers anything.
+    pub fn silent() -> Server {
+        Server::spawn(None, true, Box::new(|_| Act::Hang))
+    }
+
+    fn spawn(tls: Option<Arc<rustls::ServerConfig>>, silent: bool, handler: Handler) -> Server {
+        let (hold, port) = super::bound_socket(0, true);
+        let inner = Arc::new(Inner {
+            hits: Mutex::new(Vec::new()),
+            handler: Mutex::new(handler),
+            stop: AtomicBool::new(false),
+            down: AtomicBool::new(false),
+            silent,
+            keep: AtomicBool::new(true),
+            conns: AtomicUsize::new(0),
+            tls_failures: AtomicUsize::new(0),
+            cut_next: AtomicUsize::new(0),
+            born: Instant::now(),
+            lifetime_ms: AtomicU64::new(LIFETIME.as_millis() as u64),
+        });
+        let mut s = Server {
+            port,
+            tls,
+            inner,
+            _hold: hold,
+            acceptor: None,
+            conn_threads: Arc::new(Mutex::new(Vec::new())),
+        };
+        s.listen();
+        s
+    }
+
+    /// Binds a listener on the server's port (beside the socket that holds it, both with
+    /// SO_REUSEADDR) and starts accepting.
+    fn listen(&mut self) {
+        let end = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", self.port)) {
+                Ok(l) => break l,
+                Err(e) => {
+                    assert!(Instant::now() < end, "bind 127.0.0.1:{}: {e}", self.port);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        };
+        listener.set_nonblocking(true).expect("nonblocking");
+        let (i2, t2, tls2) = (
+            Arc::clone(&self.inner),
+            Arc::clone(&self.conn_threads),
+            self.tls.clone(),
+        );
+        self.acceptor = Some(std::thread::spawn(move || {
+            while !i2.over() {
+                let Ok((tcp, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                };
+                let conn = i2.conns.fetch_add(1, Ordering::SeqCst) + 1;
+                let _ = tcp.set_nonblocking(false);
+                let _ = tcp.set_nodelay(true);
+                let _ = tcp.set_read_timeout(Some(Duration::from_millis(20)));
+                let i3 = Arc::clone(&i2);
+                let tls3 = tls2.clone();
+                let h = std::thread::spawn(move || match tls3 {
+                    _ if i3.silent => hold_silently(tcp, &i3),
+                    None => serve(tcp, conn, &i3),
+                    Some(cfg) => {
+                        let Ok(sc) = rustls::ServerConnection::new(cfg) else {
+                            return;
+                        };
+                        serve(rustls::StreamOwned::new(sc, tcp), conn, &i3);
+                    }
+                });
+                let mut threads = t2.lock().unwrap();
+                threads.retain(|t| !t.is_finished());
+                threads.push(h);
+            }
+            // The listener closes here: connections are refused from now on.
+        }));
+    }
+
+    /// Joins the acceptor and every connection thread (they end on `stop` or `down`).
+    fn join(&mut self) {
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
+        }
+        let threads: Vec<_> = self.conn_threads.lock().unwrap().drain(..).collect();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}/ingest", self.port)
+    }
+
+    /// Lets the server's threads live this long after its start (300 s by default).
+    pub fn set_lifetime(&self, d: Duration) {
+        self.inner
+            .lifetime_ms
+            .store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Whether requests are kept for `hits` (true by default); a long run whose handler looks
+    /// at each request itself turns it off to keep memory flat (the handler then sees `n` 0).
+    pub fn set_recording(&self, keep: bool) {
+        self.inner.keep.store(keep, Ordering::SeqCst);
+    }
+
+    /// An outage: stops listening (connections are refused) and closes every open
+    /// connection. The port stays held for `up`.
+    pub fn down(&mut self) {
+        self.inner.down.store(true, Ordering::SeqCst);
+        self.join();
+    }
+
+    /// Back from an outage, on the same port.
+    pub fn up(&mut self) {
+        if self.acceptor.is_some() || self.inner.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        self.inner.down.store(false, Ordering::SeqCst);
+        self.listen();
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.acceptor.is_some()
+    }
+
+    pub fn hits(&self) -> Vec<Hit> {
+        self.inner.hits.lock().unwrap().clone()
+    }
+
+    /// Forgets the requests recorded so far.
+    pub fn clear(&self) {
+        self.inner.hits.lock().unwrap().clear();
+    }
+
+    pub fn count(&self) -> usize {
+        self.inner.hits.lock().unwrap().len()
+    }
+
+    /// Connections accepted so far.
+    pub fn conns(&self) -> usize {
+        self.inner.conns.load(Ordering::SeqCst)
+    }
+
+    /// TLS connections that failed (handshake refused or aborted).
+    pub fn tls_failures(&self) -> usize {
+        self.inner.tls_failures.load(Ordering::SeqCst)
+    }
+
+    /// Every envelope of every 2xx answer, in arrival order.
+    pub fn delivered(&self) -> Vec<serde_json::Value> {
+        self.hits()
+            .iter()
+            .filter(|h| h.ok())
+            .flat_map(|h| h.envelopes())
+            .collect()
+    }
+
+    /// Waits (bounded) until at least `n` requests arrived.
+    pub fn wait_hits(&self, n: usize, timeout: Duration) -> Vec<Hit> {
+        super::wait_until(timeout, || self.count() >= n);
+        self.hits()
+    }
+
+    /// Waits (bounded) until at least `n` envelopes were accepted.
+    pub fn wait_delivered(&self, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
+        super::wait_until(timeout, || self.delivered().len() >= n);
+        self.delivered()
+    }
+
+    /// The next `n` requests are cut off as soon as their head has arrived: the server
+    /// closes the connection with the body unread (the kernel answers with a reset, and a
+    /// client still writing gets EPIPE or ECONNRESET). They are recorded with an empty body
+    /// and status 0; the handler does not see them.
+    pub fn cut_next(&self, n: usize) {
+        self.inner.cut_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Replaces the handler.
+    pub fn set_handler(&self, handler: impl FnMut(&Hit) -> Act + Send + 'static) {
+        *self.inner.handler.lock().unwrap() = Box::new(handler);
+    }
+
+    /// Answers every coming request with `code`.
+    pub fn set_status(&self, code: u16) {
+        self.set_handler(move |_| Act::status(code));
+    }
+
+    pub fn stop(&mut self) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+        self.join();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn hit(line: String, headers: BTreeMap<String, String>, body: Vec<u8>, conn: usize) -> Hit {
+    let mut parts = line.split(' ');
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    Hit {
+        n: 0,
+        conn,
+        at: Instant::now(),
+        wall: SystemTime::now(),
+        line,
+        method,
+        path,
+        headers,
+        body,
+        status: 0,
+        answered: Vec::new(),
+    }
+}
+
+/// Reads one request (Content-Length bodies); None when the peer closed or failed, the server
+/// stops, or the request was cut off (then it is recorded).
+fn read_request<S: Read>(
+    s: &mut S,
+    buf: &mut Vec<u8>,
+    inner: &Inner,
+) -> Option<(String, BTreeMap<String, String>, Vec<u8>)> {
+    let mut head_seen = false;
+    loop {
+        if let Some(pos) = find(buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..pos]).into_owned();
+            let mut lines = head.split("\r\n");
+            let line = lines.next().unwrap_or("").to_string();
+            let headers: BTreeMap<String, String> = lines
+                .filter_map(|l| l.split_once(':'))
+                .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+                .collect();
+            let len: usize = headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let cut = !head_seen
+                && inner
+                    .cut_next
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+            head_seen = true;
+            if cut {
+                inner.record(hit(line, headers, Vec::new(), 0), false);
+                return None;
+            }
+            if buf.len() >= pos + 4 + len {
+                let body = buf[pos + 4..pos + 4 + len].to_vec();
+                buf.drain(..pos + 4 + len);
+                return Some((line, headers, body));
+            }
+        }
+        if inner.over() {
+            return None;
+        }
+        let mut chunk = [0u8; 16384];
+        match s.read(&mut chunk) {
+            Ok(0) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if transient(&e) => {}
+            Err(e) => {
+                if e.kind() == io::ErrorKind::InvalidData {
+                    inner.tls_failures.fetch_add(1, Ordering::SeqCst);
+                }
+                return None;
+            }
+        }
+    }
+}
+
+/// Waits until the peer closes (or the server stops), discarding what arrives.
+fn hold<S: Read>(s: &mut S, inner: &Inner, limit: Option<Duration>) {
+    let start = Instant::now();
+    let mut chunk = [0u8; 4096];
+    while !inner.over() && limit.is_none_or(|l| start.elapsed() < l) {
+        match s.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if transient(&e) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// A silent server's connection: kept open, never read, until the server stops.
+fn hold_silently(tcp: TcpStream, inner: &Inner) {
+    while !inner.over() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(tcp);
+}
+
+/// Sleeps `d` in short steps, ending early when the server stops (an outage lets an answer
+/// under way go out first).
+fn pause(d: Duration, inner: &Inner) {
+    let end = Instant::now() + d;
+    while !inner.stopped() && Instant::now() < end {
+        std::thread::sleep(
+            end.saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(10)),
+        );
+    }
+}
+
+fn serve<S: Read + Write>(mut s: S, conn: usize, inner: &Inner) {
+    let mut buf = Vec::new();
+    loop {
+        let Some((line, headers, body)) = read_request(&mut s, &mut buf, inner) else {
+            return;
+        };
+        let mut act = inner.record(hit(line, headers, body, conn), true);
+        while let Act::After(d, next) = act {
+            pause(d, inner);
+            act = *next;
+        }
+        if inner.stopped() {
+            return;
+        }
+        match act {
+            Act::Reply(code, extra) => {
+                if !reply(&mut s, code, &extra) {
+                    return;
+                }
+            }
+            Act::ReplyThenCloseAfter(code, idle) => {
+                if reply(&mut s, code, &[]) {
+                    hold(&mut s, inner, Some(idle));
+                }
+                return;
+            }
+            Act::Raw(bytes) => {
+                if s.write_all(&bytes).is_ok() && s.flush().is_ok() {
+                    hold(&mut s, inner, Some(Duration::from_millis(300)));
+                }
+                return;
+            }
+            Act::Hang => {
+                hold(&mut s, inner, None);
+                return;
+            }
+            Act::CloseMidResponse => {
+                let _ = s.write_all(b"HTTP/1.1 20");
+                let _ = s.flush();
+                return;
+            }
+            Act::Close | Act::After(..) => return,
+        }
+    }
+}
+
+fn reply<S: Write>(s: &mut S, code: u16, extra: &[(String, String)]) -> bool {
+    // 1xx, 204 and 304 answers have no body.
+    let body = if code < 200 || code == 204 || code == 304 {
+        ""
+    } else {
+        "ok"
+    };
+    let mut r = format!("HTTP/1.1 {code} Test\r\n");
+    if !body.is_empty() {
+        r.push_str("content-length: 2\r\n");
+    }
+    for (n, v) in extra {
+        r.push_str(&format!("{n}: {v}\r\n"));
+    }
+    r.push_str("\r\n");
+    r.push_str(body);
+    s.write_all(r.as_bytes()).is_ok() && s.flush().is_ok()
+}
