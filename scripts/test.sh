@@ -20,7 +20,7 @@ step "./scripts/demo.sh (the README's demo: an outage in the middle, nothing los
 ./scripts/demo.sh >target/demo.log 2>&1 || { cat target/demo.log; exit 1; }
 tail -12 target/demo.log
 
-for t in tests/c/run.sh tests/fsync/run.sh tests/bindmount/run.sh tests/powercut/run.sh tests/filefuzz/run.sh examples-c/run.sh tests/install/prefix.sh examples-c/static-test.sh bindings/cpp/test.sh bindings/go/test.sh bindings/python/test.sh examples-python/run.sh examples-go/run.sh; do
+for t in tests/c/run.sh tests/fsync/run.sh tests/bindmount/run.sh tests/powercut/run.sh tests/filefuzz/run.sh examples-c/run.sh tests/install/prefix.sh tests/install/readme.sh examples-c/static-test.sh bindings/cpp/test.sh bindings/go/test.sh bindings/python/test.sh examples-python/run.sh examples-go/run.sh; do
   if [ -x "$t" ]; then
     step "$t"
     "$t"

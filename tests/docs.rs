@@ -1,7 +1,9 @@
-//! What users read about the configuration keys follows the one table in the library,
-//! `edgebuf::config::TABLE` (and `Config::KEYS`, its names): the README's Configuration table
-//! (keys in order, defaults, doc lines, the variables it names), the environment table of
-//! docs/deployment.md (variables and defaults) and the Python binding's `_KEYS`.
+//! What users read follows the library: the configuration keys follow its one key table,
+//! `edgebuf::config::TABLE` (and `Config::KEYS`, its names) in docs/reference.md's table (keys in
+//! order, defaults, doc lines), the variables the README and the reference name, the environment
+//! table of docs/deployment.md (variables and defaults) and the Python binding's `_KEYS`; every
+//! function, result code, status field, event kind and connectivity state of the C header is
+//! described in docs/reference.md; and every command the README shows is run by a script.
 
 use edgebuf::config::{Key, TABLE};
 use edgebuf::Config;
@@ -51,14 +53,14 @@ fn plain(cell: &str) -> String {
     cell.replace('`', "")
 }
 
-/// The README's Configuration table: (keys of the row, default cell, meaning cell), the
-/// `http.header.NAME` row left out.
+/// docs/reference.md's table of configuration keys: (keys of the row, default cell, meaning
+/// cell), the `http.header.NAME` row left out.
 fn readme_config_rows() -> Vec<(Vec<String>, String, String)> {
-    let readme = read("README.md");
-    let table = section(&readme, "## Configuration\n");
+    let reference = read("docs/reference.md");
+    let table = section(&reference, "## Configuration keys\n");
     assert!(
         table.contains("| http.header.NAME |"),
-        "README.md documents http.header.NAME"
+        "docs/reference.md documents http.header.NAME"
     );
     table_rows(table)
         .into_iter()
@@ -67,7 +69,7 @@ fn readme_config_rows() -> Vec<(Vec<String>, String, String)> {
             assert_eq!(
                 cells.len(),
                 3,
-                "README row {cells:?}: key | default | meaning"
+                "docs/reference.md row {cells:?}: key | default | meaning"
             );
             // "tls.cert_file, tls.key_file" documents two keys in one row.
             let keys = cells[0]
@@ -88,7 +90,7 @@ fn readme_configuration_table_lists_every_key_in_order() {
     assert_eq!(
         keys,
         library_keys(),
-        "README.md's Configuration table differs from Config::KEYS"
+        "docs/reference.md's table of keys differs from Config::KEYS"
     );
 }
 
@@ -100,12 +102,12 @@ fn readme_configuration_table_states_the_tables_defaults_and_doc_lines() {
             assert_eq!(
                 plain(&default),
                 row.default_text(),
-                "README.md: the default of {key} differs from the key table (src/config/keys.rs)"
+                "docs/reference.md: the default of {key} differs from the key table (src/config/keys.rs)"
             );
             assert_eq!(
                 meaning,
                 row.doc(),
-                "README.md: the meaning of {key} differs from its doc line in the key table"
+                "docs/reference.md: the meaning of {key} differs from its doc line in the key table"
             );
         }
     }
@@ -113,28 +115,100 @@ fn readme_configuration_table_states_the_tables_defaults_and_doc_lines() {
 
 #[test]
 fn readme_configuration_variables_are_the_tables() {
-    let readme = read("README.md");
-    let text = section(&readme, "## Configuration\n");
-    let mut named = 0;
-    for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-        let Some(rest) = word.strip_prefix("EDGEBUF_") else {
-            continue;
-        };
-        // Result codes and events are not variables.
-        if rest.starts_with("ERR_") || rest.starts_with("EVENT_") {
-            continue;
+    for (file, heading) in [
+        ("README.md", "## Configuration\n"),
+        ("docs/reference.md", "## Configuration keys\n"),
+    ] {
+        let doc = read(file);
+        let text = section(&doc, heading);
+        let mut named = 0;
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            let Some(rest) = word.strip_prefix("EDGEBUF_") else {
+                continue;
+            };
+            // Result codes, events and connectivity states are not variables.
+            if ["ERR_", "EVENT_", "CONNECTIVITY_"]
+                .iter()
+                .any(|p| rest.starts_with(p))
+            {
+                continue;
+            }
+            // "EDGEBUF_ + the key" states the rule; the header family has its own.
+            if rest.is_empty() || rest.starts_with("HTTP_HEADER_") {
+                continue;
+            }
+            assert!(
+                TABLE.iter().any(|k| k.env_name() == word),
+                "{file} names {word}, which sets no key"
+            );
+            named += 1;
         }
-        // "EDGEBUF_ + the key" states the rule; the header family has its own.
-        if rest.is_empty() || rest.starts_with("HTTP_HEADER_") {
-            continue;
-        }
-        assert!(
-            TABLE.iter().any(|k| k.env_name() == word),
-            "README.md names {word}, which sets no key"
-        );
-        named += 1;
+        assert!(named >= 2, "{file} names the variables of the keys");
     }
-    assert!(named >= 2, "README.md names the variables of the keys");
+}
+
+/// Every function, result code, status field, event kind and connectivity state of the header
+/// is described in docs/reference.md, in the section for it.
+#[test]
+fn the_reference_describes_everything_the_header_declares() {
+    let header = read("include/edgebuf.h");
+    let reference = read("docs/reference.md");
+    let words = |text: &str| -> Vec<String> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| !w.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let mut checked = 0;
+    let mut expect = |name: &str, heading: &str| {
+        let sec = section(&reference, heading);
+        assert!(
+            words(sec).iter().any(|w| w == name),
+            "docs/reference.md's section {heading:?} does not describe {name}"
+        );
+        checked += 1;
+    };
+    for w in words(&header) {
+        if w.starts_with("edgebuf_") && header.contains(&format!("{w}(")) && !w.ends_with("_t") {
+            expect(&w, "## The C API\n");
+        } else if (w.starts_with("EDGEBUF_ERR_") && w.len() > 12) || w == "EDGEBUF_OK" {
+            expect(&w, "## Result codes\n");
+        } else if w.starts_with("EDGEBUF_EVENT_") && w.len() > 14 {
+            expect(&w, "## Events\n");
+        } else if w.starts_with("EDGEBUF_CONNECTIVITY_") && w.len() > 21 {
+            expect(&w, "## Status fields\n");
+        }
+    }
+    // The status fields, in the order of the struct.
+    let status = header
+        .split("typedef struct edgebuf_status_t {")
+        .nth(1)
+        .and_then(|s| s.split("} edgebuf_status_t;").next())
+        .expect("the header declares edgebuf_status_t");
+    let fields: Vec<String> = status
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.ends_with(';') && !l.starts_with('*'))
+        .filter_map(|l| {
+            l.trim_end_matches(';')
+                .split_whitespace()
+                .last()
+                .map(String::from)
+        })
+        .filter(|f| f != "struct_size" && f != "reserved0")
+        .collect();
+    let documented: Vec<String> = table_rows(section(&reference, "## Status fields\n"))
+        .into_iter()
+        .map(|cells| cells[0].clone())
+        .collect();
+    assert_eq!(
+        documented, fields,
+        "docs/reference.md's status table differs from edgebuf_status_t"
+    );
+    assert!(
+        checked >= 16 + 11 + 9 + 3,
+        "only {checked} names of the header checked"
+    );
 }
 
 #[test]
@@ -190,7 +264,9 @@ fn python_binding_knows_every_key_in_order() {
 }
 
 /// Every command in the README's `sh` blocks is run, exactly as written, by a script of the
-/// test command or of CI (which runs these files).
+/// test command or of CI (which runs these files). A block after the marker
+/// `<!-- run by tests/install/readme.sh ... -->` is run whole by that script, which reads it
+/// from the README.
 #[test]
 fn every_readme_command_is_run_by_a_script() {
     let readme = read("README.md");
@@ -199,13 +275,32 @@ fn every_readme_command_is_run_by_a_script() {
         "scripts/test.sh",
         "scripts/targets.sh",
         "tests/install/prefix.sh",
+        "tests/install/deb.sh",
+        "tests/install/wheel.sh",
     ]
     .map(|f| (f, read(f)));
+    assert!(
+        read("scripts/test.sh").contains("tests/install/readme.sh"),
+        "the test command runs tests/install/readme.sh"
+    );
     let mut in_sh = false;
+    let mut marked = false;
+    let mut by_readme_sh = 0;
     let mut checked = 0;
     for line in readme.lines() {
+        if line.starts_with("<!-- run by tests/install/readme.sh") {
+            marked = true;
+            continue;
+        }
         if line.starts_with("```") {
             in_sh = line == "```sh";
+            if !in_sh {
+                marked = false;
+            }
+            continue;
+        }
+        if in_sh && marked {
+            by_readme_sh += 1;
             continue;
         }
         let cmd = line.trim();
@@ -223,4 +318,8 @@ fn every_readme_command_is_run_by_a_script() {
         checked += 1;
     }
     assert!(checked >= 4, "only {checked} README commands found");
+    assert!(
+        by_readme_sh >= 4,
+        "only {by_readme_sh} README lines run by readme.sh"
+    );
 }
