@@ -1,8 +1,9 @@
 # Shell helpers shared by the demo and the example tests (source it; bash).
 
 # Builds the release library and the SONAME link programs linked with -ledgebuf look for.
+# Not --quiet: on a fresh machine the first build takes minutes, and cargo's lines show progress.
 build_lib() {
-  cargo build --release --lib --quiet
+  cargo build --release --lib
   ln -sf libedgebuf.so target/release/libedgebuf.so.0
 }
 
