@@ -3,27 +3,26 @@
 //!
 //! The Rust API is [`Buffer`] with a [`Config`]; the C API in [`ffi`] is a thin skin over it.
 
-pub mod buffer;
 pub mod config;
+mod delivery;
+mod engine;
 pub mod error;
 pub mod events;
 pub mod ffi;
-mod prefetch;
 pub mod record;
-pub mod retry;
 pub mod sender;
-mod shared;
 pub mod status;
 pub mod store;
 mod sys;
-mod worker;
-mod writer;
 
-pub use buffer::Buffer;
 pub use config::Config;
+pub use engine::Buffer;
 pub use error::{Code, Error, Result};
 pub use events::{Callback, Event};
 pub use status::Status;
+
+// sender.rs imports `crate::retry::parse_retry_after`.
+pub(crate) use delivery::retry;
 
 /// The record envelope as edgebuf sends it, for tools that write records in the same form
 /// (the CLI's `export`).

@@ -2,9 +2,9 @@
 //! applies the capacity policy and TTL, and never waits on the network.
 
 use crate::config::{Durability, WhenFull};
+use crate::engine::queue::{lock, wait, wait_timeout, QueueState, Shared};
 use crate::error::Code;
 use crate::events::{EVENT_BACKLOG_HIGH, EVENT_STORAGE_ERROR, EVENT_STORAGE_OK};
-use crate::shared::{lock, wait, wait_timeout, QueueState, Shared};
 use crate::store::{NewRecord, WriteError};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;

@@ -51,6 +51,7 @@ impl Backoff {
     }
 
     /// How many delays have been drawn since the last reset (saturating).
+    #[cfg(test)]
     pub fn exponent(&self) -> u32 {
         self.exponent
     }
@@ -197,5 +198,64 @@ mod tests {
         let max = Duration::from_secs(60);
         assert_eq!(cap(Duration::from_secs(5), max), Duration::from_secs(5));
         assert_eq!(cap(Duration::from_secs(3600), max), max);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(1024))]
+
+        /// Delta-seconds (leading zeros, padding, beyond u64) and HTTP-dates in the IMF and
+        /// asctime forms, past or future, parse to what they ask for.
+        #[test]
+        fn retry_after_parses_seconds_and_dates(
+            secs in "[0-9]{1,40}",
+            offset in -100_000i64..200_000,
+            asctime: bool,
+            pad in "[ \t]{0,2}",
+        ) {
+            let now = SystemTime::now();
+            let want = secs.parse::<u64>().unwrap_or(u64::MAX);
+            proptest::prop_assert_eq!(
+                parse_retry_after(&format!("{pad}{secs}{pad}"), now),
+                Some(Duration::from_secs(want))
+            );
+            let at = if offset >= 0 {
+                now + Duration::from_secs(offset as u64)
+            } else {
+                now - Duration::from_secs(offset.unsigned_abs())
+            };
+            let imf = httpdate::fmt_http_date(at);
+            let text = if asctime {
+                // "Sun Nov  6 08:49:37 1994" from "Sun, 06 Nov 1994 08:49:37 GMT".
+                let p: Vec<&str> = imf.split(' ').collect();
+                let day: u32 = p[1].parse().unwrap_or(0);
+                format!("{} {} {:>2} {} {}", &p[0][..3], p[2], day, p[4], p[3])
+            } else {
+                imf
+            };
+            let got = parse_retry_after(&format!("{pad}{text}{pad}"), now);
+            // Dates carry whole seconds.
+            let want = at.duration_since(now).unwrap_or(Duration::ZERO);
+            proptest::prop_assert!(
+                got.is_some_and(|g| g.abs_diff(want) <= Duration::from_secs(1)),
+                "{text:?}: got {got:?}, want {want:?}"
+            );
+            let max = Duration::from_millis(offset.unsigned_abs() % 100_000 + 1);
+            if let Some(g) = got {
+                proptest::prop_assert_eq!(cap(g, max), g.min(max));
+            }
+        }
+
+        /// Anything that is neither a number nor an HTTP-date asks for nothing, and no text
+        /// panics.
+        #[test]
+        fn retry_after_ignores_garbage(text in "\\PC{0,40}|[ -~]{0,30}") {
+            let now = SystemTime::now();
+            let t = text.trim_matches(|c| c == ' ' || c == '\t');
+            let numeric = !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+            let got = parse_retry_after(&text, now);
+            if !numeric && httpdate::parse_http_date(t).is_err() {
+                proptest::prop_assert_eq!(got, None, "{:?}", text);
+            }
+        }
     }
 }

@@ -1,16 +1,19 @@
 //! The Rust API: one `Buffer` per buffer file. The C API in `ffi` is a thin skin over it.
 
 use crate::config::{Config, Durability, WhenFull};
+use crate::engine::queue::{lock, wait_timeout, QueueState, Shared, Signals};
 use crate::error::{Code, Error, Result};
 use crate::events::{Callback, EventThread, Events, EVENT_QUARANTINED};
 use crate::sender::Sender;
-use crate::shared::{lock, wait_timeout, QueueState, Shared, Signals};
 use crate::status::{Counters, Status};
 use crate::store::{NewRecord, Store};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub(crate) mod queue;
+pub(crate) mod writer;
 
 /// An open buffer. All methods take `&self` and may be called from any number of threads.
 pub struct Buffer {
@@ -101,11 +104,11 @@ impl Buffer {
         }
         let spawn_err = |e: std::io::Error| Error::internal(format!("cannot start a thread: {e}"));
         let s1 = Arc::clone(&sh);
-        let writer = crate::sys::spawn("edgebuf-writer", move || crate::writer::run(s1))
+        let writer = crate::sys::spawn("edgebuf-writer", move || crate::engine::writer::run(s1))
             .map_err(spawn_err)?;
         let s2 = Arc::clone(&sh);
         let worker = match crate::sys::spawn("edgebuf-worker", move || {
-            crate::worker::Worker::new(s2, sender).run()
+            crate::delivery::Worker::new(s2, sender).run()
         }) {
             Ok(w) => w,
             Err(e) => {
@@ -122,7 +125,7 @@ impl Buffer {
                 return Err(spawn_err(e));
             }
         };
-        crate::writer::check_backlog(&sh);
+        crate::engine::writer::check_backlog(&sh);
         let event_thread_id = event_thread.as_ref().map(EventThread::thread_id);
         Ok(Buffer {
             sh,
@@ -230,7 +233,9 @@ impl Buffer {
         // Wake the writer only when it may be waiting for this: a syscall per record would
         // double the cost of a log while the writer is busy committing.
         // In sync mode the logging threads commit themselves (below).
-        if !sync_mode && (q.items.len() == 1 || q.items.len() == crate::writer::COMMIT_BATCH) {
+        if !sync_mode
+            && (q.items.len() == 1 || q.items.len() == crate::engine::writer::COMMIT_BATCH)
+        {
             sh.queue_cv.notify_one();
         }
         if !sync_mode {
@@ -257,10 +262,10 @@ impl Buffer {
             }
             if !q.committing && !q.items.is_empty() {
                 // Nobody is committing and this record is still queued: commit the group.
-                q = crate::writer::lead_commit(sh, q);
+                q = crate::engine::writer::lead_commit(sh, q);
                 continue;
             }
-            q = crate::shared::wait(&sh.commit_cv, q);
+            q = crate::engine::queue::wait(&sh.commit_cv, q);
         }
     }
 

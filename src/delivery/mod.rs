@@ -2,16 +2,19 @@
 //! and applies the response handling of SPEC 3 (retry with backoff, Retry-After, split,
 //! bisection with dead letters, configuration problems).
 
+use crate::delivery::prefetch::Prefetcher;
+use crate::delivery::retry::{cap, Backoff};
+use crate::engine::queue::{lock, wait, wait_timeout, Shared};
 use crate::events::{EVENT_DEAD_LETTER, EVENT_DELIVERED, EVENT_OFFLINE, EVENT_ONLINE};
-use crate::prefetch::Prefetcher;
-use crate::retry::{cap, Backoff};
 use crate::sender::{Attempt, Outcome, RecordRef, Sender};
-use crate::shared::{lock, wait, wait_timeout, Shared};
 use crate::status::{CONNECTIVITY_OFFLINE, CONNECTIVITY_ONLINE};
 use crate::store::StoredRecord;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+mod prefetch;
+pub(crate) mod retry;
 
 pub struct Worker {
     sh: Arc<Shared>,
