@@ -1,14 +1,106 @@
-//! Backoff between delivery attempts, and `Retry-After` handling (SPEC section 3).
+//! When the next delivery attempt may go out (SPEC section 3): backoff, `Retry-After`, and
+//! the wait after a configuration problem.
 //!
 //! The backoff is exponential with full jitter: after the n-th failure in a row the wait is drawn
 //! uniformly from `[0, min(retry.max_ms, retry.initial_ms * 2^n)]`. A `Retry-After` answered by
-//! the endpoint is obeyed, capped at `retry.max_ms` (see [`cap`]).
+//! the endpoint is obeyed, capped at `retry.max_ms` (see [`cap`]), and is a floor that
+//! `retry_now` does not cut. Configuration problems (and 413/400/422 answers that end an
+//! attempt) wait `retry.max_ms`.
 
-use std::time::{Duration, SystemTime};
+use crate::sender::Outcome;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The worker's wait between attempts.
+pub(crate) struct RetryClock {
+    backoff: Backoff,
+    /// Earliest next attempt; `retry_now` may cut it short, down to `hard_until`.
+    wait_until: Option<Instant>,
+    /// What a Retry-After asked for (capped): `retry_now` never cuts below it.
+    hard_until: Option<Instant>,
+}
+
+impl RetryClock {
+    pub fn new(initial_ms: u64, max_ms: u64) -> RetryClock {
+        RetryClock {
+            backoff: Backoff::new(initial_ms, max_ms),
+            wait_until: None,
+            hard_until: None,
+        }
+    }
+
+    /// A failed attempt that ended as `outcome`: starts the wait before the next one (backoff,
+    /// Retry-After or retry.max_ms) and returns its length.
+    pub fn failed(
+        &mut self,
+        outcome: Outcome,
+        retry_after: Option<Duration>,
+        now: Instant,
+    ) -> Duration {
+        let max = self.backoff.max();
+        let (delay, hard) = match outcome {
+            Outcome::Config | Outcome::Split | Outcome::Bisect => (max, None),
+            _ => {
+                // The exponent moves even when the server sets the pace.
+                let backoff = self.backoff.next_delay();
+                match retry_after {
+                    // Not earlier than told (capped at retry.max_ms), and never without
+                    // backoff: "Retry-After: 0", or an HTTP date that a clock running ahead
+                    // sees in the past, must not make a loop of requests.
+                    Some(ra) => {
+                        let ra = cap(ra, max);
+                        (ra.max(backoff), Some(ra))
+                    }
+                    None => (backoff, None),
+                }
+            }
+        };
+        self.wait_until = Some(now + delay);
+        self.hard_until = hard.map(|h| now + h);
+        delay
+    }
+
+    /// Nothing was accepted while records were refused on their own (a proxy refusing
+    /// everything): the next attempt waits retry.max_ms.
+    pub fn config_problem(&mut self, now: Instant) {
+        self.wait_until = Some(now + self.backoff.max());
+        self.hard_until = None;
+    }
+
+    /// A 2xx: the backoff starts again from its first step.
+    pub fn succeeded(&mut self) {
+        self.backoff.reset();
+    }
+
+    /// A wait is running (or has elapsed without being looked at).
+    pub fn waiting(&self) -> bool {
+        self.wait_until.is_some()
+    }
+
+    /// `retry_now`: the backoff is cut short; a Retry-After is not.
+    pub fn cut_short(&mut self, now: Instant) {
+        if self.wait_until.is_some() {
+            self.wait_until = self.hard_until.filter(|&h| h > now);
+            if self.wait_until.is_none() {
+                self.hard_until = None;
+            }
+        }
+    }
+
+    /// What is left of the wait; None once it is over (or when none runs).
+    pub fn remaining(&mut self, now: Instant) -> Option<Duration> {
+        let t = self.wait_until?;
+        if now < t {
+            return Some(t - now);
+        }
+        self.wait_until = None;
+        self.hard_until = None;
+        None
+    }
+}
 
 /// Exponential backoff with full jitter between `retry.initial_ms` and `retry.max_ms`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Backoff {
+struct Backoff {
     initial_ms: u64,
     max_ms: u64,
     exponent: u32,
@@ -88,6 +180,61 @@ pub fn cap(d: Duration, max: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retry_after_is_a_floor_that_retry_now_does_not_cut() {
+        let now = Instant::now();
+        let mut c = RetryClock::new(0, 60_000);
+        // Backoff 0: the Retry-After alone sets the wait.
+        let d = c.failed(Outcome::Retry, Some(Duration::from_secs(5)), now);
+        assert_eq!(d, Duration::from_secs(5));
+        c.cut_short(now);
+        assert_eq!(c.remaining(now), Some(Duration::from_secs(5)));
+        // Over its end, the wait is over.
+        assert_eq!(c.remaining(now + Duration::from_secs(5)), None);
+        assert!(!c.waiting());
+        // Capped at retry.max_ms.
+        let d = c.failed(Outcome::Retry, Some(Duration::from_secs(3600)), now);
+        assert_eq!(d, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn retry_now_cuts_a_backoff_short() {
+        let now = Instant::now();
+        let mut c = RetryClock::new(1000, 1000);
+        let d = c.failed(Outcome::Timeout, None, now);
+        assert!(d <= Duration::from_secs(1));
+        c.cut_short(now);
+        assert_eq!(c.remaining(now), None);
+        // A Retry-After of 0 (or a date in the past) still waits the backoff.
+        let mut c = RetryClock::new(1000, 1000);
+        for _ in 0..50 {
+            let d = c.failed(Outcome::Retry, Some(Duration::ZERO), now);
+            assert_eq!(c.remaining(now), (d > Duration::ZERO).then_some(d));
+            c.succeeded();
+        }
+    }
+
+    #[test]
+    fn config_problems_and_refusals_wait_retry_max() {
+        let now = Instant::now();
+        let mut c = RetryClock::new(10, 30_000);
+        for o in [Outcome::Config, Outcome::Split, Outcome::Bisect] {
+            let d = c.failed(o, Some(Duration::from_secs(1)), now);
+            assert_eq!(d, Duration::from_secs(30));
+            assert_eq!(c.backoff.exponent(), 0, "{o:?}: no backoff step");
+            // Not a Retry-After wait: retry_now cuts it.
+            c.cut_short(now);
+            assert!(!c.waiting());
+        }
+        c.config_problem(now);
+        assert_eq!(c.remaining(now), Some(Duration::from_secs(30)));
+        c.failed(Outcome::Retry, None, now);
+        c.failed(Outcome::Retry, None, now);
+        assert_eq!(c.backoff.exponent(), 2);
+        c.succeeded();
+        assert_eq!(c.backoff.exponent(), 0);
+    }
 
     #[test]
     fn full_jitter_within_growing_bounds() {

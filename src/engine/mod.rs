@@ -1,14 +1,14 @@
 //! The Rust API: one `Buffer` per buffer file. The C API in `ffi` is a thin skin over it.
 
 use crate::config::{Config, Durability, WhenFull};
-use crate::engine::queue::{lock, wait_timeout, QueueState, Shared, Signals};
+use crate::engine::queue::{lock, wait_timeout, QueueState, Shared};
 use crate::error::{Code, Error, Result};
 use crate::events::{Callback, EventThread, Events, EVENT_QUARANTINED};
 use crate::sender::Sender;
-use crate::status::{Counters, Status};
+use crate::status::Status;
 use crate::store::{NewRecord, Store};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -45,15 +45,7 @@ impl Buffer {
     pub fn open_paused(cfg: &Config, callback: Option<Callback>) -> Result<Buffer> {
         cfg.validate_for_open()?;
         let sender = Sender::new(cfg)?;
-        let (mut store, report) = Store::open(cfg)?;
-        let next_seq = store.next_seq();
-        store.set_run_first_seq(next_seq);
-        let counters = Counters::default();
-        counters.pending_at_open.store(store.disk_records, Relaxed);
-        counters.pending_bytes.store(store.disk_bytes, Relaxed);
-        counters
-            .dead_letter_records
-            .store(store.dead_records, Relaxed);
+        let (store, report) = Store::open(cfg)?;
         let (events, event_thread) = match callback {
             Some(cb) => {
                 let (e, t) = Events::spawn(cb)
@@ -62,35 +54,7 @@ impl Buffer {
             }
             None => (Events::none(), None),
         };
-        let sh = Arc::new(Shared {
-            cfg: cfg.clone(),
-            counters,
-            events,
-            path: store.path().to_path_buf(),
-            instance: store.instance().to_string(),
-            opened: Instant::now(),
-            disk_pending: AtomicU64::new(store.disk_records),
-            disk_oldest: AtomicU64::new(0),
-            backlog_armed: AtomicBool::new(true),
-            garbage: AtomicU64::new(0),
-            garbage_bytes: AtomicU64::new(0),
-            store: Mutex::new(None),
-            queue: Mutex::new(QueueState {
-                next_seq,
-                committed_seq: next_seq - 1,
-                synced_seq: next_seq - 1,
-                ..QueueState::default()
-            }),
-            queue_cv: Condvar::new(),
-            room_cv: Condvar::new(),
-            commit_cv: Condvar::new(),
-            group_cv: Condvar::new(),
-            signals: Mutex::new(Signals::default()),
-            signal_cv: Condvar::new(),
-            progress_cv: Condvar::new(),
-        });
-        sh.mirror_store(&mut store);
-        *lock(&sh.store) = Some(store);
+        let sh = Arc::new(Shared::new(cfg, store, events));
         if let Some((moved, lost)) = report.quarantined {
             sh.events.emit(
                 EVENT_QUARANTINED,

@@ -138,6 +138,49 @@ pub fn wait<'a, T>(cv: &Condvar, g: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
 }
 
 impl Shared {
+    /// The state of a buffer whose file was just opened: delivery resumes with what it holds,
+    /// new records take the seqs after it.
+    pub fn new(cfg: &Config, mut store: Store, events: Events) -> Shared {
+        let next_seq = store.next_seq();
+        store.set_run_first_seq(next_seq);
+        let counters = Counters::default();
+        counters.pending_at_open.store(store.disk_records, Relaxed);
+        counters.pending_bytes.store(store.disk_bytes, Relaxed);
+        counters
+            .dead_letter_records
+            .store(store.dead_records, Relaxed);
+        let sh = Shared {
+            cfg: cfg.clone(),
+            counters,
+            events,
+            path: store.path().to_path_buf(),
+            instance: store.instance().to_string(),
+            opened: Instant::now(),
+            disk_pending: AtomicU64::new(store.disk_records),
+            disk_oldest: AtomicU64::new(0),
+            backlog_armed: std::sync::atomic::AtomicBool::new(true),
+            garbage: AtomicU64::new(0),
+            garbage_bytes: AtomicU64::new(0),
+            store: Mutex::new(None),
+            queue: Mutex::new(QueueState {
+                next_seq,
+                committed_seq: next_seq - 1,
+                synced_seq: next_seq - 1,
+                ..QueueState::default()
+            }),
+            queue_cv: Condvar::new(),
+            room_cv: Condvar::new(),
+            commit_cv: Condvar::new(),
+            group_cv: Condvar::new(),
+            signals: Mutex::new(Signals::default()),
+            signal_cv: Condvar::new(),
+            progress_cv: Condvar::new(),
+        };
+        sh.mirror_store(&mut store);
+        *lock(&sh.store) = Some(store);
+        sh
+    }
+
     /// Milliseconds since open on the monotonic clock.
     pub fn now_ms(&self) -> u64 {
         self.opened.elapsed().as_millis() as u64
