@@ -308,8 +308,7 @@ impl<T: Transport> Worker<T> {
     fn succeeded(&mut self, n: u64, bytes: u64, a: &Attempt) {
         let sh = Arc::clone(&self.sh);
         let c = &sh.counters;
-        c.pending_bytes.fetch_sub(bytes, Relaxed);
-        c.delivered_total.fetch_add(n, Relaxed);
+        c.delivered(n, bytes);
         c.consecutive_failures.store(0, Relaxed);
         c.last_http_status.store(a.http_status, Relaxed);
         c.last_success_unix_ms.store(unix_ms(), Relaxed);

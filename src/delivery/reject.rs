@@ -9,7 +9,6 @@ use crate::engine::queue::lock;
 use crate::events::EVENT_DEAD_LETTER;
 use crate::sender::Outcome;
 use crate::store::StoredRecord;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 impl<T: Transport> Worker<T> {
@@ -110,8 +109,7 @@ impl<T: Transport> Worker<T> {
                 store.inflight = None;
                 if let Ok((n, b)) = store.dead_letter(&[r.seq], *status, detail) {
                     if n > 0 {
-                        self.sh.counters.pending_bytes.fetch_sub(b, Relaxed);
-                        self.sh.counters.dead_lettered_total.fetch_add(n, Relaxed);
+                        self.sh.counters.dead_lettered(n, b);
                         self.sh.mirror_store(store);
                         self.sh.events.emit(
                             EVENT_DEAD_LETTER,

@@ -184,8 +184,7 @@ impl Buffer {
         let seq = q.next_seq;
         q.next_seq += 1;
         let t_acc_ms = sh.now_ms();
-        sh.counters.logged_total.fetch_add(1, Relaxed);
-        sh.counters.pending_bytes.fetch_add(len, Relaxed);
+        sh.counters.logged(len);
         q.bytes += len;
         q.items.push_back(NewRecord {
             seq,
@@ -244,9 +243,7 @@ impl Buffer {
             WhenFull::Reject => Err(full_err()),
             _ => {
                 // drop_newest (or drop_oldest with nothing to drop): counted as logged and dropped.
-                let c = &self.sh.counters;
-                c.pending_bytes.fetch_add(len, Relaxed);
-                c.logged_total.fetch_add(1, Relaxed);
+                self.sh.counters.logged(len);
                 self.sh.count_dropped(1, len, "capacity, drop_newest");
                 if sync_mode {
                     Err(full_err())

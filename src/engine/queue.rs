@@ -144,11 +144,7 @@ impl Shared {
         let next_seq = store.next_seq();
         store.set_run_first_seq(next_seq);
         let counters = Counters::default();
-        counters.pending_at_open.store(store.disk_records, Relaxed);
-        counters.pending_bytes.store(store.disk_bytes, Relaxed);
-        counters
-            .dead_letter_records
-            .store(store.dead_records, Relaxed);
+        counters.opened(store.disk_records, store.disk_bytes, store.dead_records);
         let sh = Shared {
             cfg: cfg.clone(),
             counters,
@@ -191,8 +187,7 @@ impl Shared {
         if n == 0 {
             return;
         }
-        self.counters.pending_bytes.fetch_sub(bytes, Relaxed);
-        self.counters.dropped_total.fetch_add(n, Relaxed);
+        self.counters.dropped(n, bytes);
         self.events.emit(
             crate::events::EVENT_DROPPED,
             n,

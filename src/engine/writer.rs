@@ -389,8 +389,7 @@ fn write_batch(
                 drop(q);
                 if sh.cfg.capacity_when_full == WhenFull::Reject {
                     // Refused records are not counted as logged.
-                    sh.counters.logged_total.fetch_sub(n, Relaxed);
-                    sh.counters.pending_bytes.fetch_sub(bytes, Relaxed);
+                    sh.counters.unlogged(n, bytes);
                 } else {
                     sh.count_dropped(n, bytes, "disk full");
                 }
@@ -419,8 +418,7 @@ fn write_batch(
                     q.failed.push((r.seq, Code::Storage));
                 }
                 drop(q);
-                sh.counters.logged_total.fetch_sub(n, Relaxed);
-                sh.counters.pending_bytes.fetch_sub(bytes, Relaxed);
+                sh.counters.unlogged(n, bytes);
                 WriteOutcome::Dropped
             } else {
                 WriteOutcome::Held(batch)
