@@ -17,7 +17,7 @@ impl<T: Transport> Worker<T> {
             return 0;
         }
         c.pending_records()
-            .saturating_sub(self.sh.disk_pending.load(Relaxed))
+            .saturating_sub(self.sh.mirror.disk_pending())
     }
 
     /// Takes the oldest records held in memory (storage degraded) for one request. They
@@ -28,40 +28,10 @@ impl<T: Transport> Worker<T> {
             return None;
         }
         let mut q = lock(&sh.queue);
-        if q.items.is_empty() || q.mem_inflight.is_some() || q.mem_abandoned {
-            return None;
-        }
-        let inst = match &q.mem_instance {
-            Some(i) => i.clone(),
-            None => {
-                let i = crate::sys::random_instance().ok()?;
-                q.mem_instance = Some(i.clone());
-                i
-            }
-        };
-        let (mut n, mut body) = (0usize, 2u64);
-        for r in q.items.iter() {
-            let len = self.envelope_cost(inst.len(), r.seq, r.ts_ms, r.data.len());
-            if n as u64 >= self.sizing.cap() || (n > 0 && body + len > sh.cfg.batch_max_bytes) {
-                break;
-            }
-            body += len;
-            n += 1;
-        }
-        let mut out = Vec::with_capacity(n);
-        let mut bytes = 0u64;
-        for mut r in q.items.drain(..n) {
-            bytes += r.data.len() as u64;
-            let inst = r.inst.get_or_insert_with(|| inst.clone()).clone();
-            out.push(StoredRecord {
-                seq: r.seq,
-                ts_ms: r.ts_ms,
-                inst: Some(inst),
-                data: std::mem::take(&mut r.data),
-            });
-        }
-        q.bytes = q.bytes.saturating_sub(bytes);
-        q.mem_inflight = out.first().map(|r| (r.seq, out.len() as u64, bytes));
+        let out =
+            q.take_for_delivery(self.sizing.cap(), sh.cfg.batch_max_bytes, |inst_len, r| {
+                self.envelope_cost(inst_len, r.seq, r.ts_ms, r.data.len())
+            })?;
         sh.room_cv.notify_all();
         Some(out)
     }
@@ -73,8 +43,7 @@ impl<T: Transport> Worker<T> {
         let a = self.send(&batch);
         let sh = Arc::clone(&self.sh);
         let mut q = lock(&sh.queue);
-        q.mem_inflight = None;
-        if q.mem_abandoned {
+        if !q.delivery_done() {
             // Close counted these as lost and took the file away.
             return Flow::Exit;
         }
@@ -84,17 +53,7 @@ impl<T: Transport> Worker<T> {
             self.succeeded(batch.len() as u64, bytes, &a);
             return Flow::Continue;
         }
-        for r in batch.into_iter().rev() {
-            q.bytes += r.data.len() as u64;
-            q.items.push_front(crate::store::NewRecord {
-                seq: r.seq,
-                ts_ms: r.ts_ms,
-                // Not known any more; only TTL uses it: from now.
-                t_acc_ms: sh.now_ms(),
-                inst: r.inst,
-                data: r.data,
-            });
-        }
+        q.give_back(batch, sh.now_ms());
         drop(q);
         sh.queue_cv.notify_one();
         if a.outcome == Outcome::Split && n > 1 {

@@ -106,7 +106,7 @@ impl<T: Transport> Worker<T> {
             }
         }
         let mut s = lock(&self.sh.signals);
-        s.worker_exited = true;
+        s.set_worker_exited();
         self.sh.progress_cv.notify_all();
     }
 
@@ -116,19 +116,16 @@ impl<T: Transport> Worker<T> {
         let sh = Arc::clone(&self.sh);
         let mut s = lock(&sh.signals);
         loop {
-            if s.stop {
+            if s.stopping() {
                 return Flow::Exit;
             }
             let now = Instant::now();
-            if s.retry_now {
-                s.retry_now = false;
-                if self.clock.waiting() {
-                    // The backoff is cut short; a Retry-After is not.
-                    self.clock.cut_short(now);
-                    if !self.clock.waiting() {
-                        // Not waiting any more: status says 0 (next_retry_in_ms).
-                        sh.counters.retry_at_ms.store(0, Relaxed);
-                    }
+            if s.take_retry_now() && self.clock.waiting() {
+                // The backoff is cut short; a Retry-After is not.
+                self.clock.cut_short(now);
+                if !self.clock.waiting() {
+                    // Not waiting any more: status says 0 (next_retry_in_ms).
+                    sh.counters.retry_at_ms.store(0, Relaxed);
                 }
             }
             if self.clock.waiting() {
@@ -141,15 +138,15 @@ impl<T: Transport> Worker<T> {
                 }
                 sh.counters.retry_at_ms.store(0, Relaxed);
             }
-            let pending = sh.disk_pending.load(Relaxed) + self.memory_pending();
+            let pending = sh.mirror.disk_pending() + self.memory_pending();
             if pending == 0 {
                 self.linger_since = None;
-                s.wants_records = true;
+                s.set_wants_records(true);
                 s = wait(&sh.signal_cv, s);
-                s.wants_records = false;
+                s.set_wants_records(false);
                 continue;
             }
-            if self.retry_range.is_some() || pending >= self.sizing.cap() || s.flushing > 0 {
+            if self.retry_range.is_some() || pending >= self.sizing.cap() || s.flushing() {
                 return Flow::Continue;
             }
             let since = *self.linger_since.get_or_insert(now);
@@ -157,9 +154,9 @@ impl<T: Transport> Worker<T> {
             if now.duration_since(since) >= linger {
                 return Flow::Continue;
             }
-            s.wants_records = true;
+            s.set_wants_records(true);
             s = wait_timeout(&sh.signal_cv, s, linger - now.duration_since(since));
-            s.wants_records = false;
+            s.set_wants_records(false);
         }
     }
 
@@ -205,7 +202,7 @@ impl<T: Transport> Worker<T> {
         }
         // A backlog: read the next full batch while this one is in flight.
         let next_full = batch.len() as u64 + self.sizing.cap();
-        if self.retry_range.is_none() && self.sh.disk_pending.load(Relaxed) >= next_full {
+        if self.retry_range.is_none() && self.sh.mirror.disk_pending() >= next_full {
             let after = batch.last().map_or(0, |r| r.seq) + 1;
             let src = self.transport.source_json().len();
             self.prefetch

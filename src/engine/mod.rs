@@ -1,19 +1,20 @@
 //! The Rust API: one `Buffer` per buffer file. The C API in `ffi` is a thin skin over it.
 
-use crate::config::{Config, Durability, WhenFull};
-use crate::engine::queue::{lock, wait_timeout, QueueState, Shared};
+use crate::config::{Config, Durability};
+use crate::engine::queue::{lock, wait_timeout, Shared};
 use crate::error::{Code, Error, Result};
 use crate::events::{Callback, EventThread, Events, EVENT_QUARANTINED};
 use crate::sender::Sender;
 use crate::status::Status;
-use crate::store::{NewRecord, Store};
+use crate::store::Store;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod capacity;
 pub(crate) mod queue;
-pub(crate) mod writer;
+mod writer;
 
 /// An open buffer. All methods take `&self` and may be called from any number of threads.
 pub struct Buffer {
@@ -78,7 +79,7 @@ impl Buffer {
             Err(e) => {
                 // The writer runs already: stop it and release the file before failing, or
                 // it would hold the buffer's lock for the life of the process.
-                lock(&sh.queue).closing = true;
+                lock(&sh.queue).close();
                 sh.queue_cv.notify_all();
                 let _ = writer.join();
                 let store = lock(&sh.store).take();
@@ -89,7 +90,7 @@ impl Buffer {
                 return Err(spawn_err(e));
             }
         };
-        crate::engine::writer::check_backlog(&sh);
+        capacity::check_backlog(&sh);
         let event_thread_id = event_thread.as_ref().map(EventThread::thread_id);
         Ok(Buffer {
             sh,
@@ -123,22 +124,9 @@ impl Buffer {
         crate::record::validate(record, sh.cfg.record_max_bytes)?;
         let sync_mode = sh.cfg.durability == Durability::Sync;
         let len = record.len() as u64;
-        let policy = sh.cfg.capacity_when_full;
-        let full_err = || {
-            Error::new(
-                Code::Full,
-                "the buffer is full (capacity.max_bytes or capacity.max_records); the record was not stored",
-            )
-        };
         // Capacity: drop_oldest makes room in the writer; the others refuse here.
-        if policy != WhenFull::DropOldest {
-            let c = &sh.counters;
-            let over_records = sh.cfg.capacity_max_records > 0
-                && c.pending_records() + 1 > sh.cfg.capacity_max_records;
-            let over_bytes = c.pending_bytes.load(Relaxed) + len > sh.cfg.capacity_max_bytes;
-            if over_records || over_bytes {
-                return self.refuse(policy, len, sync_mode, full_err);
-            }
+        if capacity::refuse_at_intake(sh, len) {
+            return capacity::refuse(sh, len);
         }
         let data = record.to_vec();
         let ts_ms = SystemTime::now()
@@ -146,111 +134,67 @@ impl Buffer {
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
         let mut q = lock(&sh.queue);
-        if q.closing {
+        if q.closing() {
             return Err(closed_err());
         }
         // The memory queue is full (the disk cannot keep up): wait a little for room.
-        let mem_full = |q: &QueueState| {
-            q.items.len() as u64 >= sh.cfg.memory_max_records
-                || q.bytes + len > sh.cfg.memory_max_bytes
-        };
-        if mem_full(&q) {
+        let (max_records, max_bytes) = (sh.cfg.memory_max_records, sh.cfg.memory_max_bytes);
+        if q.full(len, max_records, max_bytes) {
             let deadline = Instant::now() + Duration::from_millis(sh.cfg.memory_max_wait_ms);
             sh.queue_cv.notify_one();
-            while mem_full(&q) && !q.closing {
+            while q.full(len, max_records, max_bytes) && !q.closing() {
                 let now = Instant::now();
                 if now >= deadline {
                     break;
                 }
                 q = wait_timeout(&sh.room_cv, q, deadline - now);
             }
-            if q.closing {
+            if q.closing() {
                 return Err(closed_err());
             }
-            if mem_full(&q) {
-                if policy != WhenFull::DropOldest || q.items.is_empty() {
-                    drop(q);
-                    return self.refuse(policy, len, sync_mode, full_err);
-                }
-                while mem_full(&q) {
-                    let Some(old) = q.items.pop_front() else {
-                        break;
-                    };
-                    q.bytes -= (old.data.len() as u64).min(q.bytes);
-                    sh.count_dropped(1, old.data.len() as u64, "memory queue full, drop_oldest");
-                }
+            if q.full(len, max_records, max_bytes)
+                && !capacity::make_room_in_memory(sh, &mut q, len)
+            {
+                drop(q);
+                return capacity::refuse(sh, len);
             }
         }
-        let seq = q.next_seq;
-        q.next_seq += 1;
         let t_acc_ms = sh.now_ms();
+        let seq = q.push(ts_ms, t_acc_ms, data);
         sh.counters.logged(len);
-        q.bytes += len;
-        q.items.push_back(NewRecord {
-            seq,
-            ts_ms,
-            t_acc_ms,
-            inst: None,
-            data,
-        });
         // Wake the writer only when it may be waiting for this: a syscall per record would
         // double the cost of a log while the writer is busy committing.
         // In sync mode the logging threads commit themselves (below).
-        if !sync_mode
-            && (q.items.len() == 1 || q.items.len() == crate::engine::writer::COMMIT_BATCH)
-        {
+        if !sync_mode && (q.len() == 1 || q.len() == writer::COMMIT_BATCH) {
             sh.queue_cv.notify_one();
         }
         if !sync_mode {
             return Ok(());
         }
-        if q.gathering && q.items.len() >= q.last_group {
+        if q.group_complete() {
             sh.group_cv.notify_one();
         }
         loop {
-            if let Some(i) = q.failed.iter().position(|f| f.0 == seq) {
-                let (_, code) = q.failed.swap_remove(i);
+            if let Some(code) = q.take_failure(seq) {
                 return Err(match code {
                     Code::Storage => Error::storage(
                         "the buffer file cannot be written (storage is degraded); the record was not stored",
                     ),
-                    _ => full_err(),
+                    _ => capacity::full_err(),
                 });
             }
-            if q.committed_seq >= seq {
+            if q.committed(seq) {
                 return Ok(());
             }
-            if q.writer_done {
+            if q.writer_done() {
                 return Err(closed_err());
             }
-            if !q.committing && !q.items.is_empty() {
+            if q.needs_leader() {
                 // Nobody is committing and this record is still queued: commit the group.
-                q = crate::engine::writer::lead_commit(sh, q);
+                q = writer::lead_commit(sh, q);
                 continue;
             }
-            q = crate::engine::queue::wait(&sh.commit_cv, q);
-        }
-    }
-
-    fn refuse(
-        &self,
-        policy: WhenFull,
-        len: u64,
-        sync_mode: bool,
-        full_err: impl Fn() -> Error,
-    ) -> Result<()> {
-        match policy {
-            WhenFull::Reject => Err(full_err()),
-            _ => {
-                // drop_newest (or drop_oldest with nothing to drop): counted as logged and dropped.
-                self.sh.counters.logged(len);
-                self.sh.count_dropped(1, len, "capacity, drop_newest");
-                if sync_mode {
-                    Err(full_err())
-                } else {
-                    Ok(())
-                }
-            }
+            q = queue::wait(&sh.commit_cv, q);
         }
     }
 
@@ -264,11 +208,11 @@ impl Buffer {
         let sh = &*self.sh;
         let deadline = Instant::now() + timeout;
         let mut q = lock(&sh.queue);
-        if q.closing {
+        if q.closing() {
             return Err(closed_err());
         }
-        let target = q.next_seq - 1;
-        q.sync_wanted = q.sync_wanted.max(target);
+        let target = q.last_seq();
+        q.want_synced(target);
         sh.queue_cv.notify_one();
         loop {
             if sh.counters.storage_degraded.load(Relaxed) != 0 {
@@ -276,10 +220,10 @@ impl Buffer {
                     "storage is degraded: records are held in memory only and cannot be synced",
                 ));
             }
-            if q.synced_seq >= target {
+            if q.synced(target) {
                 return Ok(());
             }
-            if q.closing || q.writer_done {
+            if q.closing() || q.writer_done() {
                 return Err(closed_err());
             }
             let now = Instant::now();
@@ -299,19 +243,9 @@ impl Buffer {
 
     /// The lowest seq not yet settled, if any.
     fn lowest_unsettled(&self) -> Option<u64> {
-        let q = {
-            let q = lock(&self.sh.queue);
-            // Queued, being written by the writer (or a leading logger), or being delivered
-            // from memory: whichever is lowest.
-            [
-                q.items.front().map(|r| r.seq),
-                q.writing_from,
-                q.mem_inflight.map(|m| m.0),
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-        };
+        // Queued, being written by the writer (or a leading logger), or being delivered from
+        // memory: whichever is lowest.
+        let q = lock(&self.sh.queue).lowest_unsettled();
         let disk = lock(&self.sh.store)
             .as_mut()
             .and_then(|s| s.min_seq().ok().flatten());
@@ -330,12 +264,12 @@ impl Buffer {
         }
         let target = {
             let mut q = lock(&self.sh.queue);
-            if q.closing {
+            if q.closing() {
                 return Err(closed_err());
             }
-            q.urgent = true;
+            q.set_urgent();
             self.sh.queue_cv.notify_one();
-            q.next_seq - 1
+            q.last_seq()
         };
         self.wait_settled(target, Instant::now() + timeout, "edgebuf_flush", true)
     }
@@ -348,7 +282,7 @@ impl Buffer {
         for_caller: bool,
     ) -> Result<()> {
         let sh = &*self.sh;
-        lock(&sh.signals).flushing += 1;
+        lock(&sh.signals).flush_started();
         sh.signal_cv.notify_all();
         let result = loop {
             if self.lowest_unsettled().is_none_or(|s| s > target) {
@@ -363,11 +297,11 @@ impl Buffer {
                     ),
                 ));
             }
-            if for_caller && lock(&sh.queue).closing {
+            if for_caller && lock(&sh.queue).closing() {
                 break Err(closed_err());
             }
             let s = lock(&sh.signals);
-            if s.worker_exited {
+            if s.worker_exited() {
                 break Err(closed_err());
             }
             let _s = wait_timeout(
@@ -376,14 +310,13 @@ impl Buffer {
                 (deadline - now).min(Duration::from_millis(50)),
             );
         };
-        let mut s = lock(&sh.signals);
-        s.flushing = s.flushing.saturating_sub(1);
+        lock(&sh.signals).flush_ended();
         result
     }
 
     /// Cuts a running backoff short (not a Retry-After wait).
     pub fn retry_now(&self) {
-        self.sh.poke_worker(|s| s.retry_now = true);
+        self.sh.poke_worker(|s| s.retry_now());
     }
 
     /// A snapshot of the counters and state.
@@ -395,11 +328,8 @@ impl Buffer {
         let retry_at = sh.counters.retry_at_ms.load(Relaxed);
         st.next_retry_in_ms = retry_at.saturating_sub(now).min(u32::MAX as u64) as u32;
         if st.pending_records > 0 {
-            let mem = lock(&sh.queue).items.front().map(|r| r.t_acc_ms);
-            let disk = match sh.disk_oldest.load(Relaxed) {
-                0 => None,
-                t => Some(t - 1),
-            };
+            let mem = lock(&sh.queue).first().map(|r| r.t_acc_ms);
+            let disk = sh.mirror.disk_oldest();
             let oldest = match (mem, disk) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -429,7 +359,7 @@ impl Buffer {
     pub fn interrupt(&self) {
         let sh = &*self.sh;
         let mut q = lock(&sh.queue);
-        q.closing = true;
+        q.close();
         sh.queue_cv.notify_all();
         sh.room_cv.notify_all();
         sh.commit_cv.notify_all();
@@ -453,7 +383,7 @@ impl Buffer {
         // 1. Stop intake and write the memory queue.
         {
             let mut q = lock(&sh.queue);
-            q.closing = true;
+            q.close();
             sh.queue_cv.notify_all();
             sh.room_cv.notify_all();
             sh.commit_cv.notify_all();
@@ -464,27 +394,22 @@ impl Buffer {
         }
         let deadline = Instant::now() + timeout;
         // 2. Deliver for at most `timeout`.
-        let target = lock(&sh.queue).next_seq - 1;
+        let target = lock(&sh.queue).last_seq();
         // Its answer does not matter: what is pending once the file is closed does.
         let _ = self.wait_settled(target, deadline, "edgebuf_close", false);
         // 3. Stop the worker; a request still in flight is abandoned.
-        sh.poke_worker(|s| s.stop = true);
+        sh.poke_worker(|s| s.stop());
         {
             let mut s = lock(&sh.signals);
             let grace = Instant::now() + Duration::from_millis(20);
-            while !s.worker_exited && Instant::now() < grace {
+            while !s.worker_exited() && Instant::now() < grace {
                 s = wait_timeout(&sh.progress_cv, s, Duration::from_millis(5));
             }
         }
         // Records the disk never took and the endpoint did not accept in time are lost.
         let lost = {
             let mut q = lock(&sh.queue);
-            let (n_in, b_in) = q.mem_inflight.map_or((0, 0), |(_, n, b)| (n, b));
-            let n = q.items.len() as u64 + n_in;
-            let bytes = q.bytes + b_in;
-            q.items.clear();
-            q.bytes = 0;
-            q.mem_abandoned = true;
+            let (n, bytes) = q.abandon();
             sh.count_dropped(n, bytes, "storage failed at close");
             n
         };
@@ -495,7 +420,7 @@ impl Buffer {
         drop(store);
         let pending = sh.counters.pending_records();
         if let Some(w) = threads.worker.take() {
-            if lock(&sh.signals).worker_exited {
+            if lock(&sh.signals).worker_exited() {
                 let _ = w.join();
             }
         }
