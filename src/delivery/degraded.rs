@@ -2,7 +2,6 @@
 //! and the worker delivers them from there, under an instance of their own.
 
 use super::{Flow, Transport, Worker};
-use crate::engine::queue::lock;
 use crate::sender::Outcome;
 use crate::store::StoredRecord;
 use std::sync::atomic::Ordering::Relaxed;
@@ -27,12 +26,12 @@ impl<T: Transport> Worker<T> {
         if sh.counters.storage_degraded.load(Relaxed) == 0 {
             return None;
         }
-        let mut q = lock(&sh.queue);
+        let mut q = sh.queue.lock();
         let out =
             q.take_for_delivery(self.sizing.cap(), sh.cfg.batch_max_bytes, |inst_len, r| {
                 self.envelope_cost(inst_len, r.seq, r.ts_ms, r.data.len())
             })?;
-        sh.room_cv.notify_all();
+        sh.queue.room_cv.notify_all();
         Some(out)
     }
 
@@ -42,7 +41,7 @@ impl<T: Transport> Worker<T> {
         let n = batch.len();
         let a = self.send(&batch);
         let sh = Arc::clone(&self.sh);
-        let mut q = lock(&sh.queue);
+        let mut q = sh.queue.lock();
         if !q.delivery_done() {
             // Close counted these as lost and took the file away.
             return Flow::Exit;
@@ -55,7 +54,7 @@ impl<T: Transport> Worker<T> {
         }
         q.give_back(batch, sh.now_ms());
         drop(q);
-        sh.queue_cv.notify_one();
+        sh.queue.writer_cv.notify_one();
         if a.outcome == Outcome::Split && n > 1 {
             self.sizing.body_limit_found(n);
         }

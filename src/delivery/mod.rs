@@ -105,16 +105,16 @@ impl<T: Transport> Worker<T> {
                 break;
             }
         }
-        let mut s = lock(&self.sh.signals);
+        let mut s = self.sh.signals.lock();
         s.set_worker_exited();
-        self.sh.progress_cv.notify_all();
+        self.sh.signals.progress_cv.notify_all();
     }
 
     /// Sleeps until a batch should go out: records on disk, no backoff running, and either a
     /// full batch, linger elapsed, or a flush waiting. No timed wake-ups while idle.
     fn wait_for_work(&mut self) -> Flow {
         let sh = Arc::clone(&self.sh);
-        let mut s = lock(&sh.signals);
+        let mut s = sh.signals.lock();
         loop {
             if s.stopping() {
                 return Flow::Exit;
@@ -133,7 +133,7 @@ impl<T: Transport> Worker<T> {
                     sh.counters
                         .retry_at_ms
                         .store(sh.now_ms() + left.as_millis() as u64, Relaxed);
-                    s = wait_timeout(&sh.signal_cv, s, left);
+                    s = wait_timeout(&sh.signals.worker_cv, s, left);
                     continue;
                 }
                 sh.counters.retry_at_ms.store(0, Relaxed);
@@ -142,7 +142,7 @@ impl<T: Transport> Worker<T> {
             if pending == 0 {
                 self.linger_since = None;
                 s.set_wants_records(true);
-                s = wait(&sh.signal_cv, s);
+                s = wait(&sh.signals.worker_cv, s);
                 s.set_wants_records(false);
                 continue;
             }
@@ -155,7 +155,7 @@ impl<T: Transport> Worker<T> {
                 return Flow::Continue;
             }
             s.set_wants_records(true);
-            s = wait_timeout(&sh.signal_cv, s, linger - now.duration_since(since));
+            s = wait_timeout(&sh.signals.worker_cv, s, linger - now.duration_since(since));
             s.set_wants_records(false);
         }
     }
@@ -295,8 +295,8 @@ impl<T: Transport> Worker<T> {
         if idle {
             // Nothing left to deliver: the writer may reclaim the delivered rows now. Taking
             // the queue lock orders this after the writer's last look at `garbage`.
-            drop(lock(&sh.queue));
-            sh.queue_cv.notify_one();
+            drop(sh.queue.lock());
+            sh.queue.writer_cv.notify_one();
         }
         true
     }

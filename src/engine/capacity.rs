@@ -2,7 +2,7 @@
 //! alert: which records give way when the buffer, the memory queue or the disk is full. The
 //! SQL that removes them is the store's.
 
-use super::queue::{lock, QueueState, Shared};
+use super::queue::{QueueState, Shared};
 use super::writer::GC_CHUNK;
 use crate::config::{Durability, WhenFull};
 use crate::error::{Code, Error, Result};
@@ -138,7 +138,9 @@ pub(super) fn refused_by_disk(sh: &Shared, batch: &[NewRecord]) {
     let n = batch.len() as u64;
     let bytes: u64 = batch.iter().map(|r| r.data.len() as u64).sum();
     if sh.cfg.durability == Durability::Sync {
-        lock(&sh.queue).fail(batch.iter().map(|r| r.seq), Code::Full);
+        sh.queue
+            .lock()
+            .fail(batch.iter().map(|r| r.seq), Code::Full);
         if sh.cfg.capacity_when_full == WhenFull::Reject {
             // Refused records are not counted as logged.
             sh.counters.unlogged(n, bytes);
@@ -160,7 +162,7 @@ pub(super) fn expire(sh: &Shared, store: &mut Store) {
     }
     // Records still in memory expire too.
     let now = sh.now_ms();
-    let (n, b) = lock(&sh.queue).expire(now, sh.cfg.record_ttl_ms);
+    let (n, b) = sh.queue.lock().expire(now, sh.cfg.record_ttl_ms);
     sh.count_dropped(n, b, "record.ttl_ms");
 }
 

@@ -79,8 +79,8 @@ impl Buffer {
             Err(e) => {
                 // The writer runs already: stop it and release the file before failing, or
                 // it would hold the buffer's lock for the life of the process.
-                lock(&sh.queue).close();
-                sh.queue_cv.notify_all();
+                sh.queue.lock().close();
+                sh.queue.writer_cv.notify_all();
                 let _ = writer.join();
                 let store = lock(&sh.store).take();
                 drop(store);
@@ -133,7 +133,7 @@ impl Buffer {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let mut q = lock(&sh.queue);
+        let mut q = sh.queue.lock();
         if q.closing() {
             return Err(closed_err());
         }
@@ -141,13 +141,13 @@ impl Buffer {
         let (max_records, max_bytes) = (sh.cfg.memory_max_records, sh.cfg.memory_max_bytes);
         if q.full(len, max_records, max_bytes) {
             let deadline = Instant::now() + Duration::from_millis(sh.cfg.memory_max_wait_ms);
-            sh.queue_cv.notify_one();
+            sh.queue.writer_cv.notify_one();
             while q.full(len, max_records, max_bytes) && !q.closing() {
                 let now = Instant::now();
                 if now >= deadline {
                     break;
                 }
-                q = wait_timeout(&sh.room_cv, q, deadline - now);
+                q = wait_timeout(&sh.queue.room_cv, q, deadline - now);
             }
             if q.closing() {
                 return Err(closed_err());
@@ -166,13 +166,13 @@ impl Buffer {
         // double the cost of a log while the writer is busy committing.
         // In sync mode the logging threads commit themselves (below).
         if !sync_mode && (q.len() == 1 || q.len() == writer::COMMIT_BATCH) {
-            sh.queue_cv.notify_one();
+            sh.queue.writer_cv.notify_one();
         }
         if !sync_mode {
             return Ok(());
         }
         if q.group_complete() {
-            sh.group_cv.notify_one();
+            sh.queue.group_cv.notify_one();
         }
         loop {
             if let Some(code) = q.take_failure(seq) {
@@ -194,7 +194,7 @@ impl Buffer {
                 q = writer::lead_commit(sh, q);
                 continue;
             }
-            q = queue::wait(&sh.commit_cv, q);
+            q = queue::wait(&sh.queue.commit_cv, q);
         }
     }
 
@@ -207,13 +207,13 @@ impl Buffer {
         }
         let sh = &*self.sh;
         let deadline = Instant::now() + timeout;
-        let mut q = lock(&sh.queue);
+        let mut q = sh.queue.lock();
         if q.closing() {
             return Err(closed_err());
         }
         let target = q.last_seq();
         q.want_synced(target);
-        sh.queue_cv.notify_one();
+        sh.queue.writer_cv.notify_one();
         loop {
             if sh.counters.storage_degraded.load(Relaxed) != 0 {
                 return Err(Error::storage(
@@ -234,7 +234,7 @@ impl Buffer {
                 ));
             }
             q = wait_timeout(
-                &sh.commit_cv,
+                &sh.queue.commit_cv,
                 q,
                 (deadline - now).min(Duration::from_millis(100)),
             );
@@ -245,7 +245,7 @@ impl Buffer {
     fn lowest_unsettled(&self) -> Option<u64> {
         // Queued, being written by the writer (or a leading logger), or being delivered from
         // memory: whichever is lowest.
-        let q = lock(&self.sh.queue).lowest_unsettled();
+        let q = self.sh.queue.lock().lowest_unsettled();
         let disk = lock(&self.sh.store)
             .as_mut()
             .and_then(|s| s.min_seq().ok().flatten());
@@ -263,12 +263,12 @@ impl Buffer {
             ));
         }
         let target = {
-            let mut q = lock(&self.sh.queue);
+            let mut q = self.sh.queue.lock();
             if q.closing() {
                 return Err(closed_err());
             }
             q.set_urgent();
-            self.sh.queue_cv.notify_one();
+            self.sh.queue.writer_cv.notify_one();
             q.last_seq()
         };
         self.wait_settled(target, Instant::now() + timeout, "edgebuf_flush", true)
@@ -282,8 +282,8 @@ impl Buffer {
         for_caller: bool,
     ) -> Result<()> {
         let sh = &*self.sh;
-        lock(&sh.signals).flush_started();
-        sh.signal_cv.notify_all();
+        sh.signals.lock().flush_started();
+        sh.signals.worker_cv.notify_all();
         let result = loop {
             if self.lowest_unsettled().is_none_or(|s| s > target) {
                 break Ok(());
@@ -297,20 +297,20 @@ impl Buffer {
                     ),
                 ));
             }
-            if for_caller && lock(&sh.queue).closing() {
+            if for_caller && sh.queue.lock().closing() {
                 break Err(closed_err());
             }
-            let s = lock(&sh.signals);
+            let s = sh.signals.lock();
             if s.worker_exited() {
                 break Err(closed_err());
             }
             let _s = wait_timeout(
-                &sh.progress_cv,
+                &sh.signals.progress_cv,
                 s,
                 (deadline - now).min(Duration::from_millis(50)),
             );
         };
-        lock(&sh.signals).flush_ended();
+        sh.signals.lock().flush_ended();
         result
     }
 
@@ -328,7 +328,7 @@ impl Buffer {
         let retry_at = sh.counters.retry_at_ms.load(Relaxed);
         st.next_retry_in_ms = retry_at.saturating_sub(now).min(u32::MAX as u64) as u32;
         if st.pending_records > 0 {
-            let mem = lock(&sh.queue).first().map(|r| r.t_acc_ms);
+            let mem = sh.queue.lock().first().map(|r| r.t_acc_ms);
             let disk = sh.mirror.disk_oldest();
             let oldest = match (mem, disk) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -358,11 +358,11 @@ impl Buffer {
     /// too; the C API calls it first so that close can wait for calls already inside.
     pub fn interrupt(&self) {
         let sh = &*self.sh;
-        let mut q = lock(&sh.queue);
+        let mut q = sh.queue.lock();
         q.close();
-        sh.queue_cv.notify_all();
-        sh.room_cv.notify_all();
-        sh.commit_cv.notify_all();
+        sh.queue.writer_cv.notify_all();
+        sh.queue.room_cv.notify_all();
+        sh.queue.commit_cv.notify_all();
         drop(q);
         sh.notify_progress();
     }
@@ -382,11 +382,11 @@ impl Buffer {
         let sh = &*self.sh;
         // 1. Stop intake and write the memory queue.
         {
-            let mut q = lock(&sh.queue);
+            let mut q = sh.queue.lock();
             q.close();
-            sh.queue_cv.notify_all();
-            sh.room_cv.notify_all();
-            sh.commit_cv.notify_all();
+            sh.queue.writer_cv.notify_all();
+            sh.queue.room_cv.notify_all();
+            sh.queue.commit_cv.notify_all();
         }
         let mut threads = lock(&self.threads);
         if let Some(w) = threads.writer.take() {
@@ -394,21 +394,21 @@ impl Buffer {
         }
         let deadline = Instant::now() + timeout;
         // 2. Deliver for at most `timeout`.
-        let target = lock(&sh.queue).last_seq();
+        let target = sh.queue.lock().last_seq();
         // Its answer does not matter: what is pending once the file is closed does.
         let _ = self.wait_settled(target, deadline, "edgebuf_close", false);
         // 3. Stop the worker; a request still in flight is abandoned.
         sh.poke_worker(|s| s.stop());
         {
-            let mut s = lock(&sh.signals);
+            let mut s = sh.signals.lock();
             let grace = Instant::now() + Duration::from_millis(20);
             while !s.worker_exited() && Instant::now() < grace {
-                s = wait_timeout(&sh.progress_cv, s, Duration::from_millis(5));
+                s = wait_timeout(&sh.signals.progress_cv, s, Duration::from_millis(5));
             }
         }
         // Records the disk never took and the endpoint did not accept in time are lost.
         let lost = {
-            let mut q = lock(&sh.queue);
+            let mut q = sh.queue.lock();
             let (n, bytes) = q.abandon();
             sh.count_dropped(n, bytes, "storage failed at close");
             n
@@ -420,7 +420,7 @@ impl Buffer {
         drop(store);
         let pending = sh.counters.pending_records();
         if let Some(w) = threads.worker.take() {
-            if lock(&sh.signals).worker_exited() {
+            if sh.signals.lock().worker_exited() {
                 let _ = w.join();
             }
         }

@@ -512,6 +512,40 @@ impl StoreMirror {
     }
 }
 
+/// The memory queue's lock and the condition variables its users wait on.
+pub struct Queue {
+    state: Mutex<QueueState>,
+    /// The writer waits here for records.
+    pub writer_cv: Condvar,
+    /// Loggers wait here for room in the memory queue.
+    pub room_cv: Condvar,
+    /// Sync-mode loggers and edgebuf_sync wait here for commits.
+    pub commit_cv: Condvar,
+    /// A leading sync-mode logger waits here for its group to gather.
+    pub group_cv: Condvar,
+}
+
+impl Queue {
+    pub fn lock(&self) -> MutexGuard<'_, QueueState> {
+        lock(&self.state)
+    }
+}
+
+/// The worker's signals' lock and the condition variables waited on with it.
+pub struct WorkerSignals {
+    state: Mutex<Signals>,
+    /// The worker waits here.
+    pub worker_cv: Condvar,
+    /// Flush and close wait here for settlements.
+    pub progress_cv: Condvar,
+}
+
+impl WorkerSignals {
+    pub fn lock(&self) -> MutexGuard<'_, Signals> {
+        lock(&self.state)
+    }
+}
+
 pub struct Shared {
     pub cfg: Config,
     pub counters: Counters,
@@ -521,20 +555,8 @@ pub struct Shared {
     pub opened: Instant,
     /// None once close has taken the file away: an abandoned request then touches nothing.
     pub store: Mutex<Option<Store>>,
-    pub queue: Mutex<QueueState>,
-    /// The writer waits here for records.
-    pub queue_cv: Condvar,
-    /// Loggers wait here for room in the memory queue.
-    pub room_cv: Condvar,
-    /// Sync-mode loggers and edgebuf_sync wait here for commits.
-    pub commit_cv: Condvar,
-    /// A leading sync-mode logger waits here for its group to gather.
-    pub group_cv: Condvar,
-    pub signals: Mutex<Signals>,
-    /// The worker waits here.
-    pub signal_cv: Condvar,
-    /// Flush and close wait here for settlements.
-    pub progress_cv: Condvar,
+    pub queue: Queue,
+    pub signals: WorkerSignals,
     pub mirror: StoreMirror,
     /// BACKLOG_HIGH is armed (fires on the next upward crossing; see `capacity`).
     pub backlog: super::capacity::Backlog,
@@ -582,14 +604,18 @@ impl Shared {
             },
             backlog: super::capacity::Backlog::default(),
             store: Mutex::new(None),
-            queue: Mutex::new(QueueState::new(next_seq)),
-            queue_cv: Condvar::new(),
-            room_cv: Condvar::new(),
-            commit_cv: Condvar::new(),
-            group_cv: Condvar::new(),
-            signals: Mutex::new(Signals::default()),
-            signal_cv: Condvar::new(),
-            progress_cv: Condvar::new(),
+            queue: Queue {
+                state: Mutex::new(QueueState::new(next_seq)),
+                writer_cv: Condvar::new(),
+                room_cv: Condvar::new(),
+                commit_cv: Condvar::new(),
+                group_cv: Condvar::new(),
+            },
+            signals: WorkerSignals {
+                state: Mutex::new(Signals::default()),
+                worker_cv: Condvar::new(),
+                progress_cv: Condvar::new(),
+            },
         };
         sh.mirror_store(&mut store);
         *lock(&sh.store) = Some(store);
@@ -639,22 +665,22 @@ impl Shared {
 
     /// Wakes the worker (new records, retry_now, flush).
     pub fn poke_worker(&self, f: impl FnOnce(&mut Signals)) {
-        let mut s = lock(&self.signals);
+        let mut s = self.signals.lock();
         f(&mut s);
-        self.signal_cv.notify_all();
+        self.signals.worker_cv.notify_all();
     }
 
     /// After a commit: wakes the worker if it is waiting for records (not during a backoff).
     pub fn records_committed(&self) {
-        let s = lock(&self.signals);
+        let s = self.signals.lock();
         if s.wants_records {
-            self.signal_cv.notify_all();
+            self.signals.worker_cv.notify_all();
         }
     }
 
     /// Wakes flush and close waiters.
     pub fn notify_progress(&self) {
-        let _g = lock(&self.signals);
-        self.progress_cv.notify_all();
+        let _g = self.signals.lock();
+        self.signals.progress_cv.notify_all();
     }
 }

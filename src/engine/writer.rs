@@ -43,12 +43,12 @@ pub fn run(sh: Arc<Shared>) {
     loop {
         // Wait for something to write.
         let (batch, fsync, sync_target, closing) = {
-            let mut q = lock(&sh.queue);
+            let mut q = sh.queue.lock();
             loop {
                 // A leading logger (sync mode) may have changed it.
                 degraded = sh.counters.storage_degraded.load(Relaxed) != 0;
                 if q.committing() {
-                    q = wait(&sh.queue_cv, q);
+                    q = wait(&sh.queue.writer_cv, q);
                     continue;
                 }
                 let now = sh.now_ms();
@@ -57,7 +57,7 @@ pub fn run(sh: Arc<Shared>) {
                 let sync_due = (q.sync_wanted() || sync_overdue || close_sync) && !degraded;
                 if q.closing() && q.is_empty() && !sync_due {
                     q.set_writer_done();
-                    sh.commit_cv.notify_all();
+                    sh.queue.commit_cv.notify_all();
                     return;
                 }
                 if degraded && !q.is_empty() {
@@ -66,7 +66,7 @@ pub fn run(sh: Arc<Shared>) {
                     if q.closing() || since >= STORAGE_RETRY {
                         break;
                     }
-                    q = wait_timeout(&sh.queue_cv, q, STORAGE_RETRY - since);
+                    q = wait_timeout(&sh.queue.writer_cv, q, STORAGE_RETRY - since);
                     continue;
                 }
                 let due = q.first().is_some_and(|first| {
@@ -96,11 +96,11 @@ pub fn run(sh: Arc<Shared>) {
                             interval_ms
                         };
                         let left = (first.t_acc_ms + wait_ms).saturating_sub(now);
-                        wait_timeout(&sh.queue_cv, q, Duration::from_millis(left).min(cap))
+                        wait_timeout(&sh.queue.writer_cv, q, Duration::from_millis(left).min(cap))
                     }
-                    None if timed || to_sync.is_some() => wait_timeout(&sh.queue_cv, q, cap),
+                    None if timed || to_sync.is_some() => wait_timeout(&sh.queue.writer_cv, q, cap),
                     // Idle: no timed wake-ups.
-                    None => wait(&sh.queue_cv, q),
+                    None => wait(&sh.queue.writer_cv, q),
                 };
             }
             // Sync mode, edgebuf_sync, a sync interval of 0, an overdue fsync, and close
@@ -129,18 +129,18 @@ pub fn run(sh: Arc<Shared>) {
         }
 
         {
-            let mut q = lock(&sh.queue);
+            let mut q = sh.queue.lock();
             let held = q.finish_commit(result.held(), sync_target, fsync);
             if held && q.closing() {
                 // Close delivers them from memory within its timeout and counts what is
                 // left as lost.
                 q.set_writer_done();
-                sh.commit_cv.notify_all();
+                sh.queue.commit_cv.notify_all();
                 drop(q);
                 sh.records_committed();
                 return;
             }
-            sh.commit_cv.notify_all();
+            sh.queue.commit_cv.notify_all();
         }
         sh.records_committed();
         sh.notify_progress();
@@ -224,30 +224,30 @@ pub fn lead_commit<'a>(
             break;
         }
         q.set_gathering(true);
-        q = wait_timeout(&sh.group_cv, q, until - now);
+        q = wait_timeout(&sh.queue.group_cv, q, until - now);
     }
     q.group_gathered();
     let (batch, target) = take_for_commit(sh, &mut q);
     drop(q);
     let mut degraded = sh.counters.storage_degraded.load(Relaxed) != 0;
     let result = write_batch(sh, batch, true, &mut degraded);
-    let mut q = lock(&sh.queue);
+    let mut q = sh.queue.lock();
     q.finish_commit(result.held(), target, true);
-    sh.commit_cv.notify_all();
+    sh.queue.commit_cv.notify_all();
     // The writer waits while someone commits.
-    sh.queue_cv.notify_all();
+    sh.queue.writer_cv.notify_all();
     drop(q);
     sh.records_committed();
     sh.notify_progress();
     check_backlog(sh);
-    lock(&sh.queue)
+    sh.queue.lock()
 }
 
 /// Takes every queued record for one commit (the writer's or a leading logger's), and makes
 /// room for loggers waiting. Returns them and the highest seq handed out so far.
 fn take_for_commit(sh: &Shared, q: &mut QueueState) -> (Vec<NewRecord>, u64) {
     let taken = q.take_for_commit();
-    sh.room_cv.notify_all();
+    sh.queue.room_cv.notify_all();
     taken
 }
 
@@ -319,7 +319,9 @@ fn write_batch(
                 // Sync mode stores nothing while the disk fails: the callers get STORAGE.
                 let n = batch.len() as u64;
                 let bytes: u64 = batch.iter().map(|r| r.data.len() as u64).sum();
-                lock(&sh.queue).fail(batch.iter().map(|r| r.seq), Code::Storage);
+                sh.queue
+                    .lock()
+                    .fail(batch.iter().map(|r| r.seq), Code::Storage);
                 sh.counters.unlogged(n, bytes);
                 WriteOutcome::Dropped
             } else {
@@ -357,7 +359,7 @@ fn collect_garbage(sh: &Shared) {
         }
         {
             // Records waiting to be written come first.
-            let q = lock(&sh.queue);
+            let q = sh.queue.lock();
             let now = sh.now_ms();
             let due = q.first().is_some_and(|first| {
                 sh.cfg.durability == Durability::Sync
