@@ -62,3 +62,61 @@ impl<T: Transport> Worker<T> {
         Flow::Continue
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fake::worker;
+    use crate::sender::Outcome;
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::sync::{Arc, Mutex};
+
+    /// While storage is degraded, records in memory are delivered from there; what is not
+    /// accepted goes back in front of the queue, in order, and is not counted twice.
+    #[test]
+    fn records_in_memory_are_delivered_and_given_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let accept = Arc::new(Mutex::new(false));
+        let a2 = Arc::clone(&accept);
+        let mut w = worker(dir.path(), 0, 2, move |_| {
+            if *a2.lock().unwrap() {
+                Outcome::Delivered
+            } else {
+                Outcome::Retry
+            }
+        });
+        let sh = Arc::clone(&w.sh);
+        for i in 0..3 {
+            let data = format!("{{\"m\":{i}}}").into_bytes();
+            let len = data.len() as u64;
+            sh.queue.lock().push(0, sh.now_ms(), data);
+            sh.counters.logged(len);
+        }
+        assert_eq!(
+            w.memory_pending(),
+            0,
+            "the writer stores them while the disk works"
+        );
+        sh.counters.storage_degraded.store(1, Relaxed);
+        assert_eq!(w.memory_pending(), 3);
+        w.attempt();
+        assert_eq!(w.transport.sent, [vec![1, 2]]);
+        {
+            let q = sh.queue.lock();
+            assert_eq!(q.len(), 3, "given back");
+            assert_eq!(q.lowest_unsettled(), Some(1));
+            assert_eq!(
+                q.first().and_then(|r| r.inst.clone()).map(|i| i.len()),
+                Some(16)
+            );
+        }
+        assert_eq!(sh.counters.pending_records(), 3);
+        *accept.lock().unwrap() = true;
+        w.attempt();
+        w.attempt();
+        assert_eq!(w.transport.sent, [vec![1, 2], vec![1, 2], vec![3]]);
+        assert!(sh.queue.lock().is_empty());
+        assert_eq!(sh.counters.delivered_total.load(Relaxed), 3);
+        assert_eq!(sh.counters.pending_records(), 0);
+        assert_eq!(sh.counters.pending_bytes.load(Relaxed), 0);
+    }
+}

@@ -24,6 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod degraded;
+#[cfg(test)]
+mod fake;
 mod prefetch;
 mod reject;
 pub(crate) mod retry;
