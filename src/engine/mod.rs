@@ -1,12 +1,16 @@
 //! The Rust API: one `Buffer` per buffer file. The C API in `ffi` is a thin skin over it.
+//!
+//! The engine around it: `queue` (the state the threads share, and the lock order),
+//! `writer` (the writer thread and sync-mode group commits) and `capacity` (what gives way
+//! when the buffer is full, and TTL). The delivery worker is `crate::delivery`.
 
 use crate::config::{Config, Durability};
-use crate::engine::queue::{lock, wait_timeout, Shared};
 use crate::error::{Code, Error, Result};
 use crate::events::{Callback, EventThread, Events, EVENT_QUARANTINED};
 use crate::sender::Sender;
 use crate::status::Status;
 use crate::store::Store;
+use queue::{lock, wait_timeout, Shared};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, ThreadId};
