@@ -11,6 +11,20 @@ use std::sync::Arc;
 
 type Answer = Box<dyn FnMut(&[u64]) -> Outcome + Send>;
 
+/// Answers `refused` to the requests `cond` picks, 200 to the others.
+pub fn refuse_if(
+    cond: impl Fn(&[u64]) -> bool + Send + 'static,
+    refused: Outcome,
+) -> impl FnMut(&[u64]) -> Outcome + Send + 'static {
+    move |seqs| {
+        if cond(seqs) {
+            refused
+        } else {
+            Outcome::Delivered
+        }
+    }
+}
+
 /// A transport without sockets: answers each request with `answer(seqs)` and keeps the
 /// seqs of every request.
 pub struct Fake {

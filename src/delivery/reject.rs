@@ -184,14 +184,15 @@ fn range_of<'a>(recs: impl Iterator<Item = &'a StoredRecord>) -> Option<(u64, u6
 
 #[cfg(test)]
 mod tests {
-    use super::super::fake::{worker, Fake};
+    use super::super::fake::{refuse_if, worker, Fake};
     use super::super::{Flow, Worker};
     use crate::engine::queue::lock;
     use crate::sender::Outcome;
     use std::sync::atomic::Ordering::Relaxed;
 
-    fn seqs(r: std::ops::RangeInclusive<u64>) -> Vec<u64> {
-        r.collect()
+    /// The requests `(first, last)` seqs make.
+    fn ranges(r: &[(u64, u64)]) -> Vec<Vec<u64>> {
+        r.iter().map(|&(a, b)| (a..=b).collect()).collect()
     }
 
     /// (records pending in the file, dead letters)
@@ -213,25 +214,16 @@ mod tests {
     #[test]
     fn bisection_isolates_a_poison_record() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = worker(dir.path(), 8, 8, |s| {
-            if s.contains(&4) {
-                Outcome::Bisect
-            } else {
-                Outcome::Delivered
-            }
-        });
+        let mut w = worker(
+            dir.path(),
+            8,
+            8,
+            refuse_if(|s| s.contains(&4), Outcome::Bisect),
+        );
         assert!(matches!(w.attempt(), Flow::Continue));
         assert_eq!(
             w.transport.sent,
-            [
-                seqs(1..=8),
-                seqs(1..=4),
-                seqs(1..=2),
-                seqs(3..=4),
-                vec![3],
-                vec![4],
-                seqs(5..=8)
-            ]
+            ranges(&[(1, 8), (1, 4), (1, 2), (3, 4), (3, 3), (4, 4), (5, 8)])
         );
         assert_eq!(file(&w), (0, 1), "record 4 is a dead letter");
         assert_eq!(totals(&w), (7, 1, 0));
@@ -243,25 +235,12 @@ mod tests {
     fn a_413_splits_the_batch_and_lowers_the_batch_size() {
         let dir = tempfile::tempdir().unwrap();
         // The endpoint takes at most two records per request.
-        let mut w = worker(dir.path(), 8, 8, |s| {
-            if s.len() > 2 {
-                Outcome::Split
-            } else {
-                Outcome::Delivered
-            }
-        });
+        let mut w = worker(dir.path(), 8, 8, refuse_if(|s| s.len() > 2, Outcome::Split));
         w.attempt();
+        // 5..=8 is halved unsent: the cap was lowered meanwhile.
         assert_eq!(
             w.transport.sent,
-            [
-                seqs(1..=8),
-                seqs(1..=4),
-                seqs(1..=2),
-                seqs(3..=4),
-                // Halved unsent: the cap was lowered meanwhile.
-                seqs(5..=6),
-                seqs(7..=8)
-            ]
+            ranges(&[(1, 8), (1, 4), (1, 2), (3, 4), (5, 6), (7, 8)])
         );
         assert_eq!(w.sizing.cap(), 2);
         assert_eq!(file(&w), (0, 0));
@@ -276,7 +255,7 @@ mod tests {
         // Records 1 and 2 refused on their own, nothing accepted: newer records are asked.
         assert_eq!(
             w.transport.sent,
-            [seqs(1..=4), seqs(1..=2), vec![1], vec![2], seqs(5..=8)]
+            ranges(&[(1, 4), (1, 2), (1, 1), (2, 2), (5, 8)])
         );
         // Refused too: nothing is dead-lettered, the batch is kept and waits retry.max_ms.
         assert_eq!(file(&w), (8, 0));
@@ -288,24 +267,16 @@ mod tests {
         // Records 1 and 2 are refused, the rest accepted: the probe is delivered, the
         // bisection goes on, and 1 and 2 become dead letters.
         let dir = tempfile::tempdir().unwrap();
-        let mut w = worker(dir.path(), 8, 4, |s| {
-            if s.contains(&1) || s.contains(&2) {
-                Outcome::Bisect
-            } else {
-                Outcome::Delivered
-            }
-        });
+        let mut w = worker(
+            dir.path(),
+            8,
+            4,
+            refuse_if(|s| s.contains(&1) || s.contains(&2), Outcome::Bisect),
+        );
         w.attempt();
         assert_eq!(
             w.transport.sent,
-            [
-                seqs(1..=4),
-                seqs(1..=2),
-                vec![1],
-                vec![2],
-                seqs(5..=8),
-                seqs(3..=4)
-            ]
+            ranges(&[(1, 4), (1, 2), (1, 1), (2, 2), (5, 8), (3, 4)])
         );
         assert_eq!(file(&w), (0, 2));
         assert_eq!(totals(&w), (6, 2, 0));
@@ -316,22 +287,16 @@ mod tests {
     fn a_lone_refused_record_is_dead_lettered_only_after_a_probe() {
         // One record refused in a batch of one, newer records accepted.
         let dir = tempfile::tempdir().unwrap();
-        let mut w = worker(dir.path(), 3, 1, |s| {
-            if s == [1] {
-                Outcome::Bisect
-            } else {
-                Outcome::Delivered
-            }
-        });
+        let mut w = worker(dir.path(), 3, 1, refuse_if(|s| s == [1], Outcome::Bisect));
         w.attempt();
-        assert_eq!(w.transport.sent, [vec![1], vec![2]]);
+        assert_eq!(w.transport.sent, ranges(&[(1, 1), (2, 2)]));
         assert_eq!(file(&w), (1, 1));
         assert_eq!(totals(&w), (1, 1, 1));
         // With nothing newer to probe with, the record is kept, as a configuration problem.
         let dir = tempfile::tempdir().unwrap();
         let mut w = worker(dir.path(), 1, 1, |_| Outcome::Bisect);
         w.attempt();
-        assert_eq!(w.transport.sent, [vec![1]]);
+        assert_eq!(w.transport.sent, ranges(&[(1, 1)]));
         assert_eq!(file(&w), (1, 0));
         assert_eq!(w.retry_range, Some((1, 1)));
         assert!(w.clock.waiting());
@@ -340,13 +305,12 @@ mod tests {
     #[test]
     fn two_timeouts_in_a_row_halve_the_next_batch() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = worker(dir.path(), 8, 8, |s| {
-            if s.len() > 4 {
-                Outcome::Timeout
-            } else {
-                Outcome::Delivered
-            }
-        });
+        let mut w = worker(
+            dir.path(),
+            8,
+            8,
+            refuse_if(|s| s.len() > 4, Outcome::Timeout),
+        );
         w.attempt();
         assert_eq!(w.retry_range, Some((1, 8)), "the same batch again");
         assert!(w.clock.waiting());
@@ -355,10 +319,7 @@ mod tests {
         assert_eq!(w.sizing.cap(), 4);
         w.attempt();
         w.attempt();
-        assert_eq!(
-            w.transport.sent,
-            [seqs(1..=8), seqs(1..=8), seqs(1..=4), seqs(5..=8)]
-        );
+        assert_eq!(w.transport.sent, ranges(&[(1, 8), (1, 8), (1, 4), (5, 8)]));
         assert_eq!(totals(&w), (8, 0, 0));
         assert_eq!(w.sh.counters.failed_attempts_total.load(Relaxed), 2);
     }

@@ -83,8 +83,7 @@ impl Buffer {
             Err(e) => {
                 // The writer runs already: stop it and release the file before failing, or
                 // it would hold the buffer's lock for the life of the process.
-                sh.queue.lock().close();
-                sh.queue.writer_cv.notify_all();
+                sh.queue.close();
                 let _ = writer.join();
                 let store = lock(&sh.store).take();
                 drop(store);
@@ -361,14 +360,8 @@ impl Buffer {
     /// Stops intake at once: calls waiting in flush or sync return CLOSED. `close` does this
     /// too; the C API calls it first so that close can wait for calls already inside.
     pub fn interrupt(&self) {
-        let sh = &*self.sh;
-        let mut q = sh.queue.lock();
-        q.close();
-        sh.queue.writer_cv.notify_all();
-        sh.queue.room_cv.notify_all();
-        sh.queue.commit_cv.notify_all();
-        drop(q);
-        sh.notify_progress();
+        self.sh.queue.close();
+        self.sh.notify_progress();
     }
 
     /// Stops intake, writes the memory queue to disk, delivers for at most `timeout`, and
@@ -385,13 +378,7 @@ impl Buffer {
         }
         let sh = &*self.sh;
         // 1. Stop intake and write the memory queue.
-        {
-            let mut q = sh.queue.lock();
-            q.close();
-            sh.queue.writer_cv.notify_all();
-            sh.queue.room_cv.notify_all();
-            sh.queue.commit_cv.notify_all();
-        }
+        sh.queue.close();
         let mut threads = lock(&self.threads);
         if let Some(w) = threads.writer.take() {
             let _ = w.join();

@@ -529,6 +529,16 @@ impl Queue {
     pub fn lock(&self) -> MutexGuard<'_, QueueState> {
         lock(&self.state)
     }
+
+    /// Stops intake and wakes everyone waiting on the queue: the writer writes what is left,
+    /// loggers and edgebuf_sync return CLOSED.
+    pub fn close(&self) {
+        let mut q = self.lock();
+        q.close();
+        self.writer_cv.notify_all();
+        self.room_cv.notify_all();
+        self.commit_cv.notify_all();
+    }
 }
 
 /// The worker's signals' lock and the condition variables waited on with it.
