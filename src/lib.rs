@@ -1,26 +1,22 @@
 //! edgebuf: a durable on-device buffer that delivers ML inference records to a cloud HTTP
-//! endpoint. See README.md and SPEC.md for the contract.
+//! endpoint. README.md says how to use it; docs/reference.md is the reference.
 //!
 //! The Rust API is [`Buffer`] with a [`Config`]; the C API in [`ffi`] is a thin skin over it.
 
-pub mod buffer;
 pub mod config;
+mod delivery;
+mod engine;
 pub mod error;
 pub mod events;
 pub mod ffi;
 pub(crate) mod http;
-mod prefetch;
 pub mod record;
-pub mod retry;
-mod shared;
 pub mod status;
 pub mod store;
 mod sys;
-mod worker;
-mod writer;
 
-pub use buffer::Buffer;
 pub use config::Config;
+pub use engine::Buffer;
 pub use error::{Code, Error, Result};
 pub use events::{Callback, Event};
 pub use status::Status;

@@ -39,7 +39,57 @@ pub struct Counters {
     pub resends_total: AtomicU64,
 }
 
+/// The accounting (SPEC 1): at every moment
+///
+/// ```text
+/// pending_records = pending_at_open + logged_total
+///                 - delivered_total - dropped_total - dead_lettered_total
+/// ```
+///
+/// and `pending_bytes` is the payload of those pending records. Every change of these
+/// counters is one of the transitions below, which move a record's count and its bytes
+/// together; intake is counted before a record can be settled, so the difference never
+/// underflows.
 impl Counters {
+    /// At open: what the file holds.
+    pub fn opened(&self, pending: u64, pending_bytes: u64, dead_letters: u64) {
+        self.pending_at_open.store(pending, Relaxed);
+        self.pending_bytes.store(pending_bytes, Relaxed);
+        self.dead_letter_records.store(dead_letters, Relaxed);
+    }
+
+    /// One record of `bytes` accepted by a log call.
+    #[inline]
+    pub fn logged(&self, bytes: u64) {
+        self.logged_total.fetch_add(1, Relaxed);
+        self.pending_bytes.fetch_add(bytes, Relaxed);
+    }
+
+    /// Records accepted, then refused to their log call (sync mode, the disk full or failing):
+    /// as if never logged.
+    pub fn unlogged(&self, n: u64, bytes: u64) {
+        self.logged_total.fetch_sub(n, Relaxed);
+        self.pending_bytes.fetch_sub(bytes, Relaxed);
+    }
+
+    /// Records removed undelivered: the capacity policy, TTL, or lost at close.
+    pub fn dropped(&self, n: u64, bytes: u64) {
+        self.pending_bytes.fetch_sub(bytes, Relaxed);
+        self.dropped_total.fetch_add(n, Relaxed);
+    }
+
+    /// Records the endpoint accepted.
+    pub fn delivered(&self, n: u64, bytes: u64) {
+        self.pending_bytes.fetch_sub(bytes, Relaxed);
+        self.delivered_total.fetch_add(n, Relaxed);
+    }
+
+    /// Records moved to the dead letters.
+    pub fn dead_lettered(&self, n: u64, bytes: u64) {
+        self.pending_bytes.fetch_sub(bytes, Relaxed);
+        self.dead_lettered_total.fetch_add(n, Relaxed);
+    }
+
     /// Records pending now, by the invariant of SPEC 1.
     pub fn pending_records(&self) -> u64 {
         // Settlements are read before intake: a record is logged before it can be settled,

@@ -715,7 +715,7 @@ fn random_operations_match_the_model_queue() {
 // the workarounds if one returns), and for one bug in the model itself.
 
 /// Bug 1 (SPEC 1, flush): edgebuf_flush returned OK while records logged before it were
-/// still pending. The writer drains the memory queue (`q.items.drain(..)` in writer.rs) and
+/// still pending. The writer drains the memory queue (`QueueState::take_for_commit`) and
 /// releases the queue lock before `write_batch` stores the batch; meanwhile
 /// `Buffer::lowest_unsettled` sees neither the queue nor the file holding them, so
 /// `wait_settled` finds "nothing unsettled" and flush returns OK. Async mode only; a

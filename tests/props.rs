@@ -1468,45 +1468,6 @@ fn retry_after() -> impl Strategy<Value = RetryAfter> {
     ]
 }
 
-#[test]
-fn retry_after_parses_seconds_dates_and_ignores_garbage() {
-    let strategy = (
-        retry_after(),
-        prop::sample::select(vec!["", " ", "\t", "  "]),
-    );
-    check(2048, strategy, |(ra, pad)| {
-        let made = SystemTime::now();
-        let text = format!("{pad}{}{pad}", ra.text(made));
-        let got = edgebuf::retry::parse_retry_after(&text, made);
-        let want = ra.meaning(made, made);
-        match (got, want) {
-            (Some(g), Some(w)) => {
-                prop_assert!(
-                    g.abs_diff(w) <= Duration::from_secs(1),
-                    "{:?}: got {:?}, want {:?}",
-                    text,
-                    g,
-                    w
-                )
-            }
-            (g, w) => prop_assert_eq!(g, w, "{:?}", text),
-        }
-        // Capping is min(d, max).
-        let max = Duration::from_millis(
-            made.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64 % 100_000 + 1,
-        );
-        if let Some(g) = got {
-            prop_assert_eq!(edgebuf::retry::cap(g, max), g.min(max));
-        }
-        Ok(())
-    });
-    // Arbitrary text never panics.
-    check(2048, "\\PC{0,40}|.{0,40}", |s| {
-        let _ = edgebuf::retry::parse_retry_after(&s, SystemTime::now());
-        Ok(())
-    });
-}
-
 /// The answer every request gets, set while the server runs: a status and a Retry-After.
 type Answer = Arc<Mutex<(u16, Option<String>)>>;
 

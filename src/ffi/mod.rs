@@ -8,10 +8,10 @@
 mod types;
 pub use types::*;
 
-use crate::buffer::Buffer;
 use crate::config::Config;
 use crate::error::{Code, Error};
 use crate::events::Event;
+use crate::Buffer;
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};

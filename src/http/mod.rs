@@ -38,8 +38,8 @@ pub use body::{push_envelope_fields, RecordRef};
 pub(crate) use classify::{Attempt, Outcome};
 
 use crate::config::{is_reserved_header, Compression, Config, Format};
+use crate::delivery::retry::parse_retry_after;
 use crate::error::{Error, Result};
-use crate::retry::parse_retry_after;
 use classify::{Answer, Classifier, Failure};
 
 /// The most of a response body that is read (and discarded).

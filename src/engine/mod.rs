@@ -1,16 +1,24 @@
 //! The Rust API: one `Buffer` per buffer file. The C API in `ffi` is a thin skin over it.
+//!
+//! The engine around it: `queue` (the state the threads share, and the lock order),
+//! `writer` (the writer thread and sync-mode group commits) and `capacity` (what gives way
+//! when the buffer is full, and TTL). The delivery worker is `crate::delivery`.
 
-use crate::config::{Config, Durability, WhenFull};
+use crate::config::{Config, Durability};
 use crate::error::{Code, Error, Result};
 use crate::events::{Callback, EventThread, Events, EVENT_QUARANTINED};
 use crate::http::Sender;
-use crate::shared::{lock, wait_timeout, QueueState, Shared, Signals};
-use crate::status::{Counters, Status};
-use crate::store::{NewRecord, Store};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex};
+use crate::status::Status;
+use crate::store::Store;
+use queue::{lock, wait_timeout, Shared};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+mod capacity;
+pub(crate) mod queue;
+mod writer;
 
 /// An open buffer. All methods take `&self` and may be called from any number of threads.
 pub struct Buffer {
@@ -42,15 +50,7 @@ impl Buffer {
     pub fn open_paused(cfg: &Config, callback: Option<Callback>) -> Result<Buffer> {
         cfg.validate_for_open()?;
         let sender = Sender::new(cfg)?;
-        let (mut store, report) = Store::open(cfg)?;
-        let next_seq = store.next_seq();
-        store.set_run_first_seq(next_seq);
-        let counters = Counters::default();
-        counters.pending_at_open.store(store.disk_records, Relaxed);
-        counters.pending_bytes.store(store.disk_bytes, Relaxed);
-        counters
-            .dead_letter_records
-            .store(store.dead_records, Relaxed);
+        let (store, report) = Store::open(cfg)?;
         let (events, event_thread) = match callback {
             Some(cb) => {
                 let (e, t) = Events::spawn(cb)
@@ -59,35 +59,7 @@ impl Buffer {
             }
             None => (Events::none(), None),
         };
-        let sh = Arc::new(Shared {
-            cfg: cfg.clone(),
-            counters,
-            events,
-            path: store.path().to_path_buf(),
-            instance: store.instance().to_string(),
-            opened: Instant::now(),
-            disk_pending: AtomicU64::new(store.disk_records),
-            disk_oldest: AtomicU64::new(0),
-            backlog_armed: AtomicBool::new(true),
-            garbage: AtomicU64::new(0),
-            garbage_bytes: AtomicU64::new(0),
-            store: Mutex::new(None),
-            queue: Mutex::new(QueueState {
-                next_seq,
-                committed_seq: next_seq - 1,
-                synced_seq: next_seq - 1,
-                ..QueueState::default()
-            }),
-            queue_cv: Condvar::new(),
-            room_cv: Condvar::new(),
-            commit_cv: Condvar::new(),
-            group_cv: Condvar::new(),
-            signals: Mutex::new(Signals::default()),
-            signal_cv: Condvar::new(),
-            progress_cv: Condvar::new(),
-        });
-        sh.mirror_store(&mut store);
-        *lock(&sh.store) = Some(store);
+        let sh = Arc::new(Shared::new(cfg, store, events));
         if let Some((moved, lost)) = report.quarantined {
             sh.events.emit(
                 EVENT_QUARANTINED,
@@ -101,18 +73,17 @@ impl Buffer {
         }
         let spawn_err = |e: std::io::Error| Error::internal(format!("cannot start a thread: {e}"));
         let s1 = Arc::clone(&sh);
-        let writer = crate::sys::spawn("edgebuf-writer", move || crate::writer::run(s1))
+        let writer = crate::sys::spawn("edgebuf-writer", move || crate::engine::writer::run(s1))
             .map_err(spawn_err)?;
         let s2 = Arc::clone(&sh);
         let worker = match crate::sys::spawn("edgebuf-worker", move || {
-            crate::worker::Worker::new(s2, sender).run()
+            crate::delivery::Worker::new(s2, sender).run()
         }) {
             Ok(w) => w,
             Err(e) => {
                 // The writer runs already: stop it and release the file before failing, or
                 // it would hold the buffer's lock for the life of the process.
-                lock(&sh.queue).closing = true;
-                sh.queue_cv.notify_all();
+                sh.queue.close();
                 let _ = writer.join();
                 let store = lock(&sh.store).take();
                 drop(store);
@@ -122,7 +93,7 @@ impl Buffer {
                 return Err(spawn_err(e));
             }
         };
-        crate::writer::check_backlog(&sh);
+        capacity::check_backlog(&sh);
         let event_thread_id = event_thread.as_ref().map(EventThread::thread_id);
         Ok(Buffer {
             sh,
@@ -156,135 +127,77 @@ impl Buffer {
         crate::record::validate(record, sh.cfg.record_max_bytes)?;
         let sync_mode = sh.cfg.durability == Durability::Sync;
         let len = record.len() as u64;
-        let policy = sh.cfg.capacity_when_full;
-        let full_err = || {
-            Error::new(
-                Code::Full,
-                "the buffer is full (capacity.max_bytes or capacity.max_records); the record was not stored",
-            )
-        };
         // Capacity: drop_oldest makes room in the writer; the others refuse here.
-        if policy != WhenFull::DropOldest {
-            let c = &sh.counters;
-            let over_records = sh.cfg.capacity_max_records > 0
-                && c.pending_records() + 1 > sh.cfg.capacity_max_records;
-            let over_bytes = c.pending_bytes.load(Relaxed) + len > sh.cfg.capacity_max_bytes;
-            if over_records || over_bytes {
-                return self.refuse(policy, len, sync_mode, full_err);
-            }
+        if capacity::refuse_at_intake(sh, len) {
+            return capacity::refuse(sh, len);
         }
         let data = record.to_vec();
         let ts_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let mut q = lock(&sh.queue);
-        if q.closing {
+        let mut q = sh.queue.lock();
+        if q.closing() {
             return Err(closed_err());
         }
         // The memory queue is full (the disk cannot keep up): wait a little for room.
-        let mem_full = |q: &QueueState| {
-            q.items.len() as u64 >= sh.cfg.memory_max_records
-                || q.bytes + len > sh.cfg.memory_max_bytes
-        };
-        if mem_full(&q) {
+        let (max_records, max_bytes) = (sh.cfg.memory_max_records, sh.cfg.memory_max_bytes);
+        if q.full(len, max_records, max_bytes) {
             let deadline = Instant::now() + Duration::from_millis(sh.cfg.memory_max_wait_ms);
-            sh.queue_cv.notify_one();
-            while mem_full(&q) && !q.closing {
+            sh.queue.writer_cv.notify_one();
+            while q.full(len, max_records, max_bytes) && !q.closing() {
                 let now = Instant::now();
                 if now >= deadline {
                     break;
                 }
-                q = wait_timeout(&sh.room_cv, q, deadline - now);
+                q = wait_timeout(&sh.queue.room_cv, q, deadline - now);
             }
-            if q.closing {
+            if q.closing() {
                 return Err(closed_err());
             }
-            if mem_full(&q) {
-                if policy != WhenFull::DropOldest || q.items.is_empty() {
-                    drop(q);
-                    return self.refuse(policy, len, sync_mode, full_err);
-                }
-                while mem_full(&q) {
-                    let Some(old) = q.items.pop_front() else {
-                        break;
-                    };
-                    q.bytes -= (old.data.len() as u64).min(q.bytes);
-                    sh.count_dropped(1, old.data.len() as u64, "memory queue full, drop_oldest");
-                }
+            if q.full(len, max_records, max_bytes)
+                && !capacity::make_room_in_memory(sh, &mut q, len)
+            {
+                drop(q);
+                return capacity::refuse(sh, len);
             }
         }
-        let seq = q.next_seq;
-        q.next_seq += 1;
         let t_acc_ms = sh.now_ms();
-        sh.counters.logged_total.fetch_add(1, Relaxed);
-        sh.counters.pending_bytes.fetch_add(len, Relaxed);
-        q.bytes += len;
-        q.items.push_back(NewRecord {
-            seq,
-            ts_ms,
-            t_acc_ms,
-            inst: None,
-            data,
-        });
+        let seq = q.push(ts_ms, t_acc_ms, data);
+        sh.counters.logged(len);
         // Wake the writer only when it may be waiting for this: a syscall per record would
         // double the cost of a log while the writer is busy committing.
         // In sync mode the logging threads commit themselves (below).
-        if !sync_mode && (q.items.len() == 1 || q.items.len() == crate::writer::COMMIT_BATCH) {
-            sh.queue_cv.notify_one();
+        if !sync_mode && (q.len() == 1 || q.len() == writer::COMMIT_BATCH) {
+            sh.queue.writer_cv.notify_one();
         }
         if !sync_mode {
             return Ok(());
         }
-        if q.gathering && q.items.len() >= q.last_group {
-            sh.group_cv.notify_one();
+        if q.group_complete() {
+            sh.queue.group_cv.notify_one();
         }
         loop {
-            if let Some(i) = q.failed.iter().position(|f| f.0 == seq) {
-                let (_, code) = q.failed.swap_remove(i);
+            if let Some(code) = q.take_failure(seq) {
                 return Err(match code {
                     Code::Storage => Error::storage(
                         "the buffer file cannot be written (storage is degraded); the record was not stored",
                     ),
-                    _ => full_err(),
+                    _ => capacity::full_err(),
                 });
             }
-            if q.committed_seq >= seq {
+            if q.committed(seq) {
                 return Ok(());
             }
-            if q.writer_done {
+            if q.writer_done() {
                 return Err(closed_err());
             }
-            if !q.committing && !q.items.is_empty() {
+            if q.needs_leader() {
                 // Nobody is committing and this record is still queued: commit the group.
-                q = crate::writer::lead_commit(sh, q);
+                q = writer::lead_commit(sh, q);
                 continue;
             }
-            q = crate::shared::wait(&sh.commit_cv, q);
-        }
-    }
-
-    fn refuse(
-        &self,
-        policy: WhenFull,
-        len: u64,
-        sync_mode: bool,
-        full_err: impl Fn() -> Error,
-    ) -> Result<()> {
-        match policy {
-            WhenFull::Reject => Err(full_err()),
-            _ => {
-                // drop_newest (or drop_oldest with nothing to drop): counted as logged and dropped.
-                let c = &self.sh.counters;
-                c.pending_bytes.fetch_add(len, Relaxed);
-                c.logged_total.fetch_add(1, Relaxed);
-                self.sh.count_dropped(1, len, "capacity, drop_newest");
-                if sync_mode {
-                    Err(full_err())
-                } else {
-                    Ok(())
-                }
-            }
+            q = queue::wait(&sh.queue.commit_cv, q);
         }
     }
 
@@ -297,23 +210,23 @@ impl Buffer {
         }
         let sh = &*self.sh;
         let deadline = Instant::now() + timeout;
-        let mut q = lock(&sh.queue);
-        if q.closing {
+        let mut q = sh.queue.lock();
+        if q.closing() {
             return Err(closed_err());
         }
-        let target = q.next_seq - 1;
-        q.sync_wanted = q.sync_wanted.max(target);
-        sh.queue_cv.notify_one();
+        let target = q.last_seq();
+        q.want_synced(target);
+        sh.queue.writer_cv.notify_one();
         loop {
             if sh.counters.storage_degraded.load(Relaxed) != 0 {
                 return Err(Error::storage(
                     "storage is degraded: records are held in memory only and cannot be synced",
                 ));
             }
-            if q.synced_seq >= target {
+            if q.synced(target) {
                 return Ok(());
             }
-            if q.closing || q.writer_done {
+            if q.closing() || q.writer_done() {
                 return Err(closed_err());
             }
             let now = Instant::now();
@@ -324,7 +237,7 @@ impl Buffer {
                 ));
             }
             q = wait_timeout(
-                &sh.commit_cv,
+                &sh.queue.commit_cv,
                 q,
                 (deadline - now).min(Duration::from_millis(100)),
             );
@@ -333,19 +246,9 @@ impl Buffer {
 
     /// The lowest seq not yet settled, if any.
     fn lowest_unsettled(&self) -> Option<u64> {
-        let q = {
-            let q = lock(&self.sh.queue);
-            // Queued, being written by the writer (or a leading logger), or being delivered
-            // from memory: whichever is lowest.
-            [
-                q.items.front().map(|r| r.seq),
-                q.writing_from,
-                q.mem_inflight.map(|m| m.0),
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-        };
+        // Queued, being written by the writer (or a leading logger), or being delivered from
+        // memory: whichever is lowest.
+        let q = self.sh.queue.lock().lowest_unsettled();
         let disk = lock(&self.sh.store)
             .as_mut()
             .and_then(|s| s.min_seq().ok().flatten());
@@ -363,13 +266,13 @@ impl Buffer {
             ));
         }
         let target = {
-            let mut q = lock(&self.sh.queue);
-            if q.closing {
+            let mut q = self.sh.queue.lock();
+            if q.closing() {
                 return Err(closed_err());
             }
-            q.urgent = true;
-            self.sh.queue_cv.notify_one();
-            q.next_seq - 1
+            q.set_urgent();
+            self.sh.queue.writer_cv.notify_one();
+            q.last_seq()
         };
         self.wait_settled(target, Instant::now() + timeout, "edgebuf_flush", true)
     }
@@ -382,8 +285,8 @@ impl Buffer {
         for_caller: bool,
     ) -> Result<()> {
         let sh = &*self.sh;
-        lock(&sh.signals).flushing += 1;
-        sh.signal_cv.notify_all();
+        sh.signals.lock().flush_started();
+        sh.signals.worker_cv.notify_all();
         let result = loop {
             if self.lowest_unsettled().is_none_or(|s| s > target) {
                 break Ok(());
@@ -397,27 +300,26 @@ impl Buffer {
                     ),
                 ));
             }
-            if for_caller && lock(&sh.queue).closing {
+            if for_caller && sh.queue.lock().closing() {
                 break Err(closed_err());
             }
-            let s = lock(&sh.signals);
-            if s.worker_exited {
+            let s = sh.signals.lock();
+            if s.worker_exited() {
                 break Err(closed_err());
             }
             let _s = wait_timeout(
-                &sh.progress_cv,
+                &sh.signals.progress_cv,
                 s,
                 (deadline - now).min(Duration::from_millis(50)),
             );
         };
-        let mut s = lock(&sh.signals);
-        s.flushing = s.flushing.saturating_sub(1);
+        sh.signals.lock().flush_ended();
         result
     }
 
     /// Cuts a running backoff short (not a Retry-After wait).
     pub fn retry_now(&self) {
-        self.sh.poke_worker(|s| s.retry_now = true);
+        self.sh.poke_worker(|s| s.retry_now());
     }
 
     /// A snapshot of the counters and state.
@@ -429,11 +331,8 @@ impl Buffer {
         let retry_at = sh.counters.retry_at_ms.load(Relaxed);
         st.next_retry_in_ms = retry_at.saturating_sub(now).min(u32::MAX as u64) as u32;
         if st.pending_records > 0 {
-            let mem = lock(&sh.queue).items.front().map(|r| r.t_acc_ms);
-            let disk = match sh.disk_oldest.load(Relaxed) {
-                0 => None,
-                t => Some(t - 1),
-            };
+            let mem = sh.queue.lock().first().map(|r| r.t_acc_ms);
+            let disk = sh.mirror.disk_oldest();
             let oldest = match (mem, disk) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -461,14 +360,8 @@ impl Buffer {
     /// Stops intake at once: calls waiting in flush or sync return CLOSED. `close` does this
     /// too; the C API calls it first so that close can wait for calls already inside.
     pub fn interrupt(&self) {
-        let sh = &*self.sh;
-        let mut q = lock(&sh.queue);
-        q.closing = true;
-        sh.queue_cv.notify_all();
-        sh.room_cv.notify_all();
-        sh.commit_cv.notify_all();
-        drop(q);
-        sh.notify_progress();
+        self.sh.queue.close();
+        self.sh.notify_progress();
     }
 
     /// Stops intake, writes the memory queue to disk, delivers for at most `timeout`, and
@@ -485,40 +378,29 @@ impl Buffer {
         }
         let sh = &*self.sh;
         // 1. Stop intake and write the memory queue.
-        {
-            let mut q = lock(&sh.queue);
-            q.closing = true;
-            sh.queue_cv.notify_all();
-            sh.room_cv.notify_all();
-            sh.commit_cv.notify_all();
-        }
+        sh.queue.close();
         let mut threads = lock(&self.threads);
         if let Some(w) = threads.writer.take() {
             let _ = w.join();
         }
         let deadline = Instant::now() + timeout;
         // 2. Deliver for at most `timeout`.
-        let target = lock(&sh.queue).next_seq - 1;
+        let target = sh.queue.lock().last_seq();
         // Its answer does not matter: what is pending once the file is closed does.
         let _ = self.wait_settled(target, deadline, "edgebuf_close", false);
         // 3. Stop the worker; a request still in flight is abandoned.
-        sh.poke_worker(|s| s.stop = true);
+        sh.poke_worker(|s| s.stop());
         {
-            let mut s = lock(&sh.signals);
+            let mut s = sh.signals.lock();
             let grace = Instant::now() + Duration::from_millis(20);
-            while !s.worker_exited && Instant::now() < grace {
-                s = wait_timeout(&sh.progress_cv, s, Duration::from_millis(5));
+            while !s.worker_exited() && Instant::now() < grace {
+                s = wait_timeout(&sh.signals.progress_cv, s, Duration::from_millis(5));
             }
         }
         // Records the disk never took and the endpoint did not accept in time are lost.
         let lost = {
-            let mut q = lock(&sh.queue);
-            let (n_in, b_in) = q.mem_inflight.map_or((0, 0), |(_, n, b)| (n, b));
-            let n = q.items.len() as u64 + n_in;
-            let bytes = q.bytes + b_in;
-            q.items.clear();
-            q.bytes = 0;
-            q.mem_abandoned = true;
+            let mut q = sh.queue.lock();
+            let (n, bytes) = q.abandon();
             sh.count_dropped(n, bytes, "storage failed at close");
             n
         };
@@ -529,7 +411,7 @@ impl Buffer {
         drop(store);
         let pending = sh.counters.pending_records();
         if let Some(w) = threads.worker.take() {
-            if lock(&sh.signals).worker_exited {
+            if sh.signals.lock().worker_exited() {
                 let _ = w.join();
             }
         }

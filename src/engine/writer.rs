@@ -1,10 +1,11 @@
 //! The writer thread: moves records from the memory queue to the file in group commits,
-//! applies the capacity policy and TTL, and never waits on the network.
+//! applies the capacity policy and TTL (see `capacity`), and never waits on the network.
 
-use crate::config::{Durability, WhenFull};
+use super::capacity::{self, check_backlog};
+use super::queue::{lock, wait, wait_timeout, QueueState, Shared};
+use crate::config::Durability;
 use crate::error::Code;
-use crate::events::{EVENT_BACKLOG_HIGH, EVENT_STORAGE_ERROR, EVENT_STORAGE_OK};
-use crate::shared::{lock, wait, wait_timeout, QueueState, Shared};
+use crate::events::{EVENT_STORAGE_ERROR, EVENT_STORAGE_OK};
 use crate::store::{NewRecord, WriteError};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ const GATHER: Duration = Duration::from_micros(500);
 /// TTL sweeps and space maintenance run at most this often.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// Delivered rows are reclaimed in transactions of this many rows...
-const GC_CHUNK: u64 = 2048;
+pub(super) const GC_CHUNK: u64 = 2048;
 /// ...for at most this long per housekeeping round (records due to be written come first).
 const GC_BUDGET: Duration = Duration::from_secs(1);
 
@@ -42,38 +43,37 @@ pub fn run(sh: Arc<Shared>) {
     loop {
         // Wait for something to write.
         let (batch, fsync, sync_target, closing) = {
-            let mut q = lock(&sh.queue);
+            let mut q = sh.queue.lock();
             loop {
                 // A leading logger (sync mode) may have changed it.
                 degraded = sh.counters.storage_degraded.load(Relaxed) != 0;
-                if q.committing {
-                    q = wait(&sh.queue_cv, q);
+                if q.committing() {
+                    q = wait(&sh.queue.writer_cv, q);
                     continue;
                 }
                 let now = sh.now_ms();
                 let sync_overdue = sync_clock.overdue(now);
-                let close_sync = q.closing && sync_clock.pending();
-                let sync_due =
-                    (q.sync_wanted > q.synced_seq || sync_overdue || close_sync) && !degraded;
-                if q.closing && q.items.is_empty() && !sync_due {
-                    q.writer_done = true;
-                    sh.commit_cv.notify_all();
+                let close_sync = q.closing() && sync_clock.pending();
+                let sync_due = (q.sync_wanted() || sync_overdue || close_sync) && !degraded;
+                if q.closing() && q.is_empty() && !sync_due {
+                    q.set_writer_done();
+                    sh.queue.commit_cv.notify_all();
                     return;
                 }
-                if degraded && !q.items.is_empty() {
+                if degraded && !q.is_empty() {
                     // The disk failed: try again after a pause (at once when closing).
                     let since = last_failure.map(|t| t.elapsed()).unwrap_or(STORAGE_RETRY);
-                    if q.closing || since >= STORAGE_RETRY {
+                    if q.closing() || since >= STORAGE_RETRY {
                         break;
                     }
-                    q = wait_timeout(&sh.queue_cv, q, STORAGE_RETRY - since);
+                    q = wait_timeout(&sh.queue.writer_cv, q, STORAGE_RETRY - since);
                     continue;
                 }
-                let due = q.items.front().is_some_and(|first| {
+                let due = q.first().is_some_and(|first| {
                     (sync_mode && now >= first.t_acc_ms + SYNC_FALLBACK_MS)
-                        || q.urgent
-                        || q.closing
-                        || q.items.len() >= COMMIT_BATCH
+                        || q.urgent()
+                        || q.closing()
+                        || q.len() >= COMMIT_BATCH
                         || now >= first.t_acc_ms + interval_ms
                 });
                 if due || sync_due {
@@ -81,14 +81,14 @@ pub fn run(sh: Arc<Shared>) {
                 }
                 let ttl_active = sh.cfg.record_ttl_ms > 0 && sh.counters.pending_records() > 0;
                 // Delivered rows waiting to be reclaimed keep housekeeping running.
-                let timed = ttl_active || sh.garbage.load(Relaxed) > 0;
+                let timed = ttl_active || sh.mirror.garbage() > 0;
                 if timed && last_housekeeping.elapsed() >= HOUSEKEEPING {
                     break;
                 }
                 // Until the commits made so far must be fsync'd (none pending: never).
                 let to_sync = sync_clock.wait(now);
                 let cap = to_sync.map_or(HOUSEKEEPING, |d| d.min(HOUSEKEEPING));
-                q = match q.items.front() {
+                q = match q.first() {
                     Some(first) => {
                         let wait_ms = if sync_mode {
                             SYNC_FALLBACK_MS
@@ -96,23 +96,23 @@ pub fn run(sh: Arc<Shared>) {
                             interval_ms
                         };
                         let left = (first.t_acc_ms + wait_ms).saturating_sub(now);
-                        wait_timeout(&sh.queue_cv, q, Duration::from_millis(left).min(cap))
+                        wait_timeout(&sh.queue.writer_cv, q, Duration::from_millis(left).min(cap))
                     }
-                    None if timed || to_sync.is_some() => wait_timeout(&sh.queue_cv, q, cap),
+                    None if timed || to_sync.is_some() => wait_timeout(&sh.queue.writer_cv, q, cap),
                     // Idle: no timed wake-ups.
-                    None => wait(&sh.queue_cv, q),
+                    None => wait(&sh.queue.writer_cv, q),
                 };
             }
             // Sync mode, edgebuf_sync, a sync interval of 0, an overdue fsync, and close
             // (the memory queue is made durable before the file is released).
             let fsync = sync_mode
-                || q.sync_wanted > q.synced_seq
+                || q.sync_wanted()
                 || sync_clock.every_commit()
                 || sync_clock.overdue(sh.now_ms())
-                || q.closing;
-            q.urgent = false;
+                || q.closing();
+            q.clear_urgent();
             let (batch, target) = take_for_commit(&sh, &mut q);
-            (batch, fsync, target, q.closing)
+            (batch, fsync, target, q.closing())
         };
 
         // The batch is in seq order: its first record is its oldest.
@@ -129,18 +129,18 @@ pub fn run(sh: Arc<Shared>) {
         }
 
         {
-            let mut q = lock(&sh.queue);
-            let held = finish_commit(&mut q, result, sync_target, fsync);
-            if held && q.closing {
+            let mut q = sh.queue.lock();
+            let held = q.finish_commit(result.held(), sync_target, fsync);
+            if held && q.closing() {
                 // Close delivers them from memory within its timeout and counts what is
                 // left as lost.
-                q.writer_done = true;
-                sh.commit_cv.notify_all();
+                q.set_writer_done();
+                sh.queue.commit_cv.notify_all();
                 drop(q);
                 sh.records_committed();
                 return;
             }
-            sh.commit_cv.notify_all();
+            sh.queue.commit_cv.notify_all();
         }
         sh.records_committed();
         sh.notify_progress();
@@ -213,85 +213,58 @@ pub fn lead_commit<'a>(
     mut q: MutexGuard<'a, QueueState>,
 ) -> MutexGuard<'a, QueueState> {
     // Nobody else takes the queue meanwhile.
-    q.committing = true;
+    q.begin_commit();
     // The threads of the last group were woken by its commit and log again within
     // microseconds, but a thread that was running gets here first: wait briefly for them,
     // so that one fsync serves the group again.
     let until = std::time::Instant::now() + GATHER;
-    while q.items.len() < q.last_group && !q.closing {
+    while q.group_gathering() {
         let now = std::time::Instant::now();
         if now >= until {
             break;
         }
-        q.gathering = true;
-        q = wait_timeout(&sh.group_cv, q, until - now);
+        q.set_gathering(true);
+        q = wait_timeout(&sh.queue.group_cv, q, until - now);
     }
-    q.gathering = false;
-    q.last_group = q.items.len().max(1);
+    q.group_gathered();
     let (batch, target) = take_for_commit(sh, &mut q);
     drop(q);
     let mut degraded = sh.counters.storage_degraded.load(Relaxed) != 0;
     let result = write_batch(sh, batch, true, &mut degraded);
-    let mut q = lock(&sh.queue);
-    finish_commit(&mut q, result, target, true);
-    sh.commit_cv.notify_all();
+    let mut q = sh.queue.lock();
+    q.finish_commit(result.held(), target, true);
+    sh.queue.commit_cv.notify_all();
     // The writer waits while someone commits.
-    sh.queue_cv.notify_all();
+    sh.queue.writer_cv.notify_all();
     drop(q);
     sh.records_committed();
     sh.notify_progress();
     check_backlog(sh);
-    lock(&sh.queue)
+    sh.queue.lock()
 }
 
-/// Takes every queued record for one commit (the writer's or a leading logger's), marking the
-/// queue as being written. Returns them and the highest seq handed out so far.
+/// Takes every queued record for one commit (the writer's or a leading logger's), and makes
+/// room for loggers waiting. Returns them and the highest seq handed out so far.
 fn take_for_commit(sh: &Shared, q: &mut QueueState) -> (Vec<NewRecord>, u64) {
-    q.committing = true;
-    q.writing_from = q.items.front().map(|r| r.seq);
-    let target = q.next_seq.saturating_sub(1);
-    let batch = q.items.drain(..).collect();
-    q.bytes = 0;
-    sh.room_cv.notify_all();
-    (batch, target)
-}
-
-/// After the write of what `take_for_commit` took: advances the committed (and, after an
-/// fsync, synced) seq, or puts held records back in front, where they stay in memory within
-/// memory.max_bytes. True when records were held.
-fn finish_commit(q: &mut QueueState, result: WriteOutcome, target: u64, fsync: bool) -> bool {
-    q.committing = false;
-    q.writing_from = None;
-    match result {
-        WriteOutcome::Stored | WriteOutcome::Dropped => {
-            q.committed_seq = q.committed_seq.max(sync_target_for(q, target));
-            if fsync {
-                q.synced_seq = q.committed_seq;
-            }
-            false
-        }
-        WriteOutcome::Held(recs) => {
-            for r in recs.into_iter().rev() {
-                q.bytes += r.data.len() as u64;
-                q.items.push_front(r);
-            }
-            true
-        }
-    }
-}
-
-fn sync_target_for(q: &QueueState, target: u64) -> u64 {
-    // Records still queued (put back after a failure) are not committed.
-    match q.items.front() {
-        Some(first) => first.seq.saturating_sub(1).min(target),
-        None => target,
-    }
+    let taken = q.take_for_commit();
+    sh.queue.room_cv.notify_all();
+    taken
 }
 
 enum WriteOutcome {
     Stored,
     Dropped,
     Held(Vec<NewRecord>),
+}
+
+impl WriteOutcome {
+    /// The records held in memory (the disk failed), if any.
+    fn held(self) -> Option<Vec<NewRecord>> {
+        match self {
+            WriteOutcome::Held(recs) => Some(recs),
+            WriteOutcome::Stored | WriteOutcome::Dropped => None,
+        }
+    }
 }
 
 fn write_batch(
@@ -307,61 +280,12 @@ fn write_batch(
     };
     // The oldest pending record changes only if the file held none or records are dropped.
     let dropped_before = sh.counters.dropped_total.load(Relaxed);
-    let had_pending = store.disk_records > 0 && sh.disk_oldest.load(Relaxed) != 0;
-    // drop_oldest: make room on disk before storing what is newer.
-    if sh.cfg.capacity_when_full == WhenFull::DropOldest {
-        let max_b = sh.cfg.capacity_max_bytes;
-        let max_r = sh.cfg.capacity_max_records;
-        let pending_b = sh.counters.pending_bytes.load(Relaxed);
-        let pending_r = sh.counters.pending_records();
-        let need_b = (pending_b + store.dead_bytes).saturating_sub(max_b);
-        let need_r = if max_r > 0 {
-            pending_r.saturating_sub(max_r)
-        } else {
-            0
-        };
-        if need_b > 0 || need_r > 0 {
-            if let Ok((n, b)) = store.make_room(need_b, need_r) {
-                sh.count_dropped(n, b, "capacity, drop_oldest");
-                let still_b = need_b.saturating_sub(b);
-                let still_r = need_r.saturating_sub(n);
-                // Nothing left to drop on disk: drop the oldest of this batch.
-                let (mut dn, mut db, mut i) = (0u64, 0u64, 0usize);
-                while i < batch.len() && (db < still_b || dn < still_r) {
-                    db += batch[i].data.len() as u64;
-                    dn += 1;
-                    i += 1;
-                }
-                if i > 0 {
-                    batch.drain(..i);
-                    sh.count_dropped(dn, db, "capacity, drop_oldest");
-                }
-            }
-        }
-    }
+    let had_pending = store.disk_records > 0 && sh.mirror.disk_oldest().is_some();
+    capacity::make_room_on_disk(sh, store, &mut batch);
     if batch.is_empty() && !fsync {
         return WriteOutcome::Stored;
     }
-    let mut attempt = store.insert(&batch, fsync);
-    if matches!(attempt, Err(WriteError::Full)) && store.garbage_records > 0 {
-        // Reclaim delivered rows before anything pending is dropped.
-        while matches!(store.collect_garbage(GC_CHUNK * 8), Ok(n) if n > 0) {}
-        store.maintain();
-        attempt = store.insert(&batch, fsync);
-    }
-    if matches!(attempt, Err(WriteError::Full)) {
-        store.recheck_space_soon();
-        if sh.cfg.capacity_when_full == WhenFull::DropOldest {
-            let need: u64 = batch.iter().map(|r| r.data.len() as u64).sum();
-            if let Ok((n, b)) = store.make_room(need, batch.len() as u64) {
-                sh.count_dropped(n, b, "disk full, drop_oldest");
-                if n > 0 {
-                    store.maintain();
-                    attempt = store.insert(&batch, fsync);
-                }
-            }
-        }
-    }
+    let attempt = capacity::insert(sh, store, &batch, fsync);
     let outcome = match attempt {
         Ok(()) => {
             if *degraded {
@@ -377,26 +301,7 @@ fn write_batch(
             WriteOutcome::Stored
         }
         Err(WriteError::Full) => {
-            // Nothing could be dropped: the new records are dropped (or refused, in sync mode).
-            let n = batch.len() as u64;
-            let bytes: u64 = batch.iter().map(|r| r.data.len() as u64).sum();
-            if sync_mode {
-                let mut q = lock(&sh.queue);
-                let code = Code::Full;
-                for r in &batch {
-                    q.failed.push((r.seq, code));
-                }
-                drop(q);
-                if sh.cfg.capacity_when_full == WhenFull::Reject {
-                    // Refused records are not counted as logged.
-                    sh.counters.logged_total.fetch_sub(n, Relaxed);
-                    sh.counters.pending_bytes.fetch_sub(bytes, Relaxed);
-                } else {
-                    sh.count_dropped(n, bytes, "disk full");
-                }
-            } else {
-                sh.count_dropped(n, bytes, "disk full");
-            }
+            capacity::refused_by_disk(sh, &batch);
             WriteOutcome::Dropped
         }
         Err(WriteError::Storage(e)) => {
@@ -414,13 +319,10 @@ fn write_batch(
                 // Sync mode stores nothing while the disk fails: the callers get STORAGE.
                 let n = batch.len() as u64;
                 let bytes: u64 = batch.iter().map(|r| r.data.len() as u64).sum();
-                let mut q = lock(&sh.queue);
-                for r in &batch {
-                    q.failed.push((r.seq, Code::Storage));
-                }
-                drop(q);
-                sh.counters.logged_total.fetch_sub(n, Relaxed);
-                sh.counters.pending_bytes.fetch_sub(bytes, Relaxed);
+                sh.queue
+                    .lock()
+                    .fail(batch.iter().map(|r| r.seq), Code::Storage);
+                sh.counters.unlogged(n, bytes);
                 WriteOutcome::Dropped
             } else {
                 WriteOutcome::Held(batch)
@@ -439,28 +341,7 @@ fn housekeeping(sh: &Shared) {
     collect_garbage(sh);
     let mut guard = lock(&sh.store);
     let Some(store) = guard.as_mut() else { return };
-    if sh.cfg.record_ttl_ms > 0 {
-        if let Ok((n, b)) = store.expire(sh.now_ms(), sh.cfg.record_ttl_ms) {
-            sh.count_dropped(n, b, "record.ttl_ms");
-        }
-        // Records still in memory expire too.
-        let now = sh.now_ms();
-        let mut q = lock(&sh.queue);
-        let (mut n, mut b) = (0, 0);
-        while q
-            .items
-            .front()
-            .is_some_and(|r| now > r.t_acc_ms + sh.cfg.record_ttl_ms)
-        {
-            if let Some(r) = q.items.pop_front() {
-                n += 1;
-                b += r.data.len() as u64;
-                q.bytes -= (r.data.len() as u64).min(q.bytes);
-            }
-        }
-        drop(q);
-        sh.count_dropped(n, b, "record.ttl_ms");
-    }
+    capacity::expire(sh, store);
     store.maintain();
     sh.mirror_store(store);
 }
@@ -470,25 +351,23 @@ fn housekeeping(sh: &Shared) {
 /// slowed by deletes, unless the delivered rows take a quarter of `capacity.max_bytes`.
 fn collect_garbage(sh: &Shared) {
     let start = std::time::Instant::now();
-    while sh.garbage.load(Relaxed) > 0 && start.elapsed() < GC_BUDGET {
-        let delivering =
-            sh.disk_pending.load(Relaxed) > 0 && sh.counters.retry_at_ms.load(Relaxed) == 0;
-        let pressure =
-            sh.garbage_bytes.load(Relaxed).saturating_mul(4) >= sh.cfg.capacity_max_bytes;
+    while sh.mirror.garbage() > 0 && start.elapsed() < GC_BUDGET {
+        let delivering = sh.mirror.disk_pending() > 0 && sh.counters.retry_at_ms.load(Relaxed) == 0;
+        let pressure = sh.mirror.garbage_bytes().saturating_mul(4) >= sh.cfg.capacity_max_bytes;
         if delivering && !pressure {
             return;
         }
         {
             // Records waiting to be written come first.
-            let q = lock(&sh.queue);
+            let q = sh.queue.lock();
             let now = sh.now_ms();
-            let due = q.items.front().is_some_and(|first| {
+            let due = q.first().is_some_and(|first| {
                 sh.cfg.durability == Durability::Sync
-                    || q.urgent
-                    || q.items.len() >= COMMIT_BATCH
+                    || q.urgent()
+                    || q.len() >= COMMIT_BATCH
                     || now >= first.t_acc_ms + sh.cfg.commit_interval_ms
             });
-            if due || q.closing || q.sync_wanted > q.synced_seq {
+            if due || q.closing() || q.sync_wanted() {
                 return;
             }
         }
@@ -499,28 +378,6 @@ fn collect_garbage(sh: &Shared) {
         if !matches!(removed, Ok(n) if n > 0) {
             return;
         }
-    }
-}
-
-/// BACKLOG_HIGH once per upward crossing of alert.pending_records or 90 % of
-/// capacity.max_bytes; re-armed below 80 %.
-pub fn check_backlog(sh: &Shared) {
-    let pending = sh.counters.pending_records();
-    let bytes = sh.counters.pending_bytes.load(Relaxed);
-    let alert = sh.cfg.alert_pending_records;
-    let cap = sh.cfg.capacity_max_bytes;
-    let high = pending >= alert || bytes.saturating_mul(10) >= cap.saturating_mul(9);
-    let low = pending.saturating_mul(10) < alert.saturating_mul(8)
-        && bytes.saturating_mul(10) < cap.saturating_mul(8);
-    if high && sh.backlog_armed.swap(false, Relaxed) {
-        sh.events.emit(
-            EVENT_BACKLOG_HIGH,
-            pending,
-            0,
-            format!("backlog is high: {pending} records, {bytes} bytes pending"),
-        );
-    } else if low {
-        sh.backlog_armed.store(true, Relaxed);
     }
 }
 

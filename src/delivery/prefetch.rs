@@ -7,8 +7,8 @@
 //! the worker takes them as its next batch or lets them go, so a batch is never sent holding a
 //! record that was dropped meanwhile.
 
+use crate::engine::queue::{lock, Shared};
 use crate::http::envelope_cost;
-use crate::shared::{lock, Shared};
 use crate::store::StoredRecord;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::sync::Arc;

@@ -1,0 +1,385 @@
+//! The delivery worker: forms batches from the file in seq order, one request in flight,
+//! and applies the response handling of SPEC 3. This file is the worker's loop; the policy
+//! lives beside it:
+//!
+//! - `retry`: when the next attempt may go out (backoff, Retry-After, configuration problems);
+//! - `sizing`: how many records a batch may hold (timeouts, 413 and regrowth);
+//! - `reject`: 413 split, bisection of 400/422 with dead letters, and the probe that tells
+//!   refused records from an endpoint that refuses everything;
+//! - `degraded`: delivery from memory while the buffer file cannot be written;
+//! - `prefetch`: reading the next batch of a backlog while one is in flight.
+//!
+//! Requests go through a [`Transport`] (the HTTP sender, or a fake in the unit tests).
+
+use crate::engine::queue::{lock, wait, wait_timeout, Shared};
+use crate::events::{EVENT_DELIVERED, EVENT_OFFLINE, EVENT_ONLINE};
+use crate::http::{Attempt, Outcome, RecordRef, Sender};
+use crate::status::{CONNECTIVITY_OFFLINE, CONNECTIVITY_ONLINE};
+use crate::store::StoredRecord;
+use prefetch::Prefetcher;
+use retry::RetryClock;
+use sizing::Sizing;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+mod degraded;
+#[cfg(test)]
+mod fake;
+mod prefetch;
+mod reject;
+pub(crate) mod retry;
+mod sizing;
+
+/// Where the worker's requests go.
+pub(crate) trait Transport {
+    /// Sends one batch and classifies the answer.
+    fn send(&mut self, records: &[RecordRef]) -> Attempt;
+    /// Requests sent again on a new connection after a reused one failed, so far.
+    fn resends(&self) -> u64;
+    /// The source as a JSON string, as it appears in every envelope.
+    fn source_json(&self) -> &str;
+    /// The endpoint as named in events.
+    fn endpoint(&self) -> &str;
+}
+
+impl Transport for Sender {
+    fn send(&mut self, records: &[RecordRef]) -> Attempt {
+        Sender::send(self, records)
+    }
+    fn resends(&self) -> u64 {
+        Sender::resends(self)
+    }
+    fn source_json(&self) -> &str {
+        Sender::source_json(self)
+    }
+    fn endpoint(&self) -> &str {
+        Sender::endpoint(self)
+    }
+}
+
+pub(crate) struct Worker<T: Transport> {
+    sh: Arc<Shared>,
+    transport: T,
+    clock: RetryClock,
+    sizing: Sizing,
+    /// The seq range of the batch to send again (same records as its first attempt).
+    retry_range: Option<(u64, u64)>,
+    linger_since: Option<Instant>,
+    /// Last failing status reported by OFFLINE (to fire again when it changes).
+    offline_status: Option<i32>,
+    /// Reads the next batch of a backlog while the current one is in flight.
+    prefetch: Prefetcher,
+    /// The last batch went out in one request, was accepted whole and settled: a batch read
+    /// ahead meanwhile is the next one to send.
+    delivered_whole: bool,
+    /// A delivered batch could not be settled in the file (it is sent again).
+    settle_failed: bool,
+}
+
+enum Flow {
+    Continue,
+    Exit,
+}
+
+impl<T: Transport> Worker<T> {
+    pub fn new(sh: Arc<Shared>, transport: T) -> Worker<T> {
+        Worker {
+            sh: Arc::clone(&sh),
+            transport,
+            clock: RetryClock::new(sh.cfg.retry_initial_ms, sh.cfg.retry_max_ms),
+            sizing: Sizing::new(sh.cfg.batch_max_records),
+            retry_range: None,
+            linger_since: None,
+            offline_status: None,
+            prefetch: Prefetcher::new(Arc::clone(&sh)),
+            delivered_whole: false,
+            settle_failed: false,
+        }
+    }
+
+    pub fn run(mut self) {
+        loop {
+            if let Flow::Exit = self.wait_for_work() {
+                break;
+            }
+            if let Flow::Exit = self.attempt() {
+                break;
+            }
+        }
+        let mut s = self.sh.signals.lock();
+        s.set_worker_exited();
+        self.sh.signals.progress_cv.notify_all();
+    }
+
+    /// Sleeps until a batch should go out: records on disk, no backoff running, and either a
+    /// full batch, linger elapsed, or a flush waiting. No timed wake-ups while idle.
+    fn wait_for_work(&mut self) -> Flow {
+        let sh = Arc::clone(&self.sh);
+        let mut s = sh.signals.lock();
+        loop {
+            if s.stopping() {
+                return Flow::Exit;
+            }
+            let now = Instant::now();
+            if s.take_retry_now() && self.clock.waiting() {
+                // The backoff is cut short; a Retry-After is not.
+                self.clock.cut_short(now);
+                if !self.clock.waiting() {
+                    // Not waiting any more: status says 0 (next_retry_in_ms).
+                    sh.counters.retry_at_ms.store(0, Relaxed);
+                }
+            }
+            if self.clock.waiting() {
+                if let Some(left) = self.clock.remaining(now) {
+                    sh.counters
+                        .retry_at_ms
+                        .store(sh.now_ms() + left.as_millis() as u64, Relaxed);
+                    s = wait_timeout(&sh.signals.worker_cv, s, left);
+                    continue;
+                }
+                sh.counters.retry_at_ms.store(0, Relaxed);
+            }
+            let pending = sh.mirror.disk_pending() + self.memory_pending();
+            if pending == 0 {
+                self.linger_since = None;
+                s.set_wants_records(true);
+                s = wait(&sh.signals.worker_cv, s);
+                s.set_wants_records(false);
+                continue;
+            }
+            if self.retry_range.is_some() || pending >= self.sizing.cap() || s.flushing() {
+                return Flow::Continue;
+            }
+            let since = *self.linger_since.get_or_insert(now);
+            let linger = Duration::from_millis(sh.cfg.batch_linger_ms);
+            if now.duration_since(since) >= linger {
+                return Flow::Continue;
+            }
+            s.set_wants_records(true);
+            s = wait_timeout(&sh.signals.worker_cv, s, linger - now.duration_since(since));
+            s.set_wants_records(false);
+        }
+    }
+
+    fn fetch(&mut self, range: Option<(u64, u64)>, max: u64) -> Option<Vec<StoredRecord>> {
+        let sh = Arc::clone(&self.sh);
+        let mut g = lock(&sh.store);
+        let store = g.as_mut()?;
+        let instance_len = sh.instance.len();
+        let recs = store
+            .fetch(range, max, sh.cfg.batch_max_bytes, |r| {
+                let il = r.inst.as_ref().map_or(instance_len, |i| i.len());
+                self.envelope_cost(il, r.seq, r.ts_ms, r.data.len())
+            })
+            .unwrap_or_default();
+        store.inflight = match (recs.first(), recs.last()) {
+            (Some(a), Some(b)) => Some((a.seq, b.seq)),
+            _ => None,
+        };
+        Some(recs)
+    }
+
+    /// Forms (or re-forms) the batch and delivers it.
+    fn attempt(&mut self) -> Flow {
+        self.linger_since = None;
+        if let Some(batch) = self.take_memory() {
+            self.prefetch.release();
+            let flow = self.deliver_memory(batch);
+            self.sh.notify_progress();
+            return flow;
+        }
+        let ahead = self.prefetch.take_for_send();
+        let batch = match ahead {
+            Some(recs) => recs,
+            None => match self.fetch(self.retry_range, self.sizing.cap()) {
+                Some(recs) => recs,
+                None => return Flow::Exit,
+            },
+        };
+        if batch.is_empty() {
+            self.retry_range = None;
+            self.clear_inflight();
+            return Flow::Continue;
+        }
+        // A backlog: read the next full batch while this one is in flight.
+        let next_full = batch.len() as u64 + self.sizing.cap();
+        if self.retry_range.is_none() && self.sh.mirror.disk_pending() >= next_full {
+            let after = batch.last().map_or(0, |r| r.seq) + 1;
+            let src = self.transport.source_json().len();
+            self.prefetch
+                .ask(after, self.sizing.cap(), self.sh.cfg.batch_max_bytes, src);
+        }
+        let flow = self.deliver(batch);
+        if !self.delivered_whole {
+            // Retried, split, bisected or probed: the next batch is formed afresh.
+            self.prefetch.release();
+        }
+        self.clear_inflight();
+        self.sh.notify_progress();
+        flow
+    }
+
+    fn clear_inflight(&self) {
+        if let Some(s) = lock(&self.sh.store).as_mut() {
+            s.inflight = None;
+        }
+    }
+
+    fn send(&mut self, recs: &[StoredRecord]) -> Attempt {
+        let inst = &self.sh.instance;
+        let refs: Vec<RecordRef> = recs
+            .iter()
+            .map(|r| RecordRef {
+                instance: r.inst.as_deref().unwrap_or(inst),
+                seq: r.seq,
+                ts_ms: r.ts_ms,
+                data: &r.data,
+            })
+            .collect();
+        let before = self.transport.resends();
+        let a = self.transport.send(&refs);
+        let resent = self.transport.resends() - before;
+        if resent > 0 {
+            self.sh.counters.resends_total.fetch_add(resent, Relaxed);
+        }
+        a
+    }
+
+    /// The bytes a record adds to a request body: its envelope and a separator.
+    fn envelope_cost(&self, inst_len: usize, seq: u64, ts_ms: i64, data_len: usize) -> u64 {
+        let src = self.transport.source_json().len();
+        crate::http::envelope_cost(inst_len, seq, ts_ms, src, data_len)
+    }
+
+    fn abandoned(&self) -> bool {
+        lock(&self.sh.store).is_none()
+    }
+
+    /// Deletes a delivered batch and reports it. False when close took the file away.
+    fn settle(&mut self, part: &[StoredRecord], a: &Attempt) -> bool {
+        let sh = Arc::clone(&self.sh);
+        let mut g = lock(&sh.store);
+        let Some(store) = g.as_mut() else {
+            return false;
+        };
+        let lo = part.first().map_or(0, |r| r.seq);
+        let hi = part.last().map_or(0, |r| r.seq);
+        let contiguous = hi + 1 - lo == part.len() as u64;
+        let deleted = if contiguous {
+            let bytes = part.iter().map(|r| r.data.len() as u64).sum();
+            store.settle_delivered(lo, hi, part.len() as u64, bytes)
+        } else {
+            let seqs: Vec<u64> = part.iter().map(|r| r.seq).collect();
+            store.delete(&seqs)
+        };
+        let (n, bytes) = match deleted {
+            Ok(v) => v,
+            Err(e) => {
+                // Delivered but not deleted: it will be sent again (same ids), next, so a batch
+                // read ahead is not used.
+                self.settle_failed = true;
+                sh.events.emit(
+                    crate::events::EVENT_STORAGE_ERROR,
+                    0,
+                    0,
+                    e.message().to_string(),
+                );
+                (0, 0)
+            }
+        };
+        sh.mirror_store(store);
+        // The counters change before the store lock is released: a flush that sees these
+        // records settled (it reads the store) then reads a status that counts them.
+        self.succeeded(n, bytes, a);
+        let idle = store.disk_records == 0 && store.garbage_records > 0;
+        drop(g);
+        if idle {
+            // Nothing left to deliver: the writer may reclaim the delivered rows now. Taking
+            // the queue lock orders this after the writer's last look at `garbage`.
+            drop(sh.queue.lock());
+            sh.queue.writer_cv.notify_one();
+        }
+        true
+    }
+
+    /// Counts a delivery and reports it; resets backoff and batch size.
+    fn succeeded(&mut self, n: u64, bytes: u64, a: &Attempt) {
+        let sh = Arc::clone(&self.sh);
+        let c = &sh.counters;
+        c.delivered(n, bytes);
+        c.consecutive_failures.store(0, Relaxed);
+        c.last_http_status.store(a.http_status, Relaxed);
+        c.last_success_unix_ms.store(unix_ms(), Relaxed);
+        let was = c.connectivity.swap(CONNECTIVITY_ONLINE, Relaxed);
+        self.clock.succeeded();
+        self.sizing.delivered(n);
+        self.offline_status = None;
+        if was != CONNECTIVITY_ONLINE {
+            sh.events.emit(
+                EVENT_ONLINE,
+                0,
+                a.http_status,
+                format!("endpoint {} accepts records", self.transport.endpoint()),
+            );
+        }
+        if n > 0 {
+            sh.events.emit(
+                EVENT_DELIVERED,
+                n,
+                a.http_status,
+                format!("{n} records delivered"),
+            );
+        }
+    }
+
+    fn record_failure(&mut self, a: &Attempt, offline: bool) {
+        let c = &self.sh.counters;
+        c.failed_attempts_total.fetch_add(1, Relaxed);
+        c.consecutive_failures.fetch_add(1, Relaxed);
+        if a.http_status != 0 {
+            c.last_http_status.store(a.http_status, Relaxed);
+        }
+        if offline {
+            self.offline(a.http_status, &a.detail);
+        }
+    }
+
+    fn offline(&mut self, status: i32, detail: &str) {
+        let was = self
+            .sh
+            .counters
+            .connectivity
+            .swap(CONNECTIVITY_OFFLINE, Relaxed);
+        if was != CONNECTIVITY_OFFLINE || self.offline_status != Some(status) {
+            self.offline_status = Some(status);
+            self.sh
+                .events
+                .emit(EVENT_OFFLINE, 0, status, detail.to_string());
+        }
+    }
+
+    /// A failed attempt: count it, report it, and wait (backoff, Retry-After or retry.max_ms).
+    fn fail_and_wait(&mut self, a: &Attempt, outcome: Outcome) {
+        self.record_failure(a, true);
+        if outcome != Outcome::Timeout {
+            self.sizing.failed();
+        } else if self.sizing.timed_out() {
+            // The next attempt sends the first half of the batch: formed afresh from the
+            // lowest pending seq, at most the halved cap of records.
+            self.retry_range = None;
+        }
+        let delay = self.clock.failed(outcome, a.retry_after, Instant::now());
+        self.sh
+            .counters
+            .retry_at_ms
+            .store(self.sh.now_ms() + delay.as_millis() as u64, Relaxed);
+    }
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
