@@ -196,23 +196,10 @@ fn push_i64(out: &mut Vec<u8>, v: i64) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{recs, INSTANCE};
     use super::*;
 
-    const INSTANCE: &str = "3f9c2a7e1b4d8c60";
     const CAM: &str = "\"cam-07\"";
-
-    fn recs(datas: &[&'static str]) -> Vec<RecordRef<'static>> {
-        datas
-            .iter()
-            .enumerate()
-            .map(|(i, d)| RecordRef {
-                instance: INSTANCE,
-                seq: 42 + i as u64,
-                ts_ms: 1_764_320_000_123 + i as i64,
-                data: d.as_bytes(),
-            })
-            .collect()
-    }
 
     fn total_len(format: Format, source_json: &str, records: &[RecordRef]) -> usize {
         body_len(

@@ -19,8 +19,16 @@ mod agent;
 mod body;
 mod classify;
 mod proxy;
+/// The test certificates of tests/common, shared with the integration tests.
 #[cfg(test)]
-mod testkit;
+#[allow(dead_code)]
+#[path = "../../tests/common/pki.rs"]
+mod test_pki;
+/// The scripted HTTP test server of tests/common, shared with the integration tests.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../../tests/common/http.rs"]
+mod test_server;
 mod tls;
 
 use std::fmt;
@@ -356,12 +364,44 @@ fn printable(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::testkit::*;
+    use super::test_server::{bound_socket, Act, Server};
     use super::*;
     use crate::config::ProxySetting;
     use crate::error::Code;
-    use std::net::TcpListener;
     use std::time::Instant;
+
+    pub(super) const INSTANCE: &str = "3f9c2a7e1b4d8c60";
+
+    /// A config for tests; the real Config has more fields, all defaulted.
+    #[allow(clippy::field_reassign_with_default)]
+    pub(super) fn cfg(endpoint: &str) -> Config {
+        let mut c = Config::default();
+        c.endpoint = Some(endpoint.to_string());
+        c.http_proxy = ProxySetting::None;
+        c.http_timeout_ms = 5000;
+        c.http_connect_timeout_ms = 2000;
+        c
+    }
+
+    /// A sender whose source is "cam-07" (source.id is not one of the config items used here).
+    pub(super) fn sender(c: &Config) -> Sender {
+        let mut s = Sender::new(c).expect("sender");
+        s.set_source("cam-07");
+        s
+    }
+
+    pub(super) fn recs(datas: &[&'static str]) -> Vec<RecordRef<'static>> {
+        datas
+            .iter()
+            .enumerate()
+            .map(|(i, d)| RecordRef {
+                instance: INSTANCE,
+                seq: 42 + i as u64,
+                ts_ms: 1_764_320_000_123 + i as i64,
+                data: d.as_bytes(),
+            })
+            .collect()
+    }
 
     #[test]
     fn sender_is_send() {
@@ -371,7 +411,7 @@ mod tests {
 
     #[test]
     fn sends_every_header_and_the_exact_body() {
-        let server = Server::start(vec![Act::Send(response(200, ""))]);
+        let server = Server::receiver();
         let mut c = cfg(&server.url());
         c.http_headers = vec![
             ("X-Api-Key".to_string(), "s3cret-value".to_string()),
@@ -384,7 +424,7 @@ mod tests {
         assert_eq!(a.http_status, 200);
         assert_eq!(a.retry_after, None);
         assert!(!a.detail.contains("s3cret"));
-        let reqs = server.requests();
+        let reqs = server.hits();
         assert_eq!(reqs.len(), 1);
         let q = &reqs[0];
         assert_eq!(q.line, "POST /ingest HTTP/1.1");
@@ -409,20 +449,20 @@ mod tests {
 
     #[test]
     fn ndjson_content_type() {
-        let server = Server::start(vec![]);
+        let server = Server::receiver();
         let mut c = cfg(&server.url());
         c.format = Format::Ndjson;
         let mut s = sender(&c);
         let r = recs(&["{}", "[]"]);
         assert_eq!(s.send(&r).outcome, Outcome::Delivered);
-        let q = &server.requests()[0];
+        let q = &server.hits()[0];
         assert_eq!(q.header("content-type"), Some("application/x-ndjson"));
         assert_eq!(q.body, s.encode_body(&r));
     }
 
     #[test]
     fn reserved_headers_are_never_overridden() {
-        let server = Server::start(vec![]);
+        let server = Server::receiver();
         let mut c = cfg(&server.url());
         c.http_headers = [
             ("Content-Type", "text/plain"),
@@ -441,14 +481,17 @@ mod tests {
         let mut s = sender(&c);
         let r = recs(&["{}"]);
         assert_eq!(s.send(&r).outcome, Outcome::Delivered);
-        let q = &server.requests()[0];
+        let q = &server.hits()[0];
         assert_eq!(q.header("content-type"), Some("application/json"));
         assert_eq!(q.header("x-edgebuf-source"), Some("cam-07"));
         assert_eq!(
             q.header("idempotency-key"),
             Some("3f9c2a7e1b4d8c60-42-42-1")
         );
-        assert_eq!(q.header("host"), Some(server.addr.to_string().as_str()));
+        assert_eq!(
+            q.header("host"),
+            Some(format!("127.0.0.1:{}", server.port).as_str())
+        );
         assert_eq!(q.header("transfer-encoding"), None);
         assert_eq!(q.header("content-encoding"), None);
         assert_eq!(q.header("connection"), None);
@@ -482,13 +525,13 @@ mod tests {
 
     #[test]
     fn gzip_body_decodes_and_is_labelled() {
-        let server = Server::start(vec![]);
+        let server = Server::receiver();
         let mut c = cfg(&server.url());
         c.http_compression = Compression::Gzip;
         let mut s = sender(&c);
         let r = recs(&["{\"a\":1}", "{\"a\":2}", "{\"a\":3}"]);
         assert_eq!(s.send(&r).outcome, Outcome::Delivered);
-        let q = &server.requests()[0];
+        let q = &server.hits()[0];
         assert_eq!(q.header("content-encoding"), Some("gzip"));
         assert_eq!(q.header("content-type"), Some("application/json"));
         assert_eq!(
@@ -519,17 +562,8 @@ mod tests {
             (403, Outcome::Config),
             (418, Outcome::Config),
         ];
-        let acts = statuses
-            .iter()
-            .map(|(s, _)| {
-                if *s == 204 {
-                    Act::Send(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec())
-                } else {
-                    Act::Send(response(*s, ""))
-                }
-            })
-            .collect();
-        let server = Server::start(acts);
+        let acts = statuses.iter().map(|(s, _)| Act::status(*s)).collect();
+        let server = Server::script(acts);
         let mut s = sender(&cfg(&format!("{}?token=abc", server.url())));
         let r = recs(&["{}"]);
         for (status, outcome) in statuses {
@@ -538,13 +572,14 @@ mod tests {
             assert_eq!(a.http_status, i32::from(status));
             assert!(a.detail.contains(&status.to_string()), "{a:?}");
             assert!(
-                a.detail.contains(&format!("http://{}/ingest", server.addr)),
+                a.detail
+                    .contains(&format!("http://127.0.0.1:{}/ingest", server.port)),
                 "{a:?}"
             );
             assert!(!a.detail.contains("token"), "{a:?}");
         }
         // Every answer kept the connection alive: one connection, no resend.
-        let reqs = server.requests();
+        let reqs = server.hits();
         assert_eq!(reqs.len(), statuses.len());
         assert!(reqs.iter().all(|q| q.conn == 1));
         assert!(reqs
@@ -555,27 +590,26 @@ mod tests {
 
     #[test]
     fn redirect_is_not_followed() {
-        let server = Server::start(vec![Act::Send(response(
-            301,
-            "location: http://127.0.0.1:9/elsewhere\r\n",
-        ))]);
+        let server = Server::script(vec![
+            Act::status(301).with("location", "http://127.0.0.1:9/elsewhere")
+        ]);
         let mut s = sender(&cfg(&server.url()));
         let a = s.send(&recs(&["{}"]));
         assert_eq!(a.outcome, Outcome::Config, "{a:?}");
         assert_eq!(a.http_status, 301);
         assert!(a.detail.contains("redirect"), "{a:?}");
         std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(server.requests().len(), 1);
+        assert_eq!(server.count(), 1);
     }
 
     #[test]
     fn retry_after_seconds_and_date() {
         let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
-        let server = Server::start(vec![
-            Act::Send(response(429, "retry-after: 7\r\n")),
-            Act::Send(response(503, &format!("retry-after: {date}\r\n"))),
-            Act::Send(response(503, "retry-after: soon\r\n")),
-            Act::Send(response(503, "retry-after: 86400\r\n")),
+        let server = Server::script(vec![
+            Act::status(429).with("retry-after", "7"),
+            Act::status(503).with("retry-after", &date),
+            Act::status(503).with("retry-after", "soon"),
+            Act::status(503).with("retry-after", "86400"),
         ]);
         let mut s = sender(&cfg(&server.url()));
         let r = recs(&["{}"]);
@@ -598,10 +632,8 @@ mod tests {
 
     #[test]
     fn refused_connection_is_retry() {
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-            l.local_addr().expect("addr").port()
-        };
+        // Bound, never listening: refused, and no other test can take the port meanwhile.
+        let (_held, port) = bound_socket(0, false);
         let mut s = sender(&cfg(&format!("http://user:pw@127.0.0.1:{port}/x?q=1")));
         let a = s.send(&recs(&["{}"]));
         assert_eq!(a.outcome, Outcome::Retry, "{a:?}");
@@ -623,7 +655,7 @@ mod tests {
 
     #[test]
     fn silent_server_is_timeout() {
-        let server = Server::start(vec![Act::Hang]);
+        let server = Server::start(|_| Act::Hang);
         let mut c = cfg(&server.url());
         c.http_timeout_ms = 300;
         let mut s = sender(&c);
@@ -642,9 +674,7 @@ mod tests {
 
     #[test]
     fn close_mid_response_is_retry() {
-        let server = Server::start(vec![Act::SendAndClose(
-            b"HTTP/1.1 200 OK\r\ncontent-le".to_vec(),
-        )]);
+        let server = Server::script(vec![Act::Raw(b"HTTP/1.1 200 OK\r\ncontent-le".to_vec())]);
         let mut s = sender(&cfg(&server.url()));
         let a = s.send(&recs(&["{}"]));
         assert_eq!(a.outcome, Outcome::Retry, "{a:?}");
@@ -654,7 +684,7 @@ mod tests {
 
     #[test]
     fn close_without_answer_on_a_new_connection_is_retry() {
-        let server = Server::start(vec![Act::Close, Act::Close]);
+        let server = Server::script(vec![Act::Close, Act::Close]);
         let mut s = sender(&cfg(&server.url()));
         let a = s.send(&recs(&["{}"]));
         assert_eq!(a.outcome, Outcome::Retry, "{a:?}");
@@ -668,7 +698,7 @@ mod tests {
     #[test]
     fn truncated_body_after_a_2xx_is_still_delivered() {
         // The status line and headers arrived: the endpoint accepted the batch.
-        let server = Server::start(vec![Act::SendAndClose(
+        let server = Server::script(vec![Act::Raw(
             b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"ok\"".to_vec(),
         )]);
         let mut s = sender(&cfg(&server.url()));
@@ -686,7 +716,7 @@ mod tests {
         let mut resp =
             format!("HTTP/1.1 500 X\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
         resp.extend_from_slice(&body);
-        let server = Server::start(vec![Act::Send(resp)]);
+        let server = Server::script(vec![Act::Raw(resp)]);
         let mut s = sender(&cfg(&server.url()));
         let a = s.send(&recs(&["{}"]));
         assert_eq!((a.outcome, a.http_status), (Outcome::Retry, 500), "{a:?}");
@@ -699,9 +729,9 @@ mod tests {
     #[test]
     fn keepalive_closed_while_idle_is_sent_on_a_new_connection() {
         // The server answers, keeps the connection alive, then closes it while idle.
-        let server = Server::start(vec![
-            Act::SendThenCloseAfter(response(200, ""), Duration::from_millis(50)),
-            Act::Send(response(200, "")),
+        let server = Server::script(vec![
+            Act::ReplyThenCloseAfter(200, Duration::from_millis(50)),
+            Act::status(200),
         ]);
         let mut s = sender(&cfg(&server.url()));
         let r = recs(&["{}"]);
@@ -709,7 +739,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(300));
         let a = s.send(&r);
         assert_eq!(a.outcome, Outcome::Delivered, "{a:?}");
-        let reqs = server.requests();
+        let reqs = server.hits();
         assert_eq!(reqs.len(), 2);
         assert_eq!(reqs[1].conn, 2);
         // ureq notices a closed idle connection before reusing it, or we resend once.
@@ -720,11 +750,7 @@ mod tests {
     fn keepalive_race_is_resent_once_and_not_reported() {
         // The server closes the reused connection as the request arrives (its idle timeout
         // fired at the same moment): the request is sent again at once on a new connection.
-        let server = Server::start(vec![
-            Act::Send(response(200, "")),
-            Act::Close,
-            Act::Send(response(200, "")),
-        ]);
+        let server = Server::script(vec![Act::status(200), Act::Close, Act::status(200)]);
         let mut s = sender(&cfg(&server.url()));
         let r = recs(&["{\"n\":1}", "{\"n\":2}"]);
         assert_eq!(s.send(&r).outcome, Outcome::Delivered);
@@ -735,7 +761,7 @@ mod tests {
             "{a:?}"
         );
         assert_eq!(s.resends(), 1);
-        let reqs = server.requests();
+        let reqs = server.hits();
         assert_eq!(reqs.len(), 3);
         assert_eq!(reqs.iter().map(|q| q.conn).collect::<Vec<_>>(), [1, 1, 2]);
         assert_eq!(reqs[1].body, reqs[2].body);
@@ -747,11 +773,7 @@ mod tests {
 
     #[test]
     fn keepalive_reset_is_resent_once_and_not_reported() {
-        let server = Server::start(vec![
-            Act::Send(response(200, "")),
-            Act::Reset,
-            Act::Send(response(202, "")),
-        ]);
+        let server = Server::script(vec![Act::status(200), Act::Reset, Act::status(202)]);
         let mut s = sender(&cfg(&server.url()));
         let r = recs(&["{}"]);
         assert_eq!(s.send(&r).outcome, Outcome::Delivered);
@@ -762,13 +784,17 @@ mod tests {
             "{a:?}"
         );
         assert_eq!(s.resends(), 1);
-        let reqs = server.requests();
-        assert_eq!(reqs.iter().map(|q| q.conn).collect::<Vec<_>>(), [1, 2]);
+        // The reset request is recorded too (status 0), as every request the server read.
+        let reqs = server.hits();
+        assert_eq!(
+            reqs.iter().map(|q| (q.conn, q.status)).collect::<Vec<_>>(),
+            [(1, 200), (1, 0), (2, 202)]
+        );
     }
 
     #[test]
     fn keepalive_resend_happens_only_once() {
-        let server = Server::start(vec![Act::Send(response(200, "")), Act::Close, Act::Close]);
+        let server = Server::script(vec![Act::status(200), Act::Close, Act::Close]);
         let mut s = sender(&cfg(&server.url()));
         let r = recs(&["{}"]);
         assert_eq!(s.send(&r).outcome, Outcome::Delivered);
@@ -779,13 +805,15 @@ mod tests {
         let a = s.send(&r);
         assert_eq!(a.outcome, Outcome::Delivered, "{a:?}");
         assert_eq!(s.resends(), 1);
-        assert_eq!(server.requests().len(), 4);
+        assert_eq!(server.count(), 4);
     }
 
     #[test]
     fn connection_close_answer_is_not_treated_as_pooled() {
-        let server = Server::start(vec![
-            Act::SendAndClose(response(200, "connection: close\r\n")),
+        let server = Server::script(vec![
+            Act::Raw(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok".to_vec(),
+            ),
             Act::Close,
         ]);
         let mut s = sender(&cfg(&server.url()));
@@ -799,13 +827,13 @@ mod tests {
     #[test]
     fn explicit_http_proxy_is_used() {
         // An HTTP proxy gets a CONNECT for the endpoint; this one refuses it.
-        let proxy = Server::start(vec![Act::SendAndClose(response(403, ""))]);
+        let proxy = Server::script(vec![Act::ReplyThenCloseAfter(403, Duration::ZERO)]);
         let mut c = cfg("http://edgebuf-test.invalid:8080/ingest");
-        c.http_proxy = ProxySetting::Url(format!("http://{}", proxy.addr));
+        c.http_proxy = ProxySetting::Url(format!("http://127.0.0.1:{}", proxy.port));
         let mut s = sender(&c);
         let a = s.send(&recs(&["{}"]));
         assert_ne!(a.outcome, Outcome::Delivered, "{a:?}");
-        let reqs = proxy.requests();
+        let reqs = proxy.hits();
         assert_eq!(reqs.len(), 1, "{reqs:?}");
         assert!(
             reqs[0].line.contains("edgebuf-test.invalid:8080"),
@@ -824,9 +852,9 @@ mod tests {
             (502, Outcome::Retry),
             (503, Outcome::Retry),
         ] {
-            let proxy = Server::start(vec![Act::SendAndClose(response(status, ""))]);
+            let proxy = Server::script(vec![Act::ReplyThenCloseAfter(status, Duration::ZERO)]);
             let mut c = cfg("http://edgebuf-test.invalid:8080/ingest");
-            c.http_proxy = ProxySetting::Url(format!("http://{}", proxy.addr));
+            c.http_proxy = ProxySetting::Url(format!("http://127.0.0.1:{}", proxy.port));
             let mut s = sender(&c);
             let a = s.send(&recs(&["{}"]));
             assert_eq!(a.outcome, want, "{status}: {a:?}");
@@ -839,10 +867,8 @@ mod tests {
     fn socks_proxy_never_panics_the_caller() {
         // Works with ureq's `socks-proxy` feature (refused: Retry); without it ureq panics
         // inside, which send() turns into a Config outcome.
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-            l.local_addr().expect("addr").port()
-        };
+        // Bound, never listening: refused, and no other test can take the port meanwhile.
+        let (_held, port) = bound_socket(0, false);
         let mut c = cfg("http://127.0.0.1:9/x");
         c.http_proxy = ProxySetting::Url(format!("socks5://127.0.0.1:{port}"));
         let mut s = sender(&c);
@@ -879,9 +905,6 @@ mod tests {
     }
 
     // -----------------------------------------------------------------------------------------
-    // TLS, against a rustls server with rcgen certificates.
-
-    // -----------------------------------------------------------------------------------------
     // Property tests of the wire contract (moved from tests/props.rs, which reaches the crate
     // only through its public API).
 
@@ -909,7 +932,7 @@ mod tests {
     #[test]
     fn configured_headers_reach_the_endpoint() {
         use proptest::prelude::*;
-        let srv = Server::start(vec![]);
+        let srv = Server::receiver();
         let header = (
             "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,20}",
             "[\t -~\u{80}-\u{7FF}]{0,30}[!-~]",
@@ -940,8 +963,7 @@ mod tests {
                 data: b"{}",
             }]);
             prop_assert_eq!(a.outcome, Outcome::Delivered, "{:?}", a);
-            drop(sender); // the test server serves one connection at a time
-            let hit = srv.requests()[n.get()].clone();
+            let hit = srv.hits()[n.get()].clone();
             n.set(n.get() + 1);
             for (name, value) in &want {
                 prop_assert_eq!(hit.header(name), Some(value.trim()), "{}", name);
@@ -1009,11 +1031,11 @@ mod tests {
         ];
         let strategy = (200u16..=999, prop::option::of(retry_after));
         check(256, strategy, |(code, ra)| {
-            let extra = ra
-                .as_ref()
-                .map(|v| format!("retry-after: {v}\r\n"))
-                .unwrap_or_default();
-            let srv = Server::start(vec![Act::Send(response(code, &extra))]);
+            let act = match &ra {
+                Some(v) => Act::status(code).with("retry-after", v),
+                None => Act::status(code),
+            };
+            let srv = Server::script(vec![act]);
             let mut c = cfg(&format!("{}?token={MARK}", srv.url()));
             c.http_timeout_ms = 3000;
             let mut s = Sender::new(&c).map_err(|e| TestCaseError::fail(format!("{e}")))?;
@@ -1055,10 +1077,8 @@ mod tests {
             ("HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 401 X\r\ncontent-length: 2\r\n\r\nok", Outcome::Config, 401),
             ("HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\nconnection: upgrade\r\n\r\n", Outcome::Config, 101),
         ] {
-            let server = Server::start(vec![Act::SendThenCloseAfter(
-                answer.as_bytes().to_vec(),
-                Duration::from_millis(300),
-            )]);
+            // Raw: the answer, then the connection is closed once idle for 300 ms.
+            let server = Server::script(vec![Act::Raw(answer.as_bytes().to_vec())]);
             let mut c = cfg(&server.url());
             c.http_timeout_ms = 2000;
             let mut s = Sender::new(&c).expect("sender");

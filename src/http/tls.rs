@@ -123,131 +123,17 @@ pub(super) fn probe_client_cert(tls: &TlsConfig) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::*;
+    use super::super::test_pki::{other_ca_pem, Pki};
+    use super::super::test_server::{Act, Server};
+    use super::super::tests::{cfg, recs, sender};
     use super::super::{Outcome, Sender};
     use super::*;
     use crate::error::Code;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    use std::io::{BufReader, Write};
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
-    use std::time::Instant;
 
-    struct Pki {
-        ca_pem: String,
-        server_chain: Vec<CertificateDer<'static>>,
-        server_key: Vec<u8>,
-        ca_der: CertificateDer<'static>,
-        ca_key: rcgen::KeyPair,
-        ca_params: rcgen::CertificateParams,
-    }
-
-    fn ca(name: &str) -> (rcgen::CertificateParams, rcgen::KeyPair, rcgen::Certificate) {
-        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        p.distinguished_name.push(rcgen::DnType::CommonName, name);
-        p.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        let k = rcgen::KeyPair::generate().expect("key");
-        let c = p.self_signed(&k).expect("ca cert");
-        (p, k, c)
-    }
-
-    fn pki() -> Pki {
-        let (ca_params, ca_key, ca_cert) = ca("edgebuf test CA");
-        let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
-        let sp =
-            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                .expect("params");
-        let sk = rcgen::KeyPair::generate().expect("key");
-        let sc = sp.signed_by(&sk, &issuer).expect("server cert");
-        Pki {
-            ca_pem: ca_cert.pem(),
-            server_chain: vec![sc.der().clone()],
-            server_key: sk.serialize_der(),
-            ca_der: ca_cert.der().clone(),
-            ca_key,
-            ca_params,
-        }
-    }
-
-    fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-        Arc::new(rustls::crypto::ring::default_provider())
-    }
-
-    /// A TLS server answering 200 to every request, on as many connections as come.
-    fn tls_server(p: &Pki, client_ca: Option<CertificateDer<'static>>) -> Server {
-        let builder = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .expect("versions");
-        let builder = match client_ca {
-            Some(ca) => {
-                let mut roots = rustls::RootCertStore::empty();
-                roots.add(ca).expect("root");
-                let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                    Arc::new(roots),
-                    provider(),
-                )
-                .build()
-                .expect("verifier");
-                builder.with_client_cert_verifier(v)
-            }
-            None => builder.with_no_client_auth(),
-        };
-        let config = Arc::new(
-            builder
-                .with_single_cert(
-                    p.server_chain.clone(),
-                    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(p.server_key.clone())),
-                )
-                .expect("server config"),
-        );
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("addr");
-        let stop = Arc::new(AtomicBool::new(false));
-        let reqs = Arc::new(Mutex::new(Vec::new()));
-        let (stop2, reqs2) = (stop.clone(), reqs.clone());
-        let thread = std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            let mut conn = 0;
-            while !stop2.load(Ordering::SeqCst) && Instant::now() < deadline {
-                let Ok((tcp, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                };
-                conn += 1;
-                let _ = tcp.set_nonblocking(false);
-                let _ = tcp.set_read_timeout(Some(Duration::from_millis(20)));
-                let Ok(sc) = rustls::ServerConnection::new(config.clone()) else {
-                    continue;
-                };
-                let mut tls = rustls::StreamOwned::new(sc, tcp);
-                // Requests on this connection until it closes or fails (e.g. a handshake
-                // the client aborts).
-                loop {
-                    let req = {
-                        let mut r = BufReader::new(&mut tls);
-                        read_request(&mut r, conn, &stop2, deadline)
-                    };
-                    let Some(req) = req else { break };
-                    reqs2.lock().expect("lock").push(req);
-                    if tls.write_all(&response(200, "")).is_err() {
-                        break;
-                    }
-                    let _ = tls.flush();
-                }
-            }
-        });
-        Server {
-            addr,
-            stop,
-            reqs,
-            thread: Some(thread),
-        }
+    /// A TLS server answering 200 to every request, on as many connections as come; with
+    /// `require_client_cert`, only clients with a certificate of the test CA get through.
+    fn tls_server(p: &Pki, require_client_cert: bool) -> Server {
+        Server::start_tls(p.server_config(require_client_cert), |_| Act::status(200))
     }
 
     fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
@@ -268,10 +154,10 @@ mod tests {
 
     #[test]
     fn ca_file_is_trusted_and_a_wrong_ca_is_retry() {
-        let p = pki();
-        let server = tls_server(&p, None);
+        let p = Pki::new();
+        let server = tls_server(&p, false);
         let dir = tempdir("ca");
-        let url = format!("https://localhost:{}/ingest", server.addr.port());
+        let url = format!("https://localhost:{}/ingest", server.port);
 
         let mut c = cfg(&url);
         c.tls_ca_file = Some(write(&dir, "ca.pem", &p.ca_pem));
@@ -283,47 +169,39 @@ mod tests {
             (Outcome::Delivered, 200),
             "{a:?}"
         );
-        assert_eq!(server.requests()[0].body, s.encode_body(&r));
+        assert_eq!(server.hits()[0].body, s.encode_body(&r));
         // Kept alive over TLS too.
         assert_eq!(s.send(&r).outcome, Outcome::Delivered);
         assert_eq!(
-            server.requests().iter().map(|q| q.conn).collect::<Vec<_>>(),
+            server.hits().iter().map(|q| q.conn).collect::<Vec<_>>(),
             [1, 1]
         );
-        drop(s); // the test server serves one connection at a time
 
         // Another CA: verification fails, which is a retry, never a delivery.
-        let (_, _, other) = ca("some other CA");
         let mut c = cfg(&url);
-        c.tls_ca_file = Some(write(&dir, "other.pem", &other.pem()));
+        c.tls_ca_file = Some(write(&dir, "other.pem", &other_ca_pem()));
         let mut s = sender(&c);
         let a = s.send(&r);
         assert_eq!((a.outcome, a.http_status), (Outcome::Retry, 0), "{a:?}");
         assert!(a.detail.contains("TLS"), "{a:?}");
-        drop(s);
 
         // The built-in roots do not know the test CA either.
         let mut s = sender(&cfg(&url));
         assert_eq!(s.send(&r).outcome, Outcome::Retry);
-        assert_eq!(server.requests().len(), 2);
+        assert_eq!(server.count(), 2);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn client_certificate_for_mutual_tls() {
-        let p = pki();
-        let server = tls_server(&p, Some(p.ca_der.clone()));
+        let p = Pki::new();
+        let server = tls_server(&p, true);
         let dir = tempdir("mtls");
-        let url = format!("https://127.0.0.1:{}/ingest", server.addr.port());
-        let issuer = rcgen::Issuer::from_params(&p.ca_params, &p.ca_key);
-        let ck = rcgen::KeyPair::generate().expect("key");
-        let mut cp = rcgen::CertificateParams::new(vec!["device-7".to_string()]).expect("params");
-        cp.distinguished_name
-            .push(rcgen::DnType::CommonName, "device-7");
-        let cc = cp.signed_by(&ck, &issuer).expect("client cert");
+        let url = server.url();
+        let cc = p.client("device-7");
         let ca_file = write(&dir, "ca.pem", &p.ca_pem);
-        let cert_file = write(&dir, "client.pem", &cc.pem());
-        let key_file = write(&dir, "client.key", &ck.serialize_pem());
+        let cert_file = write(&dir, "client.pem", &cc.cert_pem);
+        let key_file = write(&dir, "client.key", &cc.key_pem);
         let r = recs(&["{}"]);
 
         // Without a client certificate the server refuses the handshake: retry.
@@ -345,8 +223,8 @@ mod tests {
 
         // A key that does not belong to the certificate: InvalidConfig at open, not a
         // panic at the first request.
-        let wrong = rcgen::KeyPair::generate().expect("key");
-        c.tls_key_file = Some(write(&dir, "wrong.key", &wrong.serialize_pem()));
+        let wrong = p.client("device-8");
+        c.tls_key_file = Some(write(&dir, "wrong.key", &wrong.key_pem));
         let e = Sender::new(&c).expect_err("mismatch");
         assert_eq!(e.code(), Code::InvalidConfig);
         assert!(e.message().contains("tls.key_file"), "{e}");
@@ -374,7 +252,7 @@ mod tests {
         assert!(e.message().contains("tls.ca_file"), "{e}");
 
         c.tls_ca_file = None;
-        c.tls_cert_file = Some(write(&dir, "c.pem", &pki().ca_pem));
+        c.tls_cert_file = Some(write(&dir, "c.pem", &Pki::new().ca_pem));
         c.tls_key_file = Some(write(
             &dir,
             "k.pem",

@@ -1,20 +1,24 @@
 //! The one scripted HTTP/1.1 (and HTTPS) test server on 127.0.0.1.
 //!
-//! It records every request it receives (method, path, lower-case headers, body as received,
-//! gunzipped on demand, time of arrival, connection number) and lets a handler script each
-//! answer: a status with extra headers (Retry-After, ...), a delay, raw bytes, a hang, a
-//! connection closed before or in the middle of the answer. It can also go through an outage
-//! (`down`: nothing listens, connections are refused, open connections are closed) and come
-//! back on the same port (`up`): the port stays bound by the server for its whole life (a
-//! socket bound, never listening), so no other test can take it in between.
+//! It records every request it receives (method, path, headers, lower-case and as sent, body as
+//! received, gunzipped on demand, time of arrival, connection number) and lets a handler (or a
+//! list of acts, `script`) decide each answer: a status with extra headers (Retry-After, ...), a
+//! delay, raw bytes, a hang, a connection closed or reset before the answer, or closed in the
+//! middle of it. It can also go through an outage (`down`: nothing listens, connections are
+//! refused, open connections are closed) and come back on the same port (`up`): the port stays
+//! bound by the server for its whole life (a socket bound, never listening), so no other test
+//! can take it in between.
 //!
 //! Every thread of a server is bounded in time (`set_lifetime`, 300 s by default) and is joined
 //! when the server is stopped or dropped.
+//!
+//! The file stands alone (it uses nothing of tests/common/mod.rs, which re-exports its helpers)
+//! so that the library's unit tests include it too (src/http/mod.rs, `test_server`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -42,6 +46,8 @@ pub struct Hit {
     pub path: String,
     /// Lower-case names.
     pub headers: BTreeMap<String, String>,
+    /// Every header line in order, names as sent, repeated names kept.
+    pub raw_headers: Vec<(String, String)>,
     /// As received (compressed when the client compressed); `plain()` decodes it.
     pub body: Vec<u8>,
     /// The status answered; 0 when the server hung, broke the connection or answered raw bytes.
@@ -65,6 +71,14 @@ impl Hit {
             .map(String::as_str)
     }
 
+    /// How many header lines have this name (any case).
+    pub fn header_count(&self, name: &str) -> usize {
+        self.raw_headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
+    }
+
     /// The body, gunzipped when it says `Content-Encoding: gzip`.
     pub fn plain(&self) -> Vec<u8> {
         if self.header("content-encoding") == Some("gzip") {
@@ -79,11 +93,11 @@ impl Hit {
     }
 
     pub fn envelopes(&self) -> Vec<serde_json::Value> {
-        super::envelopes(&self.plain())
+        envelopes(&self.plain())
     }
 
     pub fn seqs(&self) -> Vec<u64> {
-        super::seqs(&self.envelopes())
+        seqs(&self.envelopes())
     }
 
     pub fn ok(&self) -> bool {
@@ -109,6 +123,9 @@ pub enum Act {
     CloseMidResponse,
     /// Close without a byte of answer.
     Close,
+    /// Close without a byte of answer, with a reset (SO_LINGER 0) instead of an orderly close:
+    /// the client reads ECONNRESET.
+    Reset,
 }
 
 impl Act {
@@ -227,6 +244,12 @@ impl Server {
         Server::spawn(Some(config), false, Box::new(handler))
     }
 
+    /// Answers the requests in order with `acts`, and with 200 beyond them.
+    pub fn script(acts: Vec<Act>) -> Server {
+        let mut acts = VecDeque::from(acts);
+        Server::start(move |_| acts.pop_front().unwrap_or(Act::status(200)))
+    }
+
     /// Answers every request with `code`.
     pub fn always(code: u16) -> Server {
         Server::start(move |_| Act::status(code))
@@ -243,7 +266,7 @@ impl Server {
     }
 
     fn spawn(tls: Option<Arc<rustls::ServerConfig>>, silent: bool, handler: Handler) -> Server {
-        let (hold, port) = super::bound_socket(0, true);
+        let (hold, port) = bound_socket(0, true);
         let inner = Arc::new(Inner {
             hits: Mutex::new(Vec::new()),
             handler: Mutex::new(handler),
@@ -300,14 +323,18 @@ impl Server {
                 let _ = tcp.set_read_timeout(Some(Duration::from_millis(20)));
                 let i3 = Arc::clone(&i2);
                 let tls3 = tls2.clone();
+                // A second handle on the socket, for `Act::Reset`.
+                let Ok(ctl) = tcp.try_clone() else {
+                    continue;
+                };
                 let h = std::thread::spawn(move || match tls3 {
                     _ if i3.silent => hold_silently(tcp, &i3),
-                    None => serve(tcp, conn, &i3),
+                    None => serve(tcp, &ctl, conn, &i3),
                     Some(cfg) => {
                         let Ok(sc) = rustls::ServerConnection::new(cfg) else {
                             return;
                         };
-                        serve(rustls::StreamOwned::new(sc, tcp), conn, &i3);
+                        serve(rustls::StreamOwned::new(sc, tcp), &ctl, conn, &i3);
                     }
                 });
                 let mut threads = t2.lock().unwrap();
@@ -401,13 +428,13 @@ impl Server {
 
     /// Waits (bounded) until at least `n` requests arrived.
     pub fn wait_hits(&self, n: usize, timeout: Duration) -> Vec<Hit> {
-        super::wait_until(timeout, || self.count() >= n);
+        wait_until(timeout, || self.count() >= n);
         self.hits()
     }
 
     /// Waits (bounded) until at least `n` envelopes were accepted.
     pub fn wait_delivered(&self, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
-        super::wait_until(timeout, || self.delivered().len() >= n);
+        wait_until(timeout, || self.delivered().len() >= n);
         self.delivered()
     }
 
@@ -452,10 +479,17 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-fn hit(line: String, headers: BTreeMap<String, String>, body: Vec<u8>, conn: usize) -> Hit {
+/// A request as read: its line, its header lines, its body.
+type Request = (String, Vec<(String, String)>, Vec<u8>);
+
+fn hit((line, raw_headers, body): Request, conn: usize) -> Hit {
     let mut parts = line.split(' ');
     let method = parts.next().unwrap_or("").to_string();
     let path = parts.next().unwrap_or("").to_string();
+    let headers = raw_headers
+        .iter()
+        .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+        .collect();
     Hit {
         n: 0,
         conn,
@@ -465,6 +499,7 @@ fn hit(line: String, headers: BTreeMap<String, String>, body: Vec<u8>, conn: usi
         method,
         path,
         headers,
+        raw_headers,
         body,
         status: 0,
         answered: Vec::new(),
@@ -473,24 +508,21 @@ fn hit(line: String, headers: BTreeMap<String, String>, body: Vec<u8>, conn: usi
 
 /// Reads one request (Content-Length bodies); None when the peer closed or failed, the server
 /// stops, or the request was cut off (then it is recorded).
-fn read_request<S: Read>(
-    s: &mut S,
-    buf: &mut Vec<u8>,
-    inner: &Inner,
-) -> Option<(String, BTreeMap<String, String>, Vec<u8>)> {
+fn read_request<S: Read>(s: &mut S, buf: &mut Vec<u8>, inner: &Inner) -> Option<Request> {
     let mut head_seen = false;
     loop {
         if let Some(pos) = find(buf, b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..pos]).into_owned();
             let mut lines = head.split("\r\n");
             let line = lines.next().unwrap_or("").to_string();
-            let headers: BTreeMap<String, String> = lines
+            let headers: Vec<(String, String)> = lines
                 .filter_map(|l| l.split_once(':'))
-                .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+                .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
                 .collect();
             let len: usize = headers
-                .get("content-length")
-                .and_then(|v| v.parse().ok())
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, v)| v.parse().ok())
                 .unwrap_or(0);
             let cut = !head_seen
                 && inner
@@ -499,7 +531,7 @@ fn read_request<S: Read>(
                     .is_ok();
             head_seen = true;
             if cut {
-                inner.record(hit(line, headers, Vec::new(), 0), false);
+                inner.record(hit((line, headers, Vec::new()), 0), false);
                 return None;
             }
             if buf.len() >= pos + 4 + len {
@@ -560,13 +592,14 @@ fn pause(d: Duration, inner: &Inner) {
     }
 }
 
-fn serve<S: Read + Write>(mut s: S, conn: usize, inner: &Inner) {
+/// Serves the requests of one connection; `tcp` is a second handle on its socket.
+fn serve<S: Read + Write>(mut s: S, tcp: &TcpStream, conn: usize, inner: &Inner) {
     let mut buf = Vec::new();
     loop {
-        let Some((line, headers, body)) = read_request(&mut s, &mut buf, inner) else {
+        let Some(request) = read_request(&mut s, &mut buf, inner) else {
             return;
         };
-        let mut act = inner.record(hit(line, headers, body, conn), true);
+        let mut act = inner.record(hit(request, conn), true);
         while let Act::After(d, next) = act {
             pause(d, inner);
             act = *next;
@@ -601,9 +634,33 @@ fn serve<S: Read + Write>(mut s: S, conn: usize, inner: &Inner) {
                 let _ = s.flush();
                 return;
             }
+            Act::Reset => {
+                linger_zero(tcp);
+                return;
+            }
             Act::Close | Act::After(..) => return,
         }
     }
+}
+
+/// Makes the socket's close a reset: SO_LINGER on, with a zero timeout.
+fn linger_zero(tcp: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a descriptor `tcp` keeps open; `linger` is valid for the size
+    // passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER: {}", io::Error::last_os_error());
 }
 
 fn reply<S: Write>(s: &mut S, code: u16, extra: &[(String, String)]) -> bool {
@@ -623,4 +680,72 @@ fn reply<S: Write>(s: &mut S, code: u16, extra: &[(String, String)]) -> bool {
     r.push_str("\r\n");
     r.push_str(body);
     s.write_all(r.as_bytes()).is_ok() && s.flush().is_ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ports, bodies and bounded waits (re-exported by tests/common/mod.rs).
+
+/// A socket bound to 127.0.0.1:`port` (0 = any) and never listening, and the port it holds.
+/// Connections to the port are refused, and the kernel hands the port to no other socket while
+/// this one stays open; with `reuse` (SO_REUSEADDR), a listener of the same test that also
+/// sets it (as std's `TcpListener` does) can still bind the port beside it.
+pub fn bound_socket(port: u16, reuse: bool) -> (OwnedFd, u16) {
+    // SAFETY: plain socket calls on a descriptor this function owns (it is handed to an
+    // `OwnedFd` at once); `addr` and `one` are valid for the sizes passed.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let owned = OwnedFd::from_raw_fd(fd);
+        if reuse {
+            let one: libc::c_int = 1;
+            let rc = libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_REUSEADDR,
+                &one as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+            assert_eq!(rc, 0, "setsockopt: {}", std::io::Error::last_os_error());
+        }
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_port = port.to_be();
+        addr.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let rc = libc::bind(fd, &addr as *const _ as *const libc::sockaddr, len);
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        let rc = libc::getsockname(fd, &mut addr as *mut _ as *mut libc::sockaddr, &mut len);
+        assert_eq!(rc, 0, "getsockname: {}", std::io::Error::last_os_error());
+        (owned, u16::from_be(addr.sin_port))
+    }
+}
+
+/// Parses a body (json array or ndjson) into envelopes.
+pub fn envelopes(body: &[u8]) -> Vec<serde_json::Value> {
+    if let Ok(serde_json::Value::Array(a)) = serde_json::from_slice(body) {
+        return a;
+    }
+    body.split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| serde_json::from_slice(l).ok())
+        .collect()
+}
+
+/// The `seq` values of envelopes.
+pub fn seqs(env: &[serde_json::Value]) -> Vec<u64> {
+    env.iter().filter_map(|e| e["seq"].as_u64()).collect()
+}
+
+/// A bounded poll: true as soon as `f` holds, false after `timeout`.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
