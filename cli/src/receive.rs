@@ -1,12 +1,16 @@
-//! `edgebuf receive`: a reference receiver for edgebuf's wire format.
+//! `edgebuf receive`: a reference receiver for edgebuf's wire format. Its HTTP server, bounded in
+//! connections, threads and memory, is [`http`].
+
+mod http;
 
 use crate::{plural, Failure, Outcome};
 use clap::Args;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +28,9 @@ use std::sync::{Arc, Mutex};
 /// answered with --fail-status and nothing is kept: an outage without a restart.
 /// `GET /stats` answers the counters as JSON. On SIGTERM or SIGINT it prints one line of
 /// counters to stderr and exits 0. It binds only to the address given.
+///
+/// It holds at most 256 connections and handles requests on 4 threads; a request whose head
+/// does not arrive within 10 s, or whose body stops arriving for 10 s, is answered 408.
 #[derive(Args)]
 pub struct ReceiveArgs {
     /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free port; the address is
@@ -40,7 +47,8 @@ pub struct ReceiveArgs {
     /// Fail every POST while this file exists and contains "down".
     #[arg(long, value_name = "FILE")]
     control_file: Option<PathBuf>,
-    /// Largest request body accepted, in bytes (before and after gunzip); larger is 413.
+    /// Largest request body accepted, in bytes (before and after gunzip); larger is 413, from
+    /// the Content-Length before the body is read. Bodies held at once stay within about this.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     max_body: u64,
     /// Print one line per request to stderr.
@@ -91,6 +99,9 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
+    /// Held while a gzip body is inflated and ingested, so that one inflated body at a time is
+    /// in memory (a small compressed body can inflate to --max-body).
+    inflating: Mutex<()>,
     /// Toggled by SIGUSR1.
     failing: AtomicBool,
     args: ReceiveArgs,
@@ -163,13 +174,12 @@ pub fn run(args: ReceiveArgs) -> Outcome {
         .open(&args.out)
         .map_err(|e| Failure::Other(format!("{}: {e}", args.out.display())))?;
     let (seen, loaded) = load(&mut out, &args.out)?;
-    let server = tiny_http::Server::http(args.listen)
+    let listener = TcpListener::bind(args.listen)
         .map_err(|e| Failure::Other(format!("cannot listen on {}: {e}", args.listen)))?;
-    let addr = server
-        .server_addr()
-        .to_ip()
+    let addr = listener
+        .local_addr()
         .map(|a| a.to_string())
-        .unwrap_or_else(|| args.listen.to_string());
+        .unwrap_or_else(|_| args.listen.to_string());
     eprintln!(
         "edgebuf receive: listening on http://{addr}/ (out {}, {} already in it)",
         args.out.display(),
@@ -182,23 +192,16 @@ pub fn run(args: ReceiveArgs) -> Outcome {
             loaded,
             c: Counters::default(),
         }),
+        inflating: Mutex::new(()),
         failing: AtomicBool::new(false),
         args,
     });
-    let server = Arc::new(server);
     {
         let sh = Arc::clone(&shared);
         std::thread::spawn(move || signals(set, &sh));
     }
-    let mut workers = Vec::new();
-    for _ in 0..3 {
-        let (sh, srv) = (Arc::clone(&shared), Arc::clone(&server));
-        workers.push(std::thread::spawn(move || serve(&srv, &sh)));
-    }
-    serve(&server, &shared);
-    for w in workers {
-        let _ = w.join();
-    }
+    http::serve(listener, shared.args.max_body, shared)
+        .map_err(|e| Failure::Other(format!("edgebuf receive: {e}")))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -229,12 +232,6 @@ fn signals(set: libc::sigset_t, sh: &Shared) {
     }
 }
 
-fn serve(server: &tiny_http::Server, sh: &Shared) {
-    while let Ok(req) = server.recv() {
-        handle(req, sh);
-    }
-}
-
 fn is_failing(sh: &Shared) -> bool {
     if sh.failing.load(Ordering::SeqCst) {
         return true;
@@ -247,57 +244,56 @@ fn is_failing(sh: &Shared) -> bool {
     }
 }
 
-fn header<'a>(req: &'a tiny_http::Request, name: &str) -> Option<&'a str> {
-    req.headers()
-        .iter()
-        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str())
-}
-
-fn answer(req: tiny_http::Request, code: u16, body: String) {
-    let ct =
-        tiny_http::Header::from_bytes("Content-Type", "application/json").expect("a valid header");
-    let _ = req.respond(
-        tiny_http::Response::from_string(body)
-            .with_status_code(code)
-            .with_header(ct),
-    );
-}
-
 fn error_body(msg: &str) -> String {
     serde_json::json!({ "error": msg }).to_string()
 }
 
-fn handle(mut req: tiny_http::Request, sh: &Shared) {
-    let verbose = sh.args.verbose;
-    match req.method() {
-        tiny_http::Method::Post => {}
-        tiny_http::Method::Get if req.url() == "/stats" => {
-            let body = {
-                let st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
-                st.c.json(st.loaded)
-            };
-            return answer(req, 200, body);
-        }
-        tiny_http::Method::Get | tiny_http::Method::Head => {
-            return answer(req, 200, "{\"ok\":true}".into())
-        }
-        _ => return answer(req, 405, error_body("only POST (and GET /stats)")),
+impl http::Handler for Shared {
+    fn handle(&self, req: &http::Request) -> (u16, String) {
+        handle(self, req)
     }
+
+    /// A request the server answered itself: 413 (the body is over --max-body), a malformed
+    /// body, a timeout.
+    fn refused(&self, method: &str, path: &str, code: u16, body: &str) {
+        if method != "POST" {
+            return;
+        }
+        {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.c.requests += 1;
+            if (400..500).contains(&code) {
+                st.c.bad += 1;
+            }
+        }
+        if self.args.verbose {
+            eprintln!("edgebuf receive: POST {path} -> {code} (0 envelopes): {body}");
+        }
+    }
+}
+
+fn handle(sh: &Shared, req: &http::Request) -> (u16, String) {
+    let verbose = sh.args.verbose;
+    match req.method.as_str() {
+        "POST" => {}
+        "GET" if req.path == "/stats" => {
+            let st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
+            return (200, st.c.json(st.loaded));
+        }
+        "GET" | "HEAD" => return (200, "{\"ok\":true}".into()),
+        _ => return (405, error_body("only POST (and GET /stats)")),
+    }
+    // The server read the whole body (also when failing, so the connection stays usable) and
+    // refused it with 413 when over --max-body.
     let max = sh.args.max_body;
-    // Read the body (also when failing, so the connection stays usable).
-    let mut raw = Vec::new();
-    let read = req.as_reader().take(max + 1).read_to_end(&mut raw);
     let failing = is_failing(sh);
-    let (code, body, n) = if read.is_err() {
-        (400, error_body("the body could not be read"), 0)
-    } else if raw.len() as u64 > max {
-        (413, error_body("the body is larger than --max-body"), 0)
-    } else if failing {
+    let (code, body, n) = if failing {
         let code = sh.args.fail_status;
         (code, error_body("failing on purpose (edgebuf receive)"), 0)
     } else {
-        match decode(&req, raw, max).and_then(|plain| ingest(sh, &plain)) {
+        let gzip = !matches!(encoding(req).as_deref(), None | Some("") | Some("identity"));
+        let _one = gzip.then(|| sh.inflating.lock().unwrap_or_else(|p| p.into_inner()));
+        match decode(req, max).and_then(|plain| ingest(sh, &plain)) {
             Ok((n, new, dups)) => (
                 200,
                 serde_json::json!({"accepted": n, "new": new, "duplicates": dups}).to_string(),
@@ -318,7 +314,7 @@ fn handle(mut req: tiny_http::Request, sh: &Shared) {
     if verbose {
         eprintln!(
             "edgebuf receive: POST {} -> {code} ({} envelopes){}",
-            req.url(),
+            req.path,
             n,
             if code >= 400 && !failing {
                 format!(": {body}")
@@ -327,18 +323,26 @@ fn handle(mut req: tiny_http::Request, sh: &Shared) {
             }
         );
     }
-    answer(req, code, body);
+    (code, body)
 }
 
 type HttpError = (u16, String);
 
-fn decode(req: &tiny_http::Request, raw: Vec<u8>, max: u64) -> Result<Vec<u8>, HttpError> {
-    match header(req, "Content-Encoding").map(|v| v.trim().to_ascii_lowercase()) {
-        None => Ok(raw),
-        Some(e) if e.is_empty() || e == "identity" => Ok(raw),
+fn encoding(req: &http::Request) -> Option<String> {
+    req.content_encoding
+        .as_ref()
+        .map(|v| v.trim().to_ascii_lowercase())
+}
+
+/// The body, inflated when gzip (borrowed when not).
+fn decode(req: &http::Request, max: u64) -> Result<Cow<'_, [u8]>, HttpError> {
+    let raw = &req.body[..];
+    match encoding(req) {
+        None => Ok(Cow::Borrowed(raw)),
+        Some(e) if e.is_empty() || e == "identity" => Ok(Cow::Borrowed(raw)),
         Some(e) if e == "gzip" || e == "x-gzip" => {
             let mut plain = Vec::new();
-            flate2::read::GzDecoder::new(&raw[..])
+            flate2::read::GzDecoder::new(raw)
                 .take(max + 1)
                 .read_to_end(&mut plain)
                 .map_err(|e| (400, format!("the gzip body does not decompress: {e}")))?;
@@ -348,7 +352,7 @@ fn decode(req: &tiny_http::Request, raw: Vec<u8>, max: u64) -> Result<Vec<u8>, H
                     "the decompressed body is larger than --max-body".into(),
                 ));
             }
-            Ok(plain)
+            Ok(Cow::Owned(plain))
         }
         Some(e) => Err((415, format!("Content-Encoding {e} is not supported"))),
     }
@@ -454,17 +458,17 @@ fn ingest(sh: &Shared, body: &[u8]) -> Result<(u64, u64, u64), HttpError> {
         let key = envelope(e).map_err(|m| (400, format!("envelope {}: {m}", i + 1)))?;
         envs.push((key, *e));
     }
+    let n = envs.len() as u64;
     let mut st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
+    let (mut new, mut dups) = (0u64, 0u64);
+    // Written a piece at a time, so that a large body is not copied whole.
     let mut out = Vec::new();
-    let mut added = Vec::new();
-    let mut dups = 0u64;
-    for (key, bytes) in envs.iter() {
-        if st.seen.contains(key) {
+    let mut unwritten = Vec::new();
+    for (key, bytes) in envs {
+        if st.seen.contains(&key) {
             dups += 1;
             continue;
         }
-        st.seen.insert(key.clone());
-        added.push(key.clone());
         // One envelope per line: CR and LF (only possible as insignificant whitespace in
         // valid JSON) become spaces, as edgebuf's own ndjson does.
         out.extend(bytes.iter().map(|&b| match b {
@@ -472,18 +476,40 @@ fn ingest(sh: &Shared, body: &[u8]) -> Result<(u64, u64, u64), HttpError> {
             b => b,
         }));
         out.push(b'\n');
-    }
-    if !out.is_empty() {
-        if let Err(e) = st.out.write_all(&out) {
-            for k in &added {
-                st.seen.remove(k);
-            }
-            return Err((500, format!("cannot write the out file: {e}")));
+        unwritten.push(key.clone());
+        st.seen.insert(key);
+        new += 1;
+        if out.len() >= WRITE_PIECE {
+            write_out(&mut st, &mut out, &mut unwritten)?;
         }
     }
-    let n = envs.len() as u64;
+    write_out(&mut st, &mut out, &mut unwritten)?;
     st.c.received += n;
-    st.c.unique += added.len() as u64;
     st.c.duplicates += dups;
-    Ok((n, added.len() as u64, dups))
+    Ok((n, new, dups))
+}
+
+/// How much of the out file's new lines is written at once.
+const WRITE_PIECE: usize = 1 << 20;
+
+/// Appends `out` to the out file. When that fails, its envelopes are forgotten (a retry keeps
+/// them); those of earlier pieces are in the file and stay seen.
+fn write_out(
+    st: &mut State,
+    out: &mut Vec<u8>,
+    unwritten: &mut Vec<(String, String)>,
+) -> Result<(), HttpError> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    if let Err(e) = st.out.write_all(out) {
+        for k in unwritten.iter() {
+            st.seen.remove(k);
+        }
+        return Err((500, format!("cannot write the out file: {e}")));
+    }
+    st.c.unique += unwritten.len() as u64;
+    out.clear();
+    unwritten.clear();
+    Ok(())
 }
