@@ -3,7 +3,7 @@
 
 mod http;
 
-use crate::{plural, Failure, Outcome};
+use crate::{plural, printable, Failure, Outcome};
 use clap::Args;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -267,7 +267,12 @@ impl http::Handler for Shared {
             }
         }
         if self.args.verbose {
-            eprintln!("edgebuf receive: POST {path} -> {code} (0 envelopes): {body}");
+            // The path and the message come from the client: control characters escaped.
+            eprintln!(
+                "edgebuf receive: POST {} -> {code} (0 envelopes): {}",
+                printable(path),
+                printable(body)
+            );
         }
     }
 }
@@ -314,10 +319,10 @@ fn handle(sh: &Shared, req: &http::Request) -> (u16, String) {
     if verbose {
         eprintln!(
             "edgebuf receive: POST {} -> {code} ({} envelopes){}",
-            req.path,
+            printable(&req.path),
             n,
             if code >= 400 && !failing {
-                format!(": {body}")
+                format!(": {}", printable(&body))
             } else {
                 String::new()
             }

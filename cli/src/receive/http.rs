@@ -128,7 +128,7 @@ pub fn serve(listener: TcpListener, max_body: u64, handler: Arc<dyn Handler>) ->
                 p.advance(i);
             }
         }
-        // Reads (indices stay valid: connections are only removed below, from the back).
+        // Reads (indices stay valid: connections are only removed by the sweep below).
         for (k, &i) in watched.iter().enumerate() {
             if ready(&fds[k + 2]) {
                 p.read(i, &mut chunk);
