@@ -333,6 +333,8 @@ impl Poller {
                 Some(r) => inc.reservation = Some(r),
                 None => return false,
             }
+            // Allocated once (not doubled as it grows); if that fails it grows as it comes.
+            let _ = inc.req.body.try_reserve_exact(inc.needs as usize);
             // Body bytes that came with the head wait in `buf`.
             self.advance(i);
             return self.wants_read(i);
