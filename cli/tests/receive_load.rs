@@ -326,3 +326,51 @@ fn keep_alive_pipelining_chunked_and_expect_continue() {
     assert!(rest.is_empty(), "closed after Connection: close");
     assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 3);
 }
+
+/// Bodies that do not fit --max-body together wait for their turn instead of failing.
+#[test]
+fn large_bodies_take_turns_within_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let rx = Rx::start(&out, &["--max-body", "1048576"]);
+    let data = format!("{{\"x\":\"{}\"}}", "a".repeat(1000));
+    let posts: Vec<_> = (0..4u64)
+        .map(|k| {
+            let mut body = Vec::new();
+            let mut seq = 0;
+            while body.len() < 900_000 {
+                seq += 1;
+                body.extend_from_slice(
+                    format!("{}\n", env(seq, &data))
+                        .replace("\"source\":\"load\"", &format!("\"source\":\"s{k}\""))
+                        .as_bytes(),
+                );
+            }
+            let port = rx.port;
+            std::thread::spawn(move || {
+                if k % 2 == 0 {
+                    return post(port, &body, Duration::from_secs(30));
+                }
+                // Chunked: it reserves as it grows.
+                let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                let mut req =
+                    b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+                for c in body.chunks(50_000) {
+                    req.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                    req.extend_from_slice(c);
+                    req.extend_from_slice(b"\r\n");
+                }
+                req.extend_from_slice(b"0\r\n\r\n");
+                s.write_all(&req).map_err(|e| e.to_string())?;
+                status_of(&mut s)
+            })
+        })
+        .collect();
+    for p in posts {
+        assert_eq!(p.join().unwrap(), Ok(200));
+    }
+    let lines = std::fs::read_to_string(&out).unwrap().lines().count();
+    assert_eq!(lines % 4, 0);
+    assert!(lines >= 4 * 800, "{lines} lines");
+}

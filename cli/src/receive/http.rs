@@ -35,7 +35,7 @@ pub const HEAD_MAX: usize = 64 << 10;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest silence while a body arrives.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// From the first byte of a request to the end of its body.
+/// From the end of a request's head to the end of its body.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// An idle keep-alive connection is closed after this.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -249,6 +249,8 @@ struct Incoming {
     needs: u64,
     continue_pending: bool,
     started: Instant,
+    /// Not read for now: its body waits for the budget (no read timeout meanwhile).
+    blocked: bool,
 }
 
 enum Framing {
@@ -322,6 +324,19 @@ impl Poller {
 
     /// Whether connection `i` is to be read now; takes the budget its body needs first.
     fn wants_read(&mut self, i: usize) -> bool {
+        let ok = self.may_read(i);
+        let c = &mut self.conns[i];
+        if let State::Body(inc) = &mut c.state {
+            if inc.blocked && ok {
+                // The read timeout starts again once it is read again.
+                c.last_read = Instant::now();
+            }
+            inc.blocked = !ok;
+        }
+        ok
+    }
+
+    fn may_read(&mut self, i: usize) -> bool {
         let budget = Arc::clone(&self.budget);
         let max_body = self.max_body;
         let c = &mut self.conns[i];
@@ -337,7 +352,7 @@ impl Poller {
             let _ = inc.req.body.try_reserve_exact(inc.needs as usize);
             // Body bytes that came with the head wait in `buf`.
             self.advance(i);
-            return self.wants_read(i);
+            return self.may_read(i);
         }
         if let Framing::Chunked(_) = inc.framing {
             // A chunked body reserves as it grows, ahead of what it holds by at least a read.
@@ -528,7 +543,7 @@ impl Poller {
                     false
                 }
                 State::Body(inc) => {
-                    let waiting = inc.needs > 0 && inc.reservation.is_none();
+                    let waiting = inc.blocked;
                     if now >= inc.started + REQUEST_TIMEOUT {
                         let (code, msg) = if waiting {
                             (503, "busy with other large bodies; try again")
@@ -637,6 +652,7 @@ fn incoming(r: &httparse::Request, max_body: u64) -> Result<Incoming, (u16, Stri
         needs,
         continue_pending: expect && has_body && !http10,
         started: Instant::now(),
+        blocked: false,
     })
 }
 
