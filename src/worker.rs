@@ -161,10 +161,10 @@ impl Worker {
                 self.envelope_cost(il, r.seq, r.ts_ms, r.data.len())
             })
             .unwrap_or_default();
-        store.inflight = match (recs.first(), recs.last()) {
+        store.protect_in_flight(match (recs.first(), recs.last()) {
             (Some(a), Some(b)) => Some((a.seq, b.seq)),
             _ => None,
-        };
+        });
         Some(recs)
     }
 
@@ -305,7 +305,7 @@ impl Worker {
 
     fn clear_inflight(&self) {
         if let Some(s) = lock(&self.sh.store).as_mut() {
-            s.inflight = None;
+            s.clear_in_flight();
         }
     }
 
@@ -423,7 +423,7 @@ impl Worker {
                 return Flow::Exit;
             };
             for (r, status, detail) in &isolated {
-                store.inflight = None;
+                store.clear_in_flight();
                 if let Ok((n, b)) = store.dead_letter(&[r.seq], *status, detail) {
                     if n > 0 {
                         self.sh.counters.pending_bytes.fetch_sub(b, Relaxed);
@@ -502,7 +502,7 @@ impl Worker {
             }
         };
         if let Some(s) = lock(&self.sh.store).as_mut() {
-            s.inflight = Some(keep);
+            s.protect_in_flight(Some(keep));
         }
         Some(result)
     }
