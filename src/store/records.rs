@@ -3,7 +3,7 @@
 //! touch the seqs in flight or read ahead.
 
 use super::schema::valid_instance;
-use super::{sql_err, sql_storage, NewRecord, Store, StoredRecord, WriteError};
+use super::{sql_err, sql_storage, NewRecord, Store, StoredRecord, WriteError, LARGEST_RECORD};
 use crate::error::{Error, Result};
 use rusqlite::{params, OptionalExtension};
 
@@ -86,11 +86,18 @@ impl Store {
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT seq, ts_ms, inst, data FROM records WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq LIMIT ?3",
+                // A row larger than any record edgebuf accepts is not loaded (a hostile file).
+                "SELECT seq, ts_ms, inst, CASE WHEN octet_length(data) <= ?4 THEN data END, \
+                 octet_length(data) FROM records WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq LIMIT ?3",
             )
             .map_err(|e| sql_storage("cannot read pending records", e))?;
         let mut rows = st
-            .query(params![lo as i64, hi as i64, max_records as i64])
+            .query(params![
+                lo as i64,
+                hi as i64,
+                max_records as i64,
+                LARGEST_RECORD as i64
+            ])
             .map_err(|e| sql_storage("cannot read pending records", e))?;
         let mut out = Vec::with_capacity(max_records.min(4096) as usize);
         let mut bytes = 0u64;
@@ -98,22 +105,38 @@ impl Store {
             .next()
             .map_err(|e| sql_storage("cannot read pending records", e))?
         {
+            let damaged = |what: &str| {
+                Error::storage(format!(
+                    "buffer file {} is damaged: {what}",
+                    self.path.display()
+                ))
+            };
+            let len: Option<i64> = row.get(4).map_err(|e| sql_storage("bad row", e))?;
+            if len.is_some_and(|n| n > LARGEST_RECORD as i64) {
+                return Err(damaged(
+                    "a record is larger than the largest record edgebuf accepts",
+                ));
+            }
             let rec = StoredRecord {
                 seq: row
                     .get::<_, i64>(0)
                     .map_err(|e| sql_storage("bad row", e))? as u64,
-                ts_ms: row.get(1).map_err(|e| sql_storage("bad row", e))?,
+                ts_ms: match row
+                    .get::<_, i64>(1)
+                    .map_err(|e| sql_storage("bad row", e))?
+                {
+                    t if t < 0 => return Err(damaged("a record's ts_ms is negative")),
+                    t => t,
+                },
                 inst: match row.get_ref(2).map_err(|e| sql_storage("bad row", e))? {
                     rusqlite::types::ValueRef::Null => None,
                     v => {
                         // It goes on the wire in the envelope's id: only what edgebuf writes.
                         let i = v.as_str().map_err(|e| sql_storage("bad row", e.into()))?;
                         if !valid_instance(i) {
-                            return Err(Error::storage(format!(
-                                "buffer file {} is damaged: a record's instance id is not 16 \
-                                 hexadecimal digits",
-                                self.path.display()
-                            )));
+                            return Err(damaged(
+                                "a record's instance id is not 16 hexadecimal digits",
+                            ));
                         }
                         Some(i.to_owned())
                     }
