@@ -187,3 +187,111 @@ pub struct Requeued {
     /// The seqs they have now, in the same order (`new_seqs.0 ..= new_seqs.1`).
     pub new_seqs: (u64, u64),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{buffer_path, config, insert, open, pending_seqs, raw};
+    use super::*;
+
+    fn dead_rows(path: &std::path::Path) -> Vec<(i64, i64, String)> {
+        let c = raw(path);
+        let mut st = c
+            .prepare("SELECT seq, status, inst FROM dead_letters ORDER BY id")
+            .expect("prepare");
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query");
+        rows.collect::<rusqlite::Result<_>>().expect("rows")
+    }
+
+    #[test]
+    fn dead_letters_are_moved_kept_and_trimmed() {
+        let (_dir, path) = buffer_path();
+        let cfg = config(&path, &[("dead_letter.max_records", "3")]);
+        let instance = {
+            let (mut s, _) = Store::open(&cfg).expect("open");
+            insert(&mut s, 1..=10);
+            assert_eq!(s.dead_letter(&[2, 4], 400, "bad").expect("dead"), (2, 14));
+            assert_eq!(s.dead_letter(&[42], 400, "gone").expect("none"), (0, 0));
+            assert_eq!((s.disk_records, s.dead_records, s.dead_bytes), (8, 2, 14));
+            assert_eq!(s.dead_letter(&[6, 8], 422, "worse").expect("dead"), (2, 14));
+            // Past dead_letter.max_records the oldest go.
+            assert_eq!(s.dead_letter_records(), 3);
+            assert_eq!(pending_seqs(&mut s), vec![1, 3, 5, 7, 9, 10]);
+            s.instance().to_string()
+        };
+        let rows = dead_rows(&path);
+        assert_eq!(
+            rows,
+            vec![
+                (4, 400, instance.clone()),
+                (6, 422, instance.clone()),
+                (8, 422, instance)
+            ]
+        );
+        let (s, _) = Store::open(&cfg).expect("reopen");
+        assert_eq!((s.dead_records, s.dead_bytes), (3, 21));
+        assert_eq!(s.next_seq(), 11);
+    }
+
+    #[test]
+    fn make_room_takes_dead_letters_first() {
+        let (_dir, path) = buffer_path();
+        let mut s = open(&path);
+        insert(&mut s, 1..=5);
+        s.dead_letter(&[1, 2], 400, "bad").expect("dead");
+        assert_eq!(
+            s.make_room(7, 0).expect("room"),
+            (0, 0),
+            "a dead letter freed it"
+        );
+        assert_eq!(s.dead_records, 1);
+        assert_eq!(
+            s.make_room(10, 0).expect("room").0,
+            1,
+            "then pending records"
+        );
+        assert_eq!(s.dead_records, 0);
+        assert_eq!(pending_seqs(&mut s), vec![4, 5]);
+    }
+
+    #[test]
+    fn requeue_moves_dead_letters_behind_everything_with_new_seqs() {
+        let (_dir, path) = buffer_path();
+        {
+            let mut s = open(&path);
+            insert(&mut s, 1..=6);
+            s.dead_letter(&[2], 400, "bad").expect("dead");
+            s.dead_letter(&[3], 422, "bad").expect("dead");
+            s.dead_letter(&[5], 400, "bad").expect("dead");
+            assert_eq!(
+                s.requeue_dead_letters(&[503]).expect("none"),
+                Requeued::default()
+            );
+            let r = s.requeue_dead_letters(&[400]).expect("requeue");
+            assert_eq!(
+                r,
+                Requeued {
+                    records: 2,
+                    bytes: 14,
+                    old_seqs: (2, 5),
+                    new_seqs: (7, 8)
+                }
+            );
+            assert_eq!((s.dead_letter_records(), s.pending_records()), (1, 5));
+            assert_eq!(s.next_seq(), 9);
+        }
+        let mut s = open(&path);
+        let got = s.fetch(None, 10, u64::MAX, |_| 0).expect("fetch");
+        let seqs: Vec<u64> = got.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, vec![1, 4, 6, 7, 8]);
+        // The data and ts_ms are kept; the instance is the file's.
+        assert_eq!(got[3].data, b"{\"i\":2}");
+        assert_eq!(got[4].data, b"{\"i\":5}");
+        assert_eq!(got[4].ts_ms, super::super::testing::rec(5, "").ts_ms);
+        assert_eq!(got[3].inst, None);
+        let r = s.requeue_dead_letters(&[]).expect("all");
+        assert_eq!((r.records, r.new_seqs), (1, (9, 9)));
+        assert_eq!(s.dead_letter_records(), 0);
+    }
+}

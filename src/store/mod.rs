@@ -197,3 +197,68 @@ impl Store {
         self.dead_records
     }
 }
+
+/// What the tests of the store's files share: buffers in a temp dir, records, raw access.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{NewRecord, Store};
+    use crate::config::Config;
+    use std::path::{Path, PathBuf};
+
+    /// A temp dir and the path of a buffer file in it.
+    pub fn buffer_path() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("buf.db");
+        (dir, path)
+    }
+
+    /// A configuration for `path`, with `extra` keys set; no free-space floor (the test
+    /// machine's disk may be nearly full).
+    pub fn config(path: &Path, extra: &[(&str, &str)]) -> Config {
+        let mut cfg = Config::new();
+        cfg.set("path", path.to_str().expect("UTF-8 temp path"))
+            .expect("path");
+        cfg.set("disk.min_free_bytes", "0").expect("min free");
+        for (k, v) in extra {
+            cfg.set(k, v).expect("test key");
+        }
+        cfg
+    }
+
+    pub fn open(path: &Path) -> Store {
+        Store::open(&config(path, &[])).expect("open").0
+    }
+
+    /// The record `seq` with `data`, accepted now.
+    pub fn rec(seq: u64, data: &str) -> NewRecord {
+        NewRecord {
+            seq,
+            ts_ms: 1_764_320_000_000 + seq as i64,
+            t_acc_ms: 0,
+            inst: None,
+            data: data.as_bytes().to_vec(),
+        }
+    }
+
+    /// Stores records `seqs` with data `{"i":SEQ}`.
+    pub fn insert(s: &mut Store, seqs: std::ops::RangeInclusive<u64>) {
+        let recs: Vec<NewRecord> = seqs.map(|i| rec(i, &format!("{{\"i\":{i}}}"))).collect();
+        s.insert(&recs, false)
+            .map_err(|e| format!("{e:?}"))
+            .expect("insert");
+    }
+
+    /// A plain connection to a closed buffer file, for writing what edgebuf never writes.
+    pub fn raw(path: &Path) -> rusqlite::Connection {
+        rusqlite::Connection::open(path).expect("raw open")
+    }
+
+    /// The seqs of all pending records.
+    pub fn pending_seqs(s: &mut Store) -> Vec<u64> {
+        s.fetch(None, 1_000_000, u64::MAX, |_| 0)
+            .expect("fetch")
+            .iter()
+            .map(|r| r.seq)
+            .collect()
+    }
+}

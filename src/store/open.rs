@@ -749,3 +749,182 @@ fn quarantine_files(path: &Path, suffixes: &[&str]) -> Result<PathBuf> {
     crate::sys::fsync_dir(path);
     Ok(dest)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{buffer_path, config, insert, open, raw};
+    use super::*;
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn reopen_keeps_seq_and_instance() {
+        let (_dir, path) = buffer_path();
+        let (instance, next) = {
+            let mut s = open(&path);
+            assert_eq!(s.next_seq(), 1);
+            assert!(valid_instance(s.instance()));
+            insert(&mut s, 1..=3);
+            (s.instance().to_string(), s.next_seq())
+        };
+        assert_eq!(next, 4);
+        let s = open(&path);
+        assert_eq!(s.instance(), instance);
+        assert_eq!(s.next_seq(), 4);
+        assert_eq!(s.pending_records(), 3);
+        assert_eq!(s.path(), path.canonicalize().expect("canonical"));
+    }
+
+    #[test]
+    fn seqs_are_never_reused_after_everything_was_delivered() {
+        let (_dir, path) = buffer_path();
+        {
+            let mut s = open(&path);
+            insert(&mut s, 1..=5);
+            assert_eq!(s.delete(&[1, 2, 3, 4, 5]).expect("delete"), (5, 35));
+        }
+        let s = open(&path);
+        assert_eq!(s.pending_records(), 0);
+        assert_eq!(
+            s.next_seq(),
+            6,
+            "the high-water mark survives an empty table"
+        );
+    }
+
+    #[test]
+    fn a_second_open_is_locked_by_name_and_by_inode() {
+        let (dir, path) = buffer_path();
+        let _s = open(&path);
+        let again = Store::open(&config(&path, &[])).err().expect("locked");
+        assert_eq!(again.code(), Code::Locked, "{again:?}");
+        // Another name of the same file: the flock on the inode refuses it.
+        let link = dir.path().join("link.db");
+        std::fs::hard_link(&path, &link).expect("hard link");
+        let other = Store::open(&config(&link, &[])).err().expect("locked");
+        assert_eq!(other.code(), Code::Locked, "{other:?}");
+    }
+
+    #[test]
+    fn a_foreign_file_is_corrupt_and_left_untouched() {
+        let (dir, path) = buffer_path();
+        {
+            let c = raw(&path);
+            c.execute_batch("CREATE TABLE photos(id INTEGER PRIMARY KEY, name TEXT); INSERT INTO photos(name) VALUES('a');")
+                .expect("foreign db");
+        }
+        let before = std::fs::read(&path).expect("read");
+        let names = files(dir.path());
+        for on_corrupt in ["quarantine", "fail"] {
+            let cfg = config(&path, &[("storage.on_corrupt", on_corrupt)]);
+            let e = Store::open(&cfg).err().expect("refused");
+            assert_eq!(e.code(), Code::Corrupt, "{e:?}");
+            assert!(e.message().contains("another application"), "{e:?}");
+            assert_eq!(std::fs::read(&path).expect("read"), before);
+            // Only the lock file is new.
+            let mut want = names.clone();
+            want.push("buf.db.lock".into());
+            want.sort();
+            assert_eq!(files(dir.path()), want);
+        }
+        assert!(!is_ours(&path));
+        // Not SQLite at all: SQLite calls it damaged, but it is not provably ours.
+        let (dir, path) = buffer_path();
+        std::fs::write(
+            &path,
+            b"just some text, not a database at all ...".repeat(200),
+        )
+        .expect("write");
+        let before = std::fs::read(&path).expect("read");
+        let e = Store::open(&config(&path, &[])).err().expect("refused");
+        assert_eq!(e.code(), Code::Corrupt, "{e:?}");
+        assert!(e.message().contains("left as it is"), "{e:?}");
+        assert_eq!(std::fs::read(&path).expect("read"), before);
+        assert!(!files(dir.path()).iter().any(|n| n.contains("corrupt")));
+    }
+
+    /// Keeps the 100-byte header (edgebuf's application_id in it) and overwrites the rest.
+    fn damage(path: &Path) {
+        let mut bytes = std::fs::read(path).expect("read");
+        assert!(bytes.len() > 4096, "a file of several pages");
+        for b in &mut bytes[100..] {
+            *b = 0xA5;
+        }
+        std::fs::write(path, bytes).expect("write");
+    }
+
+    #[test]
+    fn a_damaged_file_of_ours_is_quarantined() {
+        let (dir, path) = buffer_path();
+        let old_instance = {
+            let mut s = open(&path);
+            insert(&mut s, 1..=50);
+            s.instance().to_string()
+        };
+        damage(&path);
+        assert!(is_ours(&path));
+        let damaged = std::fs::read(&path).expect("read");
+        let (s, report) = Store::open(&config(&path, &[])).expect("opens empty");
+        let (moved, _lost) = report.quarantined.expect("quarantined");
+        assert_eq!(std::fs::read(&moved).expect("moved file"), damaged);
+        assert!(moved
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("buf.db.corrupt-")));
+        assert_eq!(s.pending_records(), 0);
+        assert_ne!(s.instance(), old_instance, "a new buffer");
+        drop(s);
+        assert_eq!(
+            files(dir.path())
+                .iter()
+                .filter(|n| n.contains(".corrupt-"))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn on_corrupt_fail_keeps_a_damaged_file_as_it_is() {
+        let (dir, path) = buffer_path();
+        {
+            let mut s = open(&path);
+            insert(&mut s, 1..=50);
+        }
+        damage(&path);
+        let damaged = std::fs::read(&path).expect("read");
+        let cfg = config(&path, &[("storage.on_corrupt", "fail")]);
+        let e = Store::open(&cfg).err().expect("refused");
+        assert_eq!(e.code(), Code::Corrupt, "{e:?}");
+        assert!(e.message().contains("storage.on_corrupt=fail"), "{e:?}");
+        assert_eq!(std::fs::read(&path).expect("read"), damaged);
+        assert!(!files(dir.path()).iter().any(|n| n.contains("corrupt")));
+    }
+
+    #[test]
+    fn canonical_path_refuses_what_cannot_be_a_buffer_file() {
+        let (dir, path) = buffer_path();
+        let e = canonical_path(dir.path()).err().expect("a directory");
+        assert_eq!(e.code(), Code::InvalidConfig);
+        let e = canonical_path(&dir.path().join("missing/buf.db"))
+            .err()
+            .expect("no such directory");
+        assert_eq!(e.code(), Code::InvalidConfig);
+        let p = canonical_path(&path).expect("a new file");
+        assert_eq!(p.file_name(), path.file_name());
+        assert!(!path.exists(), "nothing created");
+    }
+
+    #[test]
+    fn immutable_uri_escapes_what_a_uri_may_not_hold() {
+        assert_eq!(
+            immutable_uri(Path::new("/tmp/a b/c?d#e%.db")),
+            "file:/tmp/a%20b/c%3Fd%23e%25.db?immutable=1"
+        );
+    }
+}

@@ -491,3 +491,174 @@ impl Store {
         Ok(self.oldest()?.map(|(s, _)| s))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{buffer_path, insert, open, pending_seqs, raw, rec};
+    use super::*;
+
+    #[test]
+    fn insert_fetch_acknowledge_round_trip() {
+        let (_dir, path) = buffer_path();
+        {
+            let mut s = open(&path);
+            insert(&mut s, 1..=5);
+            assert_eq!(s.disk_records, 5);
+            let got = s.fetch(None, 10, u64::MAX, |_| 1).expect("fetch");
+            assert_eq!(got.len(), 5);
+            assert_eq!(got[0], {
+                let r = rec(1, "{\"i\":1}");
+                StoredRecord {
+                    seq: r.seq,
+                    ts_ms: r.ts_ms,
+                    inst: None,
+                    data: r.data,
+                }
+            });
+            // The oldest batch delivered: the watermark moves, the rows wait as garbage.
+            let bytes: u64 = got[..3].iter().map(|r| r.data.len() as u64).sum();
+            assert_eq!(
+                s.settle_delivered(1, 3, 3, bytes).expect("settle"),
+                (3, bytes)
+            );
+            assert_eq!((s.disk_records, s.garbage_records), (2, 3));
+            assert_eq!(pending_seqs(&mut s), vec![4, 5]);
+            assert_eq!(s.oldest().expect("oldest"), Some((4, 0)));
+            assert_eq!(s.min_seq().expect("min"), Some(4));
+            // A retry of a range reads only what is still pending in it.
+            let again = s.fetch(Some((2, 4)), 10, u64::MAX, |_| 1).expect("fetch");
+            assert_eq!(again.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![4]);
+        }
+        {
+            // The watermark survives a reopen; the garbage is reclaimed.
+            let mut s = open(&path);
+            assert_eq!((s.pending_records(), s.garbage_records), (2, 3));
+            assert_eq!(s.collect_garbage(2).expect("gc"), 2);
+            assert_eq!(s.collect_garbage(10).expect("gc"), 1);
+            assert_eq!(s.garbage_records, 0);
+            assert_eq!(pending_seqs(&mut s), vec![4, 5]);
+            // A batch behind a pending record is deleted at once.
+            insert(&mut s, 6..=7);
+            assert_eq!(s.settle_delivered(6, 7, 2, 14).expect("settle"), (2, 14));
+            assert_eq!(s.garbage_records, 0);
+            assert_eq!(pending_seqs(&mut s), vec![4, 5]);
+            assert_eq!(s.next_seq(), 8);
+        }
+        let mut s = open(&path);
+        assert_eq!(pending_seqs(&mut s), vec![4, 5]);
+        assert_eq!(s.next_seq(), 8);
+    }
+
+    #[test]
+    fn fetch_stops_at_the_byte_budget_but_always_takes_one() {
+        let (_dir, path) = buffer_path();
+        let mut s = open(&path);
+        insert(&mut s, 1..=10);
+        let got = s
+            .fetch(None, 10, 25, |r| r.data.len() as u64)
+            .expect("fetch");
+        assert_eq!(got.len(), 3, "7 + 7 + 7 bytes fit in 25");
+        let got = s
+            .fetch(None, 10, 1, |r| r.data.len() as u64)
+            .expect("fetch");
+        assert_eq!(got.len(), 1);
+        let got = s.fetch(None, 4, u64::MAX, |_| 0).expect("fetch");
+        assert_eq!(got.len(), 4);
+    }
+
+    #[test]
+    fn delete_and_delete_delivered_keep_the_counts() {
+        let (_dir, path) = buffer_path();
+        let mut s = open(&path);
+        insert(&mut s, 1..=10);
+        assert_eq!(s.delete(&[2, 5, 9, 42]).expect("delete"), (3, 21));
+        assert_eq!(s.delete(&[]).expect("nothing"), (0, 0));
+        assert_eq!((s.disk_records, s.disk_bytes), (7, 49 + 1));
+        assert_eq!(s.delete_delivered(6, 8, 3, 21).expect("delivered"), (3, 21));
+        assert_eq!(pending_seqs(&mut s), vec![1, 3, 4, 10]);
+        assert_eq!((s.disk_records, s.disk_bytes), (4, 29));
+        // Not what the caller read (2 of 1..=4 were gone): the bytes are counted again.
+        assert_eq!(
+            s.delete_delivered(1, 4, 4, 999).expect("delivered"),
+            (3, 21)
+        );
+        assert_eq!((s.disk_records, s.disk_bytes), (1, 8));
+    }
+
+    #[test]
+    fn capacity_and_ttl_never_touch_the_request_in_flight_or_read_ahead() {
+        let (_dir, path) = buffer_path();
+        let mut s = open(&path);
+        insert(&mut s, 1..=10);
+        s.protect_in_flight(Some((1, 2)));
+        s.protect_read_ahead(Some((3, 4)));
+        // Room for 3 records: the oldest unprotected ones go.
+        assert_eq!(s.make_room(0, 3).expect("room").0, 3);
+        assert_eq!(pending_seqs(&mut s), vec![1, 2, 3, 4, 8, 9, 10]);
+        s.release_read_ahead();
+        s.clear_in_flight();
+        assert_eq!(s.make_room(1, 0).expect("room").0, 1);
+        assert_eq!(pending_seqs(&mut s), vec![2, 3, 4, 8, 9, 10]);
+        // TTL: every record of this run was accepted at t=0.
+        s.set_run_first_seq(1);
+        s.protect_in_flight(Some((2, 2)));
+        assert_eq!(s.expire(10, 20).expect("expire"), (0, 0), "not old yet");
+        assert_eq!(s.expire(0, 0).expect("expire"), (0, 0), "no TTL");
+        assert_eq!(s.expire(100, 20).expect("expire").0, 5);
+        assert_eq!(pending_seqs(&mut s), vec![2]);
+    }
+
+    #[test]
+    fn hostile_rows_are_reported_as_damage_not_loaded() {
+        let (_dir, path) = buffer_path();
+        {
+            let mut s = open(&path);
+            insert(&mut s, 1..=3);
+        }
+        raw(&path)
+            .execute_batch("UPDATE records SET ts_ms = -5 WHERE seq = 2")
+            .expect("tamper");
+        let mut s = open(&path);
+        assert_eq!(
+            s.fetch(Some((1, 1)), 10, u64::MAX, |_| 0)
+                .expect("fine")
+                .len(),
+            1
+        );
+        let e = s.fetch(None, 10, u64::MAX, |_| 0).err().expect("damaged");
+        assert!(e.message().contains("ts_ms is negative"), "{e:?}");
+        drop(s);
+
+        raw(&path)
+            .execute_batch("UPDATE records SET ts_ms = 1, inst = 'nothex' WHERE seq = 2")
+            .expect("tamper");
+        let mut s = open(&path);
+        let e = s.fetch(None, 10, u64::MAX, |_| 0).err().expect("damaged");
+        assert!(e.message().contains("16 hexadecimal digits"), "{e:?}");
+        drop(s);
+
+        raw(&path)
+            .execute(
+                "UPDATE records SET inst = NULL, data = zeroblob(?1) WHERE seq = 2",
+                [LARGEST_RECORD as i64 + 1],
+            )
+            .expect("tamper");
+        let mut s = open(&path);
+        let e = s.fetch(None, 10, u64::MAX, |_| 0).err().expect("damaged");
+        assert!(
+            e.message().contains("larger than the largest record"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn the_largest_record_is_records_max_bytes_upper_bound() {
+        let mut cfg = crate::config::Config::new();
+        assert!(cfg
+            .set("record.max_bytes", &LARGEST_RECORD.to_string())
+            .is_ok());
+        assert!(cfg
+            .set("record.max_bytes", &(LARGEST_RECORD + 1).to_string())
+            .is_err());
+    }
+}

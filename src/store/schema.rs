@@ -117,3 +117,124 @@ pub(crate) fn valid_instance(s: &str) -> bool {
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{buffer_path, config, insert, open, raw};
+    use super::super::Store;
+    use super::*;
+    use crate::error::Code;
+
+    #[test]
+    fn a_new_file_has_exactly_edgebufs_schema() {
+        let (_dir, path) = buffer_path();
+        drop(open(&path));
+        let c = raw(&path);
+        assert_eq!(schema_difference(&c).expect("schema"), None);
+        assert_eq!(check_for_reading(&c), Ok(()));
+        let app: i32 = c
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .expect("application_id");
+        assert_eq!(app, APPLICATION_ID);
+        let v: i32 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("user_version");
+        assert_eq!(v, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn an_added_trigger_is_refused_and_nothing_runs() {
+        let (_dir, path) = buffer_path();
+        {
+            let mut s = open(&path);
+            insert(&mut s, 1..=3);
+        }
+        {
+            let c = raw(&path);
+            c.execute_batch(
+                "CREATE TABLE spy(n); CREATE TRIGGER snoop AFTER DELETE ON records \
+                 BEGIN INSERT INTO spy VALUES(old.seq); END;",
+            )
+            .expect("tamper");
+            let why = schema_difference(&c)
+                .expect("schema")
+                .expect("a difference");
+            assert!(why.contains("trigger snoop"), "{why}");
+            assert!(why.contains("table spy"), "{why}");
+            assert!(check_for_reading(&c).is_err());
+        }
+        let before = std::fs::read(&path).expect("read");
+        for on_corrupt in ["quarantine", "fail"] {
+            let cfg = config(&path, &[("storage.on_corrupt", on_corrupt)]);
+            let e = Store::open(&cfg).err().expect("refused");
+            assert_eq!(e.code(), Code::Corrupt, "{e:?}");
+            assert!(e.message().contains("trigger snoop"), "{e:?}");
+            assert!(e.message().contains("left untouched"), "{e:?}");
+            assert_eq!(
+                std::fs::read(&path).expect("read"),
+                before,
+                "not moved, not changed"
+            );
+        }
+    }
+
+    #[test]
+    fn an_altered_table_or_missing_table_is_refused() {
+        let (_dir, path) = buffer_path();
+        drop(open(&path));
+        raw(&path)
+            .execute_batch("DROP TABLE dead_letters")
+            .expect("drop");
+        let e = Store::open(&config(&path, &[])).err().expect("refused");
+        assert_eq!(e.code(), Code::Corrupt, "{e:?}");
+        assert!(e.message().contains("tables missing"), "{e:?}");
+
+        let (_dir, path) = buffer_path();
+        drop(open(&path));
+        raw(&path)
+            .execute_batch("ALTER TABLE records ADD COLUMN extra AS (length(data) * 2)")
+            .expect("alter");
+        let e = Store::open(&config(&path, &[])).err().expect("refused");
+        assert_eq!(e.code(), Code::Corrupt, "{e:?}");
+        assert!(e.message().contains("table records"), "{e:?}");
+    }
+
+    #[test]
+    fn a_newer_schema_version_is_refused() {
+        let (_dir, path) = buffer_path();
+        drop(open(&path));
+        raw(&path)
+            .execute_batch(&format!("PRAGMA user_version={}", SCHEMA_VERSION + 1))
+            .expect("version");
+        let e = Store::open(&config(&path, &[])).err().expect("refused");
+        assert_eq!(e.code(), Code::Corrupt, "{e:?}");
+        assert!(e.message().contains("newer than this library's"), "{e:?}");
+    }
+
+    #[test]
+    fn a_bad_instance_id_is_refused() {
+        let (_dir, path) = buffer_path();
+        drop(open(&path));
+        raw(&path)
+            .execute_batch("UPDATE meta SET value='\u{1b}[31mevil' WHERE key='instance'")
+            .expect("instance");
+        let e = Store::open(&config(&path, &[])).err().expect("refused");
+        assert_eq!(e.code(), Code::Corrupt, "{e:?}");
+        assert!(e.message().contains("16 hexadecimal digits"), "{e:?}");
+    }
+
+    #[test]
+    fn instance_ids_are_16_lowercase_hex_digits() {
+        assert!(valid_instance("0123456789abcdef"));
+        for bad in [
+            "",
+            "0123456789ABCDEF",
+            "0123456789abcde",
+            "0123456789abcdefa",
+            "0123456789abcdeg",
+        ] {
+            assert!(!valid_instance(bad), "{bad}");
+        }
+        assert_eq!(printable_name(b"a\x1b[b\xff"), "a?[b?");
+    }
+}

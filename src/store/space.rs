@@ -97,3 +97,96 @@ impl Store {
 pub fn file_set_size(path: &Path) -> u64 {
     super::inspect::file_sizes(path).iter().sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{buffer_path, insert, open, pending_seqs};
+    use super::super::NewRecord;
+    use super::*;
+
+    #[test]
+    fn file_set_size_counts_the_file_its_wal_and_its_shm() {
+        let (_dir, path) = buffer_path();
+        assert_eq!(file_set_size(&path), 0);
+        let mut s = open(&path);
+        insert(&mut s, 1..=10);
+        let [db, wal, shm] = super::super::inspect::file_sizes(&path);
+        assert!(db > 0 && wal > 0 && shm > 0, "{db} {wal} {shm}");
+        assert_eq!(file_set_size(&path), db + wal + shm);
+    }
+
+    #[test]
+    fn compact_gives_the_space_of_delivered_records_back() {
+        let (_dir, path) = buffer_path();
+        let mut s = open(&path);
+        let big = "x".repeat(4000);
+        let recs: Vec<NewRecord> = (1..=500)
+            .map(|i| super::super::testing::rec(i, &format!("\"{big}\"")))
+            .collect();
+        s.insert(&recs, true)
+            .map_err(|e| format!("{e:?}"))
+            .expect("insert");
+        assert_eq!((s.disk_records, s.disk_bytes), (500, 500 * 4002));
+        s.compact(false).expect("compact");
+        let full = file_set_size(&path);
+        assert!(full > 500 * 4002, "{full}");
+        // Delivered in one batch: under the watermark, waiting for the collector.
+        assert_eq!(
+            s.settle_delivered(1, 490, 490, 490 * 4002)
+                .expect("settle")
+                .0,
+            490
+        );
+        assert_eq!((s.disk_records, s.disk_bytes), (10, 10 * 4002));
+        assert_eq!((s.garbage_records, s.garbage_bytes), (490, 490 * 4002));
+        s.compact(false).expect("compact");
+        assert_eq!((s.garbage_records, s.garbage_bytes), (0, 0));
+        let small = file_set_size(&path);
+        assert!(small < full / 4, "{small} of {full}");
+        assert_eq!(pending_seqs(&mut s), (491..=500).collect::<Vec<_>>());
+        s.compact(true).expect("vacuum");
+        assert!(file_set_size(&path) <= small);
+        assert_eq!(s.pending_records(), 10);
+    }
+
+    #[test]
+    fn maintain_returns_free_pages_once_many_are_free() {
+        let (_dir, path) = buffer_path();
+        let mut s = open(&path);
+        let big = "y".repeat(4000);
+        let recs: Vec<NewRecord> = (1..=600)
+            .map(|i| super::super::testing::rec(i, &format!("\"{big}\"")))
+            .collect();
+        s.insert(&recs, false)
+            .map_err(|e| format!("{e:?}"))
+            .expect("insert");
+        let pages = |s: &Store| -> (i64, i64) {
+            let q = |sql| s.conn.query_row(sql, [], |r| r.get(0)).expect("pragma");
+            (q("PRAGMA freelist_count"), q("PRAGMA page_count"))
+        };
+        let seqs: Vec<u64> = (1..=550).collect();
+        s.delete(&seqs).expect("delete");
+        let (free, total) = pages(&s);
+        assert!(free > 256 && free * 4 > total, "{free} of {total}");
+        s.maintain();
+        let (free_after, total_after) = pages(&s);
+        assert_eq!(free_after, 0);
+        assert!(total_after < total);
+        assert_eq!(s.disk_records, 50);
+    }
+
+    #[test]
+    fn the_space_check_runs_at_most_once_a_second() {
+        let (_dir, path) = buffer_path();
+        let mut s = open(&path);
+        s.check_space();
+        let first = s.last_space_check;
+        assert!(first.is_some());
+        s.check_space();
+        assert_eq!(s.last_space_check, first);
+        s.recheck_space_soon();
+        s.check_space();
+        assert!(s.last_space_check > first);
+        assert!(!s.growth_limited, "no floor in the tests");
+    }
+}
