@@ -373,9 +373,10 @@ impl BufferFile {
         let non_negative = |i: usize, field: &str| -> Result<i64> {
             match r.get_ref(i).map_err(&rd)? {
                 ValueRef::Integer(n) if n >= 0 => Ok(n),
-                _ => Err(self.damaged(&format!(
-                    "{what} has a {field} that is not a non-negative integer"
-                ))),
+                ValueRef::Integer(_) => {
+                    Err(self.damaged(&format!("{what} has a negative {field}")))
+                }
+                _ => Err(self.damaged(&format!("{what} has a {field} that is not an integer"))),
             }
         };
         let seq = non_negative(0, "seq")? as u64;
@@ -491,7 +492,19 @@ fn corrupt(message: String) -> Error {
 }
 
 /// A SQLite error on `path`: CORRUPT when SQLite calls the file damaged.
+/// A value of a type edgebuf never writes there (text for a seq, say) is damage too.
 fn sql_error(path: &Path, what: &str, e: rusqlite::Error) -> Error {
+    if matches!(
+        e,
+        rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+    ) {
+        return corrupt(format!(
+            "{} is damaged: a value has the wrong type ({e})",
+            path.display()
+        ));
+    }
     let m = format!("{}: {what}: {e}", path.display());
     if is_damage(&e) {
         corrupt(m)
@@ -526,4 +539,268 @@ pub fn lock_holder(path: &Path) -> std::io::Result<Option<u32>> {
 pub fn file_sizes(path: &Path) -> [u64; 3] {
     ["", "-wal", "-shm"]
         .map(|suffix| std::fs::metadata(sibling(path, suffix)).map_or(0, |m| m.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{buffer_path, insert, open, raw};
+    use super::*;
+
+    fn pending(b: &BufferFile, limit: Option<u64>) -> Result<Vec<(u64, i64, String, Vec<u8>)>> {
+        let mut v = Vec::new();
+        b.each_pending(limit, |r| {
+            v.push((r.seq, r.ts_ms, r.instance.to_string(), r.data.to_vec()));
+            ControlFlow::Continue(())
+        })?;
+        Ok(v)
+    }
+
+    fn dead(b: &BufferFile) -> Result<Vec<(u64, i64, String)>> {
+        let mut v = Vec::new();
+        b.each_dead_letter(None, |d| {
+            v.push((d.record.seq, d.status, d.reason.to_string()));
+            ControlFlow::Continue(())
+        })?;
+        Ok(v)
+    }
+
+    /// A closed buffer with records 1..=10: 1..=3 delivered (under the watermark), 5 and 7
+    /// dead letters.
+    fn sample(path: &Path) -> String {
+        let mut s = open(path);
+        insert(&mut s, 1..=10);
+        s.settle_delivered(1, 3, 3, 21).expect("settle");
+        s.dead_letter(&[5], 400, "bad \"five\"").expect("dead");
+        s.dead_letter(&[7], 422, "bad seven").expect("dead");
+        s.instance().to_string()
+    }
+
+    #[test]
+    fn reads_what_the_store_wrote_and_creates_nothing() {
+        let (dir, path) = buffer_path();
+        let instance = sample(&path);
+        let names = || {
+            let mut v: Vec<_> = std::fs::read_dir(dir.path())
+                .expect("dir")
+                .map(|e| e.expect("entry").file_name())
+                .collect();
+            v.sort();
+            v
+        };
+        let before = (names(), std::fs::read(&path).expect("read"));
+        let b = BufferFile::open(&path).expect("open");
+        assert_eq!(b.instance(), instance);
+        assert_eq!(b.schema_version(), SCHEMA_VERSION);
+        let sum = b.summary().expect("summary");
+        assert_eq!(
+            sum,
+            Summary {
+                watermark: 3,
+                high_water_mark: 10,
+                pending_records: 5,
+                pending_bytes: 4 * 7 + 8,
+                oldest_pending_ts_ms: Some(super::super::testing::rec(4, "").ts_ms),
+                first_pending_seq: Some(4),
+                last_stored_seq: Some(10),
+                dead_letter_records: 2,
+                dead_letter_bytes: 14,
+                dead_letters_by_status: vec![(400, 1), (422, 1)],
+                delivered_unreclaimed_records: 3,
+            }
+        );
+        let p = pending(&b, None).expect("pending");
+        assert_eq!(
+            p.iter().map(|r| r.0).collect::<Vec<_>>(),
+            vec![4, 6, 8, 9, 10]
+        );
+        assert!(p.iter().all(|r| r.2 == instance));
+        assert_eq!(p[4].3, b"{\"i\":10}");
+        assert_eq!(pending(&b, Some(2)).expect("limit").len(), 2);
+        let mut n = 0;
+        b.each_pending(None, |_| {
+            n += 1;
+            ControlFlow::Break(())
+        })
+        .expect("break");
+        assert_eq!(n, 1);
+        assert_eq!(
+            dead(&b).expect("dead"),
+            vec![
+                (5, 400, "bad \"five\"".into()),
+                (7, 422, "bad seven".into())
+            ]
+        );
+        assert_eq!(b.integrity_check().expect("check"), Vec::<String>::new());
+        drop(b);
+        assert_eq!((names(), std::fs::read(&path).expect("read")), before);
+        assert_eq!(lock_holder(&path).expect("locks"), None);
+    }
+
+    #[test]
+    fn reads_a_buffer_a_program_holds_open() {
+        let (_dir, path) = buffer_path();
+        let mut s = open(&path);
+        insert(&mut s, 1..=4);
+        assert_eq!(lock_holder(&path).expect("locks"), Some(std::process::id()));
+        let b = BufferFile::open(&path).expect("open");
+        assert_eq!(b.summary().expect("summary").pending_records, 4);
+        insert(&mut s, 5..=6);
+        assert_eq!(
+            pending(&b, None).expect("pending").len(),
+            6,
+            "the -wal is shared"
+        );
+    }
+
+    #[test]
+    fn refuses_what_is_not_an_edgebuf_buffer() {
+        let (dir, path) = buffer_path();
+        let e = BufferFile::open(&path).err().expect("missing");
+        assert_eq!(e.code(), Code::Storage, "{e:?}");
+        let e = BufferFile::open(dir.path()).err().expect("a directory");
+        assert!(
+            e.message().ends_with("is a directory, not a buffer file"),
+            "{e:?}"
+        );
+        raw(&path)
+            .execute_batch("CREATE TABLE t(x)")
+            .expect("foreign");
+        let e = BufferFile::open(&path).err().expect("foreign");
+        assert_eq!(e.code(), Code::Corrupt);
+        assert!(
+            e.message()
+                .contains("a SQLite file of another application (application_id 0x00000000)"),
+            "{e:?}"
+        );
+
+        let (_dir, path) = buffer_path();
+        sample(&path);
+        raw(&path)
+            .execute_batch("CREATE VIEW v AS SELECT * FROM records")
+            .expect("view");
+        let e = BufferFile::open(&path).err().expect("tampered");
+        assert_eq!(e.code(), Code::Corrupt);
+        assert!(
+            e.message().contains("is not an edgebuf buffer file"),
+            "{e:?}"
+        );
+        assert!(e.message().contains("view v"), "{e:?}");
+
+        let (_dir, path) = buffer_path();
+        sample(&path);
+        raw(&path)
+            .execute_batch("UPDATE meta SET value = 12345 WHERE key = 'instance'")
+            .expect("instance");
+        let e = BufferFile::open(&path).err().expect("bad instance");
+        assert_eq!(e.code(), Code::Corrupt);
+        assert!(e.message().contains("16 hexadecimal digits"), "{e:?}");
+        raw(&path)
+            .execute_batch("DELETE FROM meta WHERE key = 'instance'")
+            .expect("instance");
+        let e = BufferFile::open(&path).err().expect("no instance");
+        assert!(e.message().contains("instance id is missing"), "{e:?}");
+    }
+
+    #[test]
+    fn hostile_rows_give_clear_errors() {
+        let cases: [(&str, &str); 7] = [
+            (
+                "UPDATE records SET ts_ms = -1 WHERE seq = 9",
+                "negative ts_ms",
+            ),
+            ("UPDATE records SET seq = -9 WHERE seq = 1", "negative seq"),
+            (
+                "UPDATE records SET inst = 'ABCDEF0123456789' WHERE seq = 9",
+                "instance id",
+            ),
+            (
+                "UPDATE records SET inst = x'00' WHERE seq = 9",
+                "instance id",
+            ),
+            (
+                "UPDATE dead_letters SET ts_ms = 'soon' WHERE seq = 7",
+                "ts_ms",
+            ),
+            (
+                "UPDATE dead_letters SET status = 'x' WHERE seq = 7",
+                "status",
+            ),
+            (
+                "UPDATE dead_letters SET reason = x'ff' WHERE seq = 7",
+                "reason",
+            ),
+        ];
+        for (sql, want) in cases {
+            let (_dir, path) = buffer_path();
+            sample(&path);
+            raw(&path).execute_batch(sql).expect("tamper");
+            let b = BufferFile::open(&path).expect("open");
+            let errs: Vec<Error> = [b.summary().err(), pending(&b, None).err(), dead(&b).err()]
+                .into_iter()
+                .flatten()
+                .collect();
+            assert!(!errs.is_empty(), "{sql}");
+            for e in errs {
+                assert_eq!(e.code(), Code::Corrupt, "{sql}: {e:?}");
+                assert!(e.message().contains(want), "{sql}: {e:?}");
+                assert!(e.message().starts_with(&path.display().to_string()));
+            }
+        }
+    }
+
+    #[test]
+    fn a_row_larger_than_any_record_is_not_loaded() {
+        let (_dir, path) = buffer_path();
+        sample(&path);
+        raw(&path)
+            .execute(
+                "UPDATE records SET data = zeroblob(?1) WHERE seq = 9",
+                [LARGEST_RECORD as i64 + 1],
+            )
+            .expect("tamper");
+        let b = BufferFile::open(&path).expect("open");
+        let mut seen = Vec::new();
+        let e = b
+            .each_pending(None, |r| {
+                seen.push(r.seq);
+                ControlFlow::Continue(())
+            })
+            .err()
+            .expect("damaged");
+        assert_eq!(seen, vec![4, 6, 8], "the rows before it");
+        assert_eq!(e.code(), Code::Corrupt);
+        assert!(
+            e.message()
+                .contains("(seq 9) is larger than the largest record"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn integrity_check_reports_damage() {
+        let (_dir, path) = buffer_path();
+        {
+            let mut s = open(&path);
+            let recs: Vec<_> = (1..=200)
+                .map(|i| super::super::testing::rec(i, &format!("\"{}\"", "z".repeat(500))))
+                .collect();
+            s.insert(&recs, true)
+                .map_err(|e| format!("{e:?}"))
+                .expect("insert");
+        }
+        let mut bytes = std::fs::read(&path).expect("read");
+        let page = 4096;
+        let n = bytes.len() / page;
+        assert!(n > 10);
+        // Garbage over a page in the middle.
+        for b in &mut bytes[page * (n / 2)..page * (n / 2 + 1)] {
+            *b = 0x5A;
+        }
+        std::fs::write(&path, bytes).expect("write");
+        let b = BufferFile::open(&path).expect("the header is sound");
+        match b.integrity_check() {
+            Ok(problems) => assert!(!problems.is_empty()),
+            Err(e) => assert_eq!(e.code(), Code::Corrupt, "{e:?}"),
+        }
+    }
 }
