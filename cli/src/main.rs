@@ -454,7 +454,6 @@ fn export(a: ExportArgs) -> Outcome {
             write(&line)
         })
     };
-    drop(write);
     if let Some(e) = failed {
         return write_failure(e);
     }

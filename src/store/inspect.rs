@@ -546,7 +546,10 @@ mod tests {
     use super::super::testing::{buffer_path, insert, open, raw};
     use super::*;
 
-    fn pending(b: &BufferFile, limit: Option<u64>) -> Result<Vec<(u64, i64, String, Vec<u8>)>> {
+    /// (seq, ts_ms, instance, data) of a pending record.
+    type Row = (u64, i64, String, Vec<u8>);
+
+    fn pending(b: &BufferFile, limit: Option<u64>) -> Result<Vec<Row>> {
         let mut v = Vec::new();
         b.each_pending(limit, |r| {
             v.push((r.seq, r.ts_ms, r.instance.to_string(), r.data.to_vec()));
@@ -765,8 +768,7 @@ mod tests {
                 seen.push(r.seq);
                 ControlFlow::Continue(())
             })
-            .err()
-            .expect("damaged");
+            .expect_err("damaged");
         assert_eq!(seen, vec![4, 6, 8], "the rows before it");
         assert_eq!(e.code(), Code::Corrupt);
         assert!(

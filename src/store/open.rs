@@ -909,11 +909,9 @@ mod tests {
     #[test]
     fn canonical_path_refuses_what_cannot_be_a_buffer_file() {
         let (dir, path) = buffer_path();
-        let e = canonical_path(dir.path()).err().expect("a directory");
+        let e = canonical_path(dir.path()).expect_err("a directory");
         assert_eq!(e.code(), Code::InvalidConfig);
-        let e = canonical_path(&dir.path().join("missing/buf.db"))
-            .err()
-            .expect("no such directory");
+        let e = canonical_path(&dir.path().join("missing/buf.db")).expect_err("no such directory");
         assert_eq!(e.code(), Code::InvalidConfig);
         let p = canonical_path(&path).expect("a new file");
         assert_eq!(p.file_name(), path.file_name());

@@ -625,7 +625,7 @@ mod tests {
                 .len(),
             1
         );
-        let e = s.fetch(None, 10, u64::MAX, |_| 0).err().expect("damaged");
+        let e = s.fetch(None, 10, u64::MAX, |_| 0).expect_err("damaged");
         assert!(e.message().contains("ts_ms is negative"), "{e:?}");
         drop(s);
 
@@ -633,7 +633,7 @@ mod tests {
             .execute_batch("UPDATE records SET ts_ms = 1, inst = 'nothex' WHERE seq = 2")
             .expect("tamper");
         let mut s = open(&path);
-        let e = s.fetch(None, 10, u64::MAX, |_| 0).err().expect("damaged");
+        let e = s.fetch(None, 10, u64::MAX, |_| 0).expect_err("damaged");
         assert!(e.message().contains("16 hexadecimal digits"), "{e:?}");
         drop(s);
 
@@ -644,7 +644,7 @@ mod tests {
             )
             .expect("tamper");
         let mut s = open(&path);
-        let e = s.fetch(None, 10, u64::MAX, |_| 0).err().expect("damaged");
+        let e = s.fetch(None, 10, u64::MAX, |_| 0).expect_err("damaged");
         assert!(
             e.message().contains("larger than the largest record"),
             "{e:?}"
