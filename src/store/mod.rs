@@ -2,13 +2,17 @@
 //! damage handling. One `Store` is one open buffer; it is used by one thread at a time (the
 //! buffer keeps it behind a mutex that is never held across network I/O).
 //!
-//! - [`open`](self::open): opening, the locks, damage (quarantine) and what is provably ours.
-//! - [`schema`](self::schema): the schema, hardening, the exact schema check.
-//! - [`records`](self::records): storing, reading and acknowledging pending records (the
-//!   delivered watermark), and the capacity policy's and TTL's deletions.
-//! - [`dead`](self::dead): dead letters and `edgebuf requeue`.
-//! - [`space`](self::space): free space, incremental vacuum, file sizes, `edgebuf compact`.
-//! - [`inspect`](self::inspect): the read-only reader the `edgebuf` tool uses.
+//! - `open`: opening, the locks, damage (quarantine) and what is provably ours.
+//! - `schema`: the schema, hardening, the exact schema check.
+//! - `records`: storing, reading and acknowledging pending records (the delivered
+//!   watermark), and the capacity policy's and TTL's deletions, which spare the records in
+//!   flight and read ahead.
+//! - `dead`: dead letters and `edgebuf requeue`.
+//! - `space`: free space, incremental vacuum, file sizes, `edgebuf compact`.
+//! - [`inspect`]: the read-only reader the `edgebuf` tool uses.
+//!
+//! Outside the crate only what the `edgebuf` tool needs is public: [`Store::open`], its
+//! counts, `requeue_dead_letters` and `compact`, [`file_set_size`], and [`inspect`].
 
 mod dead;
 pub mod inspect;
@@ -19,11 +23,11 @@ mod space;
 
 pub use dead::Requeued;
 use open::Locks;
+pub use space::file_set_size;
 
 /// The largest record edgebuf accepts (the upper bound of `record.max_bytes`): a row of the
 /// file with more data than this was not written by edgebuf, and is never loaded.
-pub(crate) const LARGEST_RECORD: u64 = 64 << 20;
-pub use space::file_set_size;
+const LARGEST_RECORD: u64 = 64 << 20;
 
 use crate::error::Error;
 use rusqlite::{Connection, ErrorCode};
@@ -100,7 +104,7 @@ pub struct Store {
 }
 
 /// SQLite's word for a damaged file (or not a database at all).
-pub(crate) fn is_damage(e: &rusqlite::Error) -> bool {
+fn is_damage(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
         Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
