@@ -421,7 +421,7 @@ fn export(a: ExportArgs) -> Outcome {
             ControlFlow::Break(())
         }
     };
-    let envelope = |line: &mut Vec<u8>, r: &edgebuf::inspect::PendingRecord| {
+    let envelope = |line: &mut Vec<u8>, r: &edgebuf::inspect::Record| {
         line.clear();
         let rec = edgebuf::envelope::RecordRef {
             instance: r.instance,

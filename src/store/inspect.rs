@@ -51,9 +51,10 @@ pub struct Summary {
     pub delivered_unreclaimed_records: u64,
 }
 
-/// One pending record, as [`BufferFile::each_pending`] reads it.
+/// A record of the file, as [`BufferFile::each_pending`] reads it (and the record of a
+/// [`DeadLetter`]).
 #[derive(Debug, Clone, Copy)]
-pub struct PendingRecord<'a> {
+pub struct Record<'a> {
     pub seq: u64,
     pub ts_ms: i64,
     /// The instance of its id (the file's, or the one it was accepted under while storage was
@@ -66,7 +67,7 @@ pub struct PendingRecord<'a> {
 /// One dead letter, as [`BufferFile::each_dead_letter`] reads it.
 #[derive(Debug, Clone, Copy)]
 pub struct DeadLetter<'a> {
-    pub record: PendingRecord<'a>,
+    pub record: Record<'a>,
     /// The HTTP status it was rejected with.
     pub status: i64,
     pub reason: &'a str,
@@ -314,7 +315,7 @@ impl BufferFile {
     pub fn each_pending(
         &self,
         limit: Option<u64>,
-        mut f: impl FnMut(&PendingRecord<'_>) -> ControlFlow<()>,
+        mut f: impl FnMut(&Record<'_>) -> ControlFlow<()>,
     ) -> Result<()> {
         self.each_row(
             "SELECT seq, ts_ms, inst, CASE WHEN octet_length(data) <= ?3 THEN data END, \
@@ -406,7 +407,7 @@ impl BufferFile {
             ValueRef::Blob(b) | ValueRef::Text(b) => b,
             _ => b"null",
         };
-        let record = PendingRecord {
+        let record = Record {
             seq,
             ts_ms,
             instance,
