@@ -544,7 +544,7 @@ pub fn file_sizes(path: &Path) -> [u64; 3] {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{buffer_path, insert, open, raw};
+    use super::super::testing::{buffer_path, insert, insert_strings, open, raw};
     use super::*;
 
     /// (seq, ts_ms, instance, data) of a pending record.
@@ -577,6 +577,14 @@ mod tests {
         s.dead_letter(&[5], 400, "bad \"five\"").expect("dead");
         s.dead_letter(&[7], 422, "bad seven").expect("dead");
         s.instance().to_string()
+    }
+
+    /// The sample buffer, changed by `sql`.
+    fn tampered(sql: &str) -> (tempfile::TempDir, PathBuf) {
+        let (dir, path) = buffer_path();
+        sample(&path);
+        raw(&path).execute_batch(sql).expect("tamper");
+        (dir, path)
     }
 
     #[test]
@@ -677,32 +685,27 @@ mod tests {
             "{e:?}"
         );
 
-        let (_dir, path) = buffer_path();
-        sample(&path);
-        raw(&path)
-            .execute_batch("CREATE VIEW v AS SELECT * FROM records")
-            .expect("view");
-        let e = BufferFile::open(&path).err().expect("tampered");
-        assert_eq!(e.code(), Code::Corrupt);
-        assert!(
-            e.message().contains("is not an edgebuf buffer file"),
-            "{e:?}"
-        );
-        assert!(e.message().contains("view v"), "{e:?}");
-
-        let (_dir, path) = buffer_path();
-        sample(&path);
-        raw(&path)
-            .execute_batch("UPDATE meta SET value = 12345 WHERE key = 'instance'")
-            .expect("instance");
-        let e = BufferFile::open(&path).err().expect("bad instance");
-        assert_eq!(e.code(), Code::Corrupt);
-        assert!(e.message().contains("16 hexadecimal digits"), "{e:?}");
-        raw(&path)
-            .execute_batch("DELETE FROM meta WHERE key = 'instance'")
-            .expect("instance");
-        let e = BufferFile::open(&path).err().expect("no instance");
-        assert!(e.message().contains("instance id is missing"), "{e:?}");
+        let cases = [
+            (
+                "CREATE VIEW v AS SELECT * FROM records",
+                "is not an edgebuf buffer file",
+            ),
+            ("CREATE VIEW v AS SELECT * FROM records", "view v"),
+            (
+                "UPDATE meta SET value = 12345 WHERE key = 'instance'",
+                "16 hexadecimal digits",
+            ),
+            (
+                "DELETE FROM meta WHERE key = 'instance'",
+                "instance id is missing",
+            ),
+        ];
+        for (sql, want) in cases {
+            let (_dir, path) = tampered(sql);
+            let e = BufferFile::open(&path).err().expect("refused");
+            assert_eq!(e.code(), Code::Corrupt, "{sql}: {e:?}");
+            assert!(e.message().contains(want), "{sql}: {e:?}");
+        }
     }
 
     #[test]
@@ -735,9 +738,7 @@ mod tests {
             ),
         ];
         for (sql, want) in cases {
-            let (_dir, path) = buffer_path();
-            sample(&path);
-            raw(&path).execute_batch(sql).expect("tamper");
+            let (_dir, path) = tampered(sql);
             let b = BufferFile::open(&path).expect("open");
             let errs: Vec<Error> = [b.summary().err(), pending(&b, None).err(), dead(&b).err()]
                 .into_iter()
@@ -784,12 +785,7 @@ mod tests {
         let (_dir, path) = buffer_path();
         {
             let mut s = open(&path);
-            let recs: Vec<_> = (1..=200)
-                .map(|i| super::super::testing::rec(i, &format!("\"{}\"", "z".repeat(500))))
-                .collect();
-            s.insert(&recs, true)
-                .map_err(|e| format!("{e:?}"))
-                .expect("insert");
+            insert_strings(&mut s, 200, 502);
         }
         let mut bytes = std::fs::read(&path).expect("read");
         let page = 4096;

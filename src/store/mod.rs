@@ -252,6 +252,15 @@ pub(crate) mod testing {
             .expect("insert");
     }
 
+    /// Stores records `1..=n` whose data is a JSON string of `len` bytes.
+    pub fn insert_strings(s: &mut Store, n: u64, len: usize) {
+        let data = format!("\"{}\"", "x".repeat(len - 2));
+        let recs: Vec<NewRecord> = (1..=n).map(|i| rec(i, &data)).collect();
+        s.insert(&recs, false)
+            .map_err(|e| format!("{e:?}"))
+            .expect("insert");
+    }
+
     /// A plain connection to a closed buffer file, for writing what edgebuf never writes.
     pub fn raw(path: &Path) -> rusqlite::Connection {
         rusqlite::Connection::open(path).expect("raw open")

@@ -100,8 +100,7 @@ pub fn file_set_size(path: &Path) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{buffer_path, insert, open, pending_seqs};
-    use super::super::NewRecord;
+    use super::super::testing::{buffer_path, insert, insert_strings, open, pending_seqs};
     use super::*;
 
     #[test]
@@ -119,13 +118,7 @@ mod tests {
     fn compact_gives_the_space_of_delivered_records_back() {
         let (_dir, path) = buffer_path();
         let mut s = open(&path);
-        let big = "x".repeat(4000);
-        let recs: Vec<NewRecord> = (1..=500)
-            .map(|i| super::super::testing::rec(i, &format!("\"{big}\"")))
-            .collect();
-        s.insert(&recs, true)
-            .map_err(|e| format!("{e:?}"))
-            .expect("insert");
+        insert_strings(&mut s, 500, 4002);
         assert_eq!((s.disk_records, s.disk_bytes), (500, 500 * 4002));
         s.compact(false).expect("compact");
         let full = file_set_size(&path);
@@ -153,13 +146,7 @@ mod tests {
     fn maintain_returns_free_pages_once_many_are_free() {
         let (_dir, path) = buffer_path();
         let mut s = open(&path);
-        let big = "y".repeat(4000);
-        let recs: Vec<NewRecord> = (1..=600)
-            .map(|i| super::super::testing::rec(i, &format!("\"{big}\"")))
-            .collect();
-        s.insert(&recs, false)
-            .map_err(|e| format!("{e:?}"))
-            .expect("insert");
+        insert_strings(&mut s, 600, 4002);
         let pages = |s: &Store| -> (i64, i64) {
             let q = |sql| s.conn.query_row(sql, [], |r| r.get(0)).expect("pragma");
             (q("PRAGMA freelist_count"), q("PRAGMA page_count"))
