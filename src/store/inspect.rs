@@ -400,7 +400,8 @@ impl BufferFile {
         };
         if too_large(4)? {
             return Err(self.damaged(&format!(
-                "{what} (seq {seq}) is larger than the largest record edgebuf accepts ({LARGEST_RECORD} bytes)"
+                "{what} (seq {seq}) is larger than the largest record edgebuf accepts \
+                 ({LARGEST_RECORD} bytes)"
             )));
         }
         let data = match r.get_ref(3).map_err(&rd)? {
