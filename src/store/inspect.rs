@@ -501,6 +501,7 @@ fn sql_error(path: &Path, what: &str, e: rusqlite::Error) -> Error {
         rusqlite::Error::InvalidColumnType(..)
             | rusqlite::Error::FromSqlConversionFailure(..)
             | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::Utf8Error(..)
     ) {
         return corrupt(format!(
             "{} is damaged: a value has the wrong type ({e})",

@@ -7,6 +7,7 @@ use super::{describe, io_hint, is_damage, storage_err, unix_ms, OpenReport, Stor
 use crate::config::{Config, OnCorrupt};
 use crate::error::{Code, Error, Result};
 use rusqlite::config::DbConfig;
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -241,9 +242,14 @@ impl Store {
                 .map(|v| v.unwrap_or(0))
                 .map_err(|e| OpenFailure::from_sql("cannot read buffer file", e))
         };
+        // Read as bytes: text that is not UTF-8 (a flipped byte, found by tests/filefuzz) is
+        // not an id edgebuf wrote, like any other that is not 16 hexadecimal digits.
         let instance: String = conn
             .query_row("SELECT value FROM meta WHERE key='instance'", [], |r| {
-                r.get(0)
+                Ok(match r.get_ref(0)? {
+                    ValueRef::Text(t) => String::from_utf8(t.to_vec()).unwrap_or_default(),
+                    _ => String::new(),
+                })
             })
             .optional()
             .map_err(|e| OpenFailure::from_sql("cannot read buffer file", e))?
@@ -385,7 +391,16 @@ pub(super) enum OpenFailure {
 
 impl OpenFailure {
     pub(super) fn from_sql(what: &str, e: rusqlite::Error) -> OpenFailure {
-        if is_damage(&e) {
+        // A value of a type edgebuf never writes there (text for the high-water mark, say)
+        // is damage too.
+        let wrong_type = matches!(
+            e,
+            rusqlite::Error::InvalidColumnType(..)
+                | rusqlite::Error::FromSqlConversionFailure(..)
+                | rusqlite::Error::IntegralValueOutOfRange(..)
+                | rusqlite::Error::Utf8Error(..)
+        );
+        if is_damage(&e) || wrong_type {
             OpenFailure::Damaged(e.to_string())
         } else {
             let hint = match e.sqlite_error_code() {
@@ -904,6 +919,42 @@ mod tests {
         assert!(e.message().contains("storage.on_corrupt=fail"), "{e:?}");
         assert_eq!(std::fs::read(&path).expect("read"), damaged);
         assert!(!files(dir.path()).iter().any(|n| n.contains("corrupt")));
+    }
+
+    #[test]
+    fn an_instance_id_that_is_not_utf8_is_not_ours_and_left_as_found() {
+        // Found by tests/filefuzz: a flipped byte in the instance id's text.
+        let (_dir, path) = buffer_path();
+        drop(open(&path));
+        raw(&path)
+            .execute_batch(
+                "UPDATE meta SET value = CAST(x'ff3031323334353637383961626364' AS TEXT) \
+                 WHERE key = 'instance'",
+            )
+            .expect("tamper");
+        let before = std::fs::read(&path).expect("read");
+        let e = Store::open(&config(&path, &[])).err().expect("refused");
+        assert_eq!(e.code(), Code::Corrupt, "{e:?}");
+        assert!(e.message().contains("16 hexadecimal digits"), "{e:?}");
+        assert_eq!(std::fs::read(&path).expect("read"), before);
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_in_a_file_of_ours_is_damage() {
+        let (_dir, path) = buffer_path();
+        {
+            let mut s = open(&path);
+            insert(&mut s, 1..=3);
+        }
+        raw(&path)
+            .execute_batch("UPDATE meta SET value = 'many' WHERE key = 'hwm'")
+            .expect("tamper");
+        let cfg = config(&path, &[("storage.on_corrupt", "fail")]);
+        let e = Store::open(&cfg).err().expect("refused");
+        assert_eq!(e.code(), Code::Corrupt, "{e:?}");
+        let (s, report) = Store::open(&config(&path, &[])).expect("quarantined");
+        assert!(report.quarantined.is_some());
+        assert_eq!(s.pending_records(), 0);
     }
 
     #[test]
