@@ -292,7 +292,9 @@ impl BufferFile {
             .query_row("SELECT value FROM meta WHERE key='hwm'", [], |r| {
                 r.get::<_, Option<i64>>(0)
             })
+            .optional()
             .map_err(&rd)?
+            .ok_or_else(|| self.damaged("its seq high-water mark is missing"))?
             .unwrap_or(0);
         drop(tx);
         Ok(Summary {
@@ -712,7 +714,7 @@ mod tests {
 
     #[test]
     fn hostile_rows_give_clear_errors() {
-        let cases: [(&str, &str); 7] = [
+        let cases: [(&str, &str); 8] = [
             (
                 "UPDATE records SET ts_ms = -1 WHERE seq = 9",
                 "negative ts_ms",
@@ -737,6 +739,10 @@ mod tests {
             (
                 "UPDATE dead_letters SET reason = x'ff' WHERE seq = 7",
                 "reason",
+            ),
+            (
+                "UPDATE meta SET key = 'hwn' WHERE key = 'hwm'",
+                "high-water mark is missing",
             ),
         ];
         for (sql, want) in cases {

@@ -237,11 +237,6 @@ impl Store {
                  COMMIT;"
             ))?;
         }
-        let q = |sql: &str| -> std::result::Result<i64, OpenFailure> {
-            conn.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
-                .map(|v| v.unwrap_or(0))
-                .map_err(|e| OpenFailure::from_sql("cannot read buffer file", e))
-        };
         // Read as bytes: text that is not UTF-8 (a flipped byte, found by tests/filefuzz) is
         // not an id edgebuf wrote, like any other that is not 16 hexadecimal digits.
         let instance: String = conn
@@ -263,7 +258,16 @@ impl Store {
         if own_instance.as_ref().is_some_and(|own| *own != instance) {
             return Err(stray(&format!("the edgebuf buffer {instance}")));
         }
-        let hwm = q("SELECT value FROM meta WHERE key='hwm'")?;
+        // Written at creation and never deleted: without it seqs could be handed out again
+        // (a flipped byte in its key, found by tests/filefuzz).
+        let hwm = conn
+            .query_row("SELECT value FROM meta WHERE key='hwm'", [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
+            .optional()
+            .map_err(|e| OpenFailure::from_sql("cannot read buffer file", e))?
+            .ok_or_else(|| OpenFailure::Damaged("its seq high-water mark is missing".into()))?
+            .unwrap_or(0);
         // Files written before the watermark existed have no 'wm' row: nothing delivered.
         let wm: i64 = conn
             .query_row("SELECT value FROM meta WHERE key='wm'", [], |r| {
@@ -955,6 +959,25 @@ mod tests {
         let (s, report) = Store::open(&config(&path, &[])).expect("quarantined");
         assert!(report.quarantined.is_some());
         assert_eq!(s.pending_records(), 0);
+    }
+
+    #[test]
+    fn a_missing_high_water_mark_is_damage() {
+        // Found by tests/filefuzz: a flipped byte in the key 'hwm'.
+        let (_dir, path) = buffer_path();
+        {
+            let mut s = open(&path);
+            insert(&mut s, 1..=3);
+        }
+        raw(&path)
+            .execute_batch("UPDATE meta SET key = 'hwn' WHERE key = 'hwm'")
+            .expect("tamper");
+        let cfg = config(&path, &[("storage.on_corrupt", "fail")]);
+        let e = Store::open(&cfg).err().expect("refused");
+        assert_eq!(e.code(), Code::Corrupt, "{e:?}");
+        assert!(e.message().contains("high-water mark is missing"), "{e:?}");
+        let (_, report) = Store::open(&config(&path, &[])).expect("quarantined");
+        assert!(report.quarantined.is_some());
     }
 
     #[test]
