@@ -26,3 +26,7 @@ pub use status::Status;
 pub mod envelope {
     pub use crate::http::{push_envelope_fields, RecordRef};
 }
+
+/// Reading a buffer file without opening the buffer (the `edgebuf` tool's `status`, `export`
+/// and `check`).
+pub use store::inspect;

@@ -11,13 +11,9 @@
 //!   program holds the buffer open.
 
 use clap::{Args, Parser, Subcommand};
-use edgebuf::store::{
-    check_for_reading, immutable_uri, is_damage, is_ours, sibling, valid_instance, APPLICATION_ID,
-    SCHEMA_VERSION,
-};
-use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags};
+use edgebuf::inspect::{file_sizes, is_ours, lock_holder, BufferFile};
 use std::io::{self, BufWriter, Write};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -162,33 +158,6 @@ type Outcome = Result<ExitCode, Failure>;
 // ---------------------------------------------------------------------------------------------
 // Reading a buffer file
 
-/// What every read command learns first.
-struct BufferFile {
-    conn: Connection,
-    instance: String,
-    schema: i32,
-}
-
-/// Classifies a SQLite error on `path`.
-fn sql_failure(path: &Path, what: &str, e: rusqlite::Error) -> Failure {
-    let m = format!("{}: {what}: {e}", path.display());
-    if is_damage(&e) {
-        Failure::Bad(m)
-    } else {
-        Failure::Other(m)
-    }
-}
-
-/// Opens `path` read-only and checks it is an edgebuf buffer. Never creates the file; never
-/// writes to it.
-///
-/// A SQLite reader of a WAL file creates the `-wal` and `-shm` when they are missing, and a
-/// read-only connection cannot remove them again. So when no program holds the buffer (its
-/// lock is free) and no `-wal` with transactions lies beside it (the state after a clean
-/// close), the file alone is the whole buffer and is read in SQLite's immutable mode, which
-/// creates nothing. While a program holds it, its `-wal` and `-shm` exist already and are
-/// shared. After a crash (a `-wal` with transactions, nobody holding the lock) reading needs a
-/// `-shm`, which SQLite creates; the next open uses it.
 /// Text read from a file or from SQLite about it, made safe for a terminal: control
 /// characters (escape sequences included) become `\u{..}` escapes.
 fn printable(s: &str) -> String {
@@ -203,136 +172,18 @@ fn printable(s: &str) -> String {
         .collect()
 }
 
+/// A failure of the library's file reader: a damaged or foreign file, or anything else.
+fn read_failure(e: edgebuf::Error) -> Failure {
+    match e.code() {
+        edgebuf::Code::Corrupt => Failure::Bad(e.message().to_string()),
+        _ => Failure::Other(e.message().to_string()),
+    }
+}
+
+/// Opens `path` read-only and checks it is an edgebuf buffer (see [`BufferFile::open`]).
+/// Never creates the file; never writes to it.
 fn open_buffer(path: &Path) -> Result<BufferFile, Failure> {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => {
-            return Err(Failure::Other(format!(
-                "{} is a directory, not a buffer file",
-                path.display()
-            )))
-        }
-        Ok(_) => {}
-        Err(e) => return Err(Failure::Other(format!("{}: {e}", path.display()))),
-    }
-    let free = matches!(lock_holder(path), Ok(None));
-    let wal_empty = std::fs::metadata(sibling(path, "-wal")).map_or(true, |m| m.len() <= 32);
-    let conn = if free && wal_empty {
-        Connection::open_with_flags(
-            immutable_uri(path),
-            OpenFlags::SQLITE_OPEN_READ_ONLY
-                | OpenFlags::SQLITE_OPEN_URI
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-    } else {
-        Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-    }
-    .map_err(|e| sql_failure(path, "cannot open", e))?;
-    conn.busy_timeout(Duration::from_secs(5))
-        .map_err(|e| sql_failure(path, "cannot open", e))?;
-    let q = |sql: &str| -> Result<i64, Failure> {
-        conn.query_row(sql, [], |r| r.get::<_, i64>(0))
-            .map_err(|e| sql_failure(path, "cannot read", e))
-    };
-    let app_id = q("PRAGMA application_id")? as i32;
-    let schema = q("PRAGMA user_version")? as i32;
-    if app_id != APPLICATION_ID {
-        let tables = q("SELECT count(*) FROM sqlite_schema")?;
-        let what = if app_id == 0 && tables == 0 {
-            "an empty SQLite file, not (yet) an edgebuf buffer".to_string()
-        } else {
-            format!("a SQLite file of another application (application_id {app_id:#010x}), not an edgebuf buffer")
-        };
-        return Err(Failure::Bad(format!("{} is {what}", path.display())));
-    }
-    if schema > SCHEMA_VERSION {
-        return Err(Failure::Bad(format!(
-            "{} has schema version {schema}, newer than this tool's {SCHEMA_VERSION}",
-            path.display()
-        )));
-    }
-    let tables = q("SELECT count(*) FROM sqlite_schema WHERE type='table' \
-         AND name IN ('meta', 'records', 'dead_letters')")?;
-    if tables != 3 {
-        return Err(Failure::Bad(format!(
-            "{} is damaged: edgebuf tables are missing",
-            path.display()
-        )));
-    }
-    // Nothing of the file runs here but edgebuf's own tables (a generated column, a view or
-    // a trigger could make a read endless or enormous).
-    check_for_reading(&conn).map_err(|why| {
-        Failure::Bad(format!(
-            "{} is not an edgebuf buffer file: {why}",
-            path.display()
-        ))
-    })?;
-    let instance: String = conn
-        .query_row("SELECT value FROM meta WHERE key='instance'", [], |r| {
-            r.get(0)
-        })
-        .map_err(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Failure::Bad(format!(
-                "{} is damaged: its instance id is missing",
-                path.display()
-            )),
-            e => sql_failure(path, "cannot read", e),
-        })?;
-    // It goes into every exported envelope's id.
-    if !valid_instance(&instance) {
-        return Err(Failure::Bad(format!(
-            "{} is not an edgebuf buffer file: its instance id is not 16 hexadecimal digits",
-            path.display()
-        )));
-    }
-    Ok(BufferFile {
-        conn,
-        instance,
-        schema,
-    })
-}
-
-/// The delivered watermark: rows with a seq up to it were delivered and only wait to be
-/// reclaimed by the library (or `edgebuf compact`); they are not pending.
-fn watermark(conn: &Connection, path: &Path) -> Result<i64, Failure> {
-    use rusqlite::OptionalExtension;
-    Ok(conn
-        .query_row("SELECT value FROM meta WHERE key='wm'", [], |r| {
-            r.get::<_, Option<i64>>(0)
-        })
-        .optional()
-        .map_err(|e| sql_failure(path, "cannot read", e))?
-        .flatten()
-        .unwrap_or(0)
-        .max(0))
-}
-
-fn file_len(p: &Path) -> u64 {
-    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
-}
-
-/// The pid holding the buffer's lock (`<canonical path>.lock`, flock'd), read from
-/// /proc/locks without touching the lock. None when free; Err when it cannot be told.
-fn lock_holder(path: &Path) -> Result<Option<u32>, ()> {
-    use std::os::unix::fs::MetadataExt;
-    let canon = path.canonicalize().map_err(|_| ())?;
-    let Ok(meta) = std::fs::metadata(sibling(&canon, ".lock")) else {
-        return Ok(None); // never opened by edgebuf, or removed: nobody holds it
-    };
-    let locks = std::fs::read_to_string("/proc/locks").map_err(|_| ())?;
-    let dev = meta.dev();
-    let (maj, min) = (libc::major(dev), libc::minor(dev));
-    // "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" (major:minor in hex).
-    let want = format!("{maj:02x}:{min:02x}:{}", meta.ino());
-    for line in locks.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() >= 6 && f[1] == "FLOCK" && f[5] == want {
-            return Ok(f[4].parse().ok());
-        }
-    }
-    Ok(None)
+    BufferFile::open(path).map_err(read_failure)
 }
 
 /// `2026-11-28T16:40:12.123Z`.
@@ -401,80 +252,28 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 
 fn status(a: StatusArgs) -> Outcome {
     let path = &a.path;
-    // Sizes as found (see `open_buffer` on the -wal and -shm).
-    let (db, wal, shm) = (
-        file_len(path),
-        file_len(&sibling(path, "-wal")),
-        file_len(&sibling(path, "-shm")),
-    );
+    // Sizes as found (see `BufferFile::open` on the -wal and -shm).
+    let [db, wal, shm] = file_sizes(path);
     let b = open_buffer(path)?;
-    let rd = |e| sql_failure(path, "cannot read", e);
-    // One read transaction: the counts agree with each other.
-    b.conn.execute_batch("BEGIN").map_err(rd)?;
-    let wm = watermark(&b.conn, path)?;
-    let reclaimable = b
-        .conn
-        .query_row("SELECT count(*) FROM records WHERE seq <= ?1", [wm], |r| {
-            r.get::<_, i64>(0)
-        })
-        .map_err(rd)? as u64;
-    let (pending, pending_bytes, oldest_ts, first_seq, last_seq) = b
-        .conn
-        .query_row(
-            "SELECT count(*), total(length(CAST(data AS BLOB))), min(ts_ms), min(seq), \
-             (SELECT max(seq) FROM records) FROM records WHERE seq > ?1",
-            [wm],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)? as u64,
-                    r.get::<_, f64>(1)? as u64,
-                    r.get::<_, Option<i64>>(2)?,
-                    r.get::<_, Option<i64>>(3)?,
-                    r.get::<_, Option<i64>>(4)?,
-                ))
-            },
-        )
-        .map_err(rd)?;
-    let (dead, dead_bytes) = b
-        .conn
-        .query_row(
-            "SELECT count(*), total(length(CAST(data AS BLOB))) FROM dead_letters",
-            [],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, f64>(1)? as u64)),
-        )
-        .map_err(rd)?;
-    let mut by_status: Vec<(i64, u64)> = Vec::new();
-    {
-        let mut st = b
-            .conn
-            .prepare("SELECT status, count(*) FROM dead_letters GROUP BY status ORDER BY status")
-            .map_err(rd)?;
-        let rows = st
-            .query_map([], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64))
-            })
-            .map_err(rd)?;
-        for row in rows {
-            by_status.push(row.map_err(rd)?);
-        }
-    }
-    let hwm: i64 = b
-        .conn
-        .query_row("SELECT value FROM meta WHERE key='hwm'", [], |r| {
-            r.get::<_, Option<i64>>(0)
-        })
-        .map_err(rd)?
-        .unwrap_or(0);
-    let _ = b.conn.execute_batch("COMMIT");
-    let hwm = hwm.max(last_seq.unwrap_or(0));
+    let sum = b.summary().map_err(read_failure)?;
+    let (pending, pending_bytes, oldest_ts) = (
+        sum.pending_records,
+        sum.pending_bytes,
+        sum.oldest_pending_ts_ms,
+    );
+    let (first_seq, last_seq) = (sum.first_pending_seq, sum.last_stored_seq);
+    let (dead, dead_bytes) = (sum.dead_letter_records, sum.dead_letter_bytes);
+    let by_status = &sum.dead_letters_by_status;
+    let reclaimable = sum.delivered_unreclaimed_records;
+    let hwm = sum.high_water_mark;
     let holder = lock_holder(path);
     let now = now_ms();
 
     if a.json {
         let v = serde_json::json!({
             "path": path.display().to_string(),
-            "instance": b.instance,
-            "schema_version": b.schema,
+            "instance": b.instance(),
+            "schema_version": b.schema_version(),
             "pending_records": pending,
             "pending_bytes": pending_bytes,
             "oldest_pending_ts_ms": oldest_ts,
@@ -498,7 +297,7 @@ fn status(a: StatusArgs) -> Outcome {
     let mut o = String::new();
     let mut line = |k: &str, v: String| o.push_str(&format!("{k:<14}{v}\n"));
     line("buffer", path.display().to_string());
-    line("instance", b.instance.clone());
+    line("instance", b.instance().to_string());
     line(
         "pending",
         format!(
@@ -558,7 +357,7 @@ fn status(a: StatusArgs) -> Outcome {
         match holder {
             Ok(Some(pid)) => format!("yes, by pid {pid} (its uncommitted records are not counted)"),
             Ok(None) => "no".into(),
-            Err(()) => "unknown".into(),
+            Err(_) => "unknown".into(),
         },
     );
     print!("{o}");
@@ -568,62 +367,58 @@ fn status(a: StatusArgs) -> Outcome {
 // ---------------------------------------------------------------------------------------------
 // edgebuf export
 
-fn value_bytes<'a>(v: ValueRef<'a>) -> &'a [u8] {
-    match v {
-        ValueRef::Blob(b) | ValueRef::Text(b) => b,
-        _ => b"null",
-    }
-}
-
 fn export(a: ExportArgs) -> Outcome {
     let path = &a.path;
     let b = open_buffer(path)?;
-    let rd = |e| sql_failure(path, "cannot read", e);
     let source = serde_json::to_string(&a.source).expect("a string serialises");
-    let limit = a.limit.map(|n| n.min(i64::MAX as u64) as i64).unwrap_or(-1);
-    let sql = if a.dead_letters {
-        "SELECT seq, ts_ms, inst, data, status, reason, dead_unix_ms FROM dead_letters \
-         WHERE ?2 = ?2 ORDER BY seq, id LIMIT ?1"
-    } else {
-        "SELECT seq, ts_ms, inst, data FROM records WHERE seq > ?2 ORDER BY seq LIMIT ?1"
-    };
-    // One read transaction (the watermark and the rows agree).
-    b.conn.execute_batch("BEGIN").map_err(rd)?;
-    let wm = watermark(&b.conn, path)?;
-    let mut st = b.conn.prepare(sql).map_err(rd)?;
-    let mut rows = st.query([limit, wm]).map_err(rd)?;
     let stdout = io::stdout();
     let mut w = BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut line = Vec::with_capacity(1024);
-    while let Some(r) = rows.next().map_err(rd)? {
-        let seq: i64 = r.get(0).map_err(rd)?;
-        let ts: i64 = r.get(1).map_err(rd)?;
-        let inst: Option<String> = r.get(2).map_err(rd)?;
+    let mut failed = None;
+    let mut write = |line: &[u8]| match w.write_all(line) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(e) => {
+            failed = Some(e);
+            ControlFlow::Break(())
+        }
+    };
+    let envelope = |line: &mut Vec<u8>, r: &edgebuf::inspect::Record| {
         line.clear();
         let rec = edgebuf::envelope::RecordRef {
-            instance: inst.as_deref().unwrap_or(&b.instance),
-            seq: seq as u64,
-            ts_ms: ts,
-            data: value_bytes(r.get_ref(3).map_err(rd)?),
+            instance: r.instance,
+            seq: r.seq,
+            ts_ms: r.ts_ms,
+            data: r.data,
         };
-        edgebuf::envelope::push_envelope_fields(&mut line, &rec, &source, true);
-        if a.dead_letters {
-            let status: i64 = r.get(4).map_err(rd)?;
-            let reason: String = r.get(5).map_err(rd)?;
-            let dead_ms: i64 = r.get(6).map_err(rd)?;
+        edgebuf::envelope::push_envelope_fields(line, &rec, &source, true);
+    };
+    // One read transaction (the watermark and the rows agree).
+    let read = if a.dead_letters {
+        b.each_dead_letter(a.limit, |d| {
+            envelope(&mut line, &d.record);
             line.extend_from_slice(
                 format!(
-                    ",\"dead_letter\":{{\"status\":{status},\"reason\":{},\"dead_unix_ms\":{dead_ms}}}",
-                    serde_json::to_string(&reason).expect("a string serialises")
+                    ",\"dead_letter\":{{\"status\":{},\"reason\":{},\"dead_unix_ms\":{}}}",
+                    d.status,
+                    serde_json::to_string(d.reason).expect("a string serialises"),
+                    d.dead_unix_ms
                 )
                 .as_bytes(),
             );
-        }
-        line.extend_from_slice(b"}\n");
-        if let Err(e) = w.write_all(&line) {
-            return write_failure(e);
-        }
+            line.extend_from_slice(b"}\n");
+            write(&line)
+        })
+    } else {
+        b.each_pending(a.limit, |r| {
+            envelope(&mut line, r);
+            line.extend_from_slice(b"}\n");
+            write(&line)
+        })
+    };
+    if let Some(e) = failed {
+        return write_failure(e);
     }
+    read.map_err(read_failure)?;
     if let Err(e) = w.flush() {
         return write_failure(e);
     }
@@ -673,27 +468,11 @@ fn check(a: CheckArgs) -> Outcome {
         }
         Err(f) => return Err(f),
     };
-    let mut problems = Vec::new();
-    let r = (|| -> rusqlite::Result<()> {
-        let mut st = b.conn.prepare("PRAGMA integrity_check(20)")?;
-        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
-        for row in rows {
-            let m = row?;
-            // Multi-line messages; "*** in database main ***" is a heading, not a problem.
-            problems.extend(
-                m.lines()
-                    .filter(|l| *l != "ok" && !l.starts_with("*** in database"))
-                    .map(str::to_string),
-            );
-        }
-        Ok(())
-    })();
-    if let Err(e) = r {
-        if is_damage(&e) {
-            return verdict_bad(&e.to_string());
-        }
-        return Err(sql_failure(path, "cannot check", e));
-    }
+    let problems = match b.integrity_check() {
+        Ok(p) => p,
+        Err(e) if e.code() == edgebuf::Code::Corrupt => return verdict_bad(e.message()),
+        Err(e) => return Err(read_failure(e)),
+    };
     if !problems.is_empty() {
         println!(
             "{}: DAMAGED (integrity_check found {}):",
@@ -709,21 +488,18 @@ fn check(a: CheckArgs) -> Outcome {
         );
         return Ok(ExitCode::from(1));
     }
-    let count = |sql: &str| {
-        b.conn
-            .query_row(sql, [], |r| r.get::<_, i64>(0))
-            .map_err(|e| sql_failure(path, "cannot read", e))
+    let sum = match b.summary() {
+        Ok(sum) => sum,
+        Err(e) if e.code() == edgebuf::Code::Corrupt => return verdict_bad(e.message()),
+        Err(e) => return Err(read_failure(e)),
     };
-    let wm = watermark(&b.conn, path)?;
-    let pending = count(&format!("SELECT count(*) FROM records WHERE seq > {wm}"))?;
-    let dead = count("SELECT count(*) FROM dead_letters")?;
     println!(
         "{}: ok (integrity_check passed; edgebuf schema {}, instance {}, {} pending, {})",
         path.display(),
-        b.schema,
-        b.instance,
-        pending,
-        plural(dead as u64, "dead letter", "dead letters")
+        b.schema_version(),
+        b.instance(),
+        sum.pending_records,
+        plural(sum.dead_letter_records, "dead letter", "dead letters")
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -901,12 +677,12 @@ fn open_for_writing(path: &Path, cmd: &str) -> Result<edgebuf::store::Store, Fai
 fn requeue(a: RequeueArgs) -> Outcome {
     let path = &a.path;
     let mut store = open_for_writing(path, "requeue")?;
-    let pending_before = store.disk_records;
+    let pending_before = store.pending_records();
     let inst = store.instance().to_string();
     let r = store
         .requeue_dead_letters(&a.statuses)
         .map_err(|e| Failure::Other(e.message().to_string()))?;
-    let left = store.dead_records;
+    let left = store.dead_letter_records();
     drop(store);
     let which = if a.statuses.is_empty() {
         String::new()
@@ -940,11 +716,8 @@ fn requeue(a: RequeueArgs) -> Outcome {
 fn compact(a: CompactArgs) -> Outcome {
     let path = &a.path;
     let sizes = || {
-        (
-            file_len(path),
-            file_len(&sibling(path, "-wal")),
-            file_len(&sibling(path, "-shm")),
-        )
+        let [db, wal, shm] = file_sizes(path);
+        (db, wal, shm)
     };
     let before = sizes();
     let mut store = open_for_writing(path, "compact")?;

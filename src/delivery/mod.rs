@@ -173,10 +173,10 @@ impl<T: Transport> Worker<T> {
                 self.envelope_cost(il, r.seq, r.ts_ms, r.data.len())
             })
             .unwrap_or_default();
-        store.inflight = match (recs.first(), recs.last()) {
+        store.protect_in_flight(match (recs.first(), recs.last()) {
             (Some(a), Some(b)) => Some((a.seq, b.seq)),
             _ => None,
-        };
+        });
         Some(recs)
     }
 
@@ -222,7 +222,7 @@ impl<T: Transport> Worker<T> {
 
     fn clear_inflight(&self) {
         if let Some(s) = lock(&self.sh.store).as_mut() {
-            s.inflight = None;
+            s.clear_in_flight();
         }
     }
 

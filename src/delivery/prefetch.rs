@@ -3,7 +3,7 @@
 //! Draining a backlog is otherwise serial on the worker: read a batch (about a third of the
 //! time: SQLite reads the pages), send it, settle it. A helper thread, started at the first
 //! backlog, reads batch N+1 while batch N's request runs. The records it read are protected
-//! from the capacity policy and TTL (`Store::prefetched`) from the moment they are read until
+//! from the capacity policy and TTL (`protect_read_ahead`) from the moment they are read until
 //! the worker takes them as its next batch or lets them go, so a batch is never sent holding a
 //! record that was dropped meanwhile.
 
@@ -108,11 +108,11 @@ impl Prefetcher {
         let recs = self.take()?;
         let mut g = lock(&self.sh.store);
         let store = g.as_mut()?;
-        store.prefetched = None;
+        store.release_read_ahead();
         if recs.is_empty() {
             return None;
         }
-        store.inflight = recs.first().zip(recs.last()).map(|(a, b)| (a.seq, b.seq));
+        store.protect_in_flight(recs.first().zip(recs.last()).map(|(a, b)| (a.seq, b.seq)));
         Some(recs)
     }
 
@@ -129,7 +129,7 @@ impl Prefetcher {
     pub fn release(&mut self) {
         if self.take().is_some() {
             if let Some(store) = lock(&self.sh.store).as_mut() {
-                store.prefetched = None;
+                store.release_read_ahead();
             }
         }
     }
@@ -166,6 +166,6 @@ fn read(sh: &Shared, job: &Job) -> Vec<StoredRecord> {
             },
         )
         .unwrap_or_default();
-    store.prefetched = recs.first().zip(recs.last()).map(|(a, b)| (a.seq, b.seq));
+    store.protect_read_ahead(recs.first().zip(recs.last()).map(|(a, b)| (a.seq, b.seq)));
     recs
 }

@@ -106,7 +106,7 @@ impl<T: Transport> Worker<T> {
                 return Flow::Exit;
             };
             for (r, status, detail) in &isolated {
-                store.inflight = None;
+                store.clear_in_flight();
                 if let Ok((n, b)) = store.dead_letter(&[r.seq], *status, detail) {
                     if n > 0 {
                         self.sh.counters.dead_lettered(n, b);
@@ -165,7 +165,7 @@ impl<T: Transport> Worker<T> {
             }
         };
         if let Some(s) = lock(&self.sh.store).as_mut() {
-            s.inflight = Some(keep);
+            s.protect_in_flight(Some(keep));
         }
         Some(result)
     }

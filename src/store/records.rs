@@ -1,0 +1,664 @@
+//! Pending records: storing them, reading batches, acknowledging delivered ones (the delivered
+//! watermark and its garbage), and the deletions of the capacity policy and TTL, which never
+//! touch the seqs in flight or read ahead.
+
+use super::schema::valid_instance;
+use super::{sql_err, sql_storage, NewRecord, Store, StoredRecord, WriteError, LARGEST_RECORD};
+use crate::error::{Error, Result};
+use rusqlite::{params, OptionalExtension};
+
+impl Store {
+    /// Stores `recs` in one transaction together with the seq high-water mark; with `fsync`
+    /// the commit is made durable (synchronous=FULL) before returning.
+    pub(crate) fn insert(
+        &mut self,
+        recs: &[NewRecord],
+        fsync: bool,
+    ) -> std::result::Result<(), WriteError> {
+        self.check_space();
+        self.set_synchronous(fsync)?;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| sql_err("cannot begin a transaction", e))?;
+        let mut added = 0u64;
+        let mut max_seq = self.hwm;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT INTO records(seq, ts_ms, t_acc, inst, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(|e| sql_err("cannot prepare insert", e))?;
+            for r in recs {
+                st.execute(params![
+                    r.seq as i64,
+                    r.ts_ms,
+                    r.t_acc_ms as i64,
+                    r.inst.as_deref(),
+                    &r.data
+                ])
+                .map_err(|e| sql_err("cannot store a record", e))?;
+                added += r.data.len() as u64;
+                max_seq = max_seq.max(r.seq);
+            }
+            // The stored records carry their seqs; the high-water mark in `meta` is written
+            // when records are deleted (see `delete`). An edgebuf_sync with nothing new writes
+            // it here to fsync the WAL.
+            if recs.is_empty() && fsync {
+                tx.prepare_cached("UPDATE meta SET value=max(value, ?1) WHERE key='hwm'")
+                    .and_then(|mut s| s.execute(params![max_seq as i64]))
+                    .map_err(|e| sql_err("cannot store the seq high-water mark", e))?;
+            }
+        }
+        tx.commit().map_err(|e| sql_err("cannot commit", e))?;
+        self.hwm = max_seq;
+        self.disk_records += recs.len() as u64;
+        self.disk_bytes += added;
+        Ok(())
+    }
+
+    fn set_synchronous(&mut self, full: bool) -> std::result::Result<(), WriteError> {
+        if full != self.synchronous_full {
+            self.conn
+                .execute_batch(if full {
+                    "PRAGMA synchronous=FULL"
+                } else {
+                    "PRAGMA synchronous=NORMAL"
+                })
+                .map_err(|e| sql_err("cannot set synchronous mode", e))?;
+            self.synchronous_full = full;
+        }
+        Ok(())
+    }
+
+    /// Up to `max_records` pending records in seq order, stopping before `max_bytes` of
+    /// `cost` (the first record is always included). With `range`, only seqs inside it
+    /// (a retry of the same batch).
+    pub(crate) fn fetch(
+        &mut self,
+        range: Option<(u64, u64)>,
+        max_records: u64,
+        max_bytes: u64,
+        cost: impl Fn(&StoredRecord) -> u64,
+    ) -> Result<Vec<StoredRecord>> {
+        let (lo, hi) = range.unwrap_or((0, i64::MAX as u64));
+        let lo = lo.max(self.wm + 1);
+        let mut st = self
+            .conn
+            .prepare_cached(
+                // A row larger than any record edgebuf accepts is not loaded (a hostile file).
+                "SELECT seq, ts_ms, inst, CASE WHEN octet_length(data) <= ?4 THEN data END, \
+                 octet_length(data) FROM records WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq LIMIT ?3",
+            )
+            .map_err(|e| sql_storage("cannot read pending records", e))?;
+        let mut rows = st
+            .query(params![
+                lo as i64,
+                hi as i64,
+                max_records as i64,
+                LARGEST_RECORD as i64
+            ])
+            .map_err(|e| sql_storage("cannot read pending records", e))?;
+        let mut out = Vec::with_capacity(max_records.min(4096) as usize);
+        let mut bytes = 0u64;
+        while let Some(row) = rows
+            .next()
+            .map_err(|e| sql_storage("cannot read pending records", e))?
+        {
+            let damaged = |what: &str| {
+                Error::storage(format!(
+                    "buffer file {} is damaged: {what}",
+                    self.path.display()
+                ))
+            };
+            let len: Option<i64> = row.get(4).map_err(|e| sql_storage("bad row", e))?;
+            if len.is_some_and(|n| n > LARGEST_RECORD as i64) {
+                return Err(damaged(
+                    "a record is larger than the largest record edgebuf accepts",
+                ));
+            }
+            let rec = StoredRecord {
+                seq: row
+                    .get::<_, i64>(0)
+                    .map_err(|e| sql_storage("bad row", e))? as u64,
+                ts_ms: match row
+                    .get::<_, i64>(1)
+                    .map_err(|e| sql_storage("bad row", e))?
+                {
+                    t if t < 0 => return Err(damaged("a record's ts_ms is negative")),
+                    t => t,
+                },
+                inst: match row.get_ref(2).map_err(|e| sql_storage("bad row", e))? {
+                    rusqlite::types::ValueRef::Null => None,
+                    v => {
+                        // It goes on the wire in the envelope's id: only what edgebuf writes.
+                        let i = v.as_str().map_err(|e| sql_storage("bad row", e.into()))?;
+                        if !valid_instance(i) {
+                            return Err(damaged(
+                                "a record's instance id is not 16 hexadecimal digits",
+                            ));
+                        }
+                        Some(i.to_owned())
+                    }
+                },
+                data: row
+                    .get_ref(3)
+                    .and_then(|v| v.as_blob().map_err(Into::into))
+                    .map_err(|e| sql_storage("bad row", e))?
+                    .to_vec(),
+            };
+            let c = cost(&rec);
+            if !out.is_empty() && bytes + c > max_bytes {
+                break;
+            }
+            bytes += c;
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
+    /// Deletes delivered records; returns (records, payload bytes) removed. The seq
+    /// high-water mark is kept in the same transaction, so seqs are never reused.
+    pub(crate) fn delete(&mut self, seqs: &[u64]) -> Result<(u64, u64)> {
+        let Some(&max_seq) = seqs.iter().max() else {
+            return Ok((0, 0));
+        };
+        let min_seq = seqs.iter().copied().min().unwrap_or(max_seq);
+        let contiguous = max_seq - min_seq + 1 == seqs.len() as u64;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| sql_storage("cannot begin a transaction", e))?;
+        let (mut n, mut bytes) = (0u64, 0u64);
+        {
+            let mut add = |len: i64| {
+                n += 1;
+                bytes += len as u64;
+            };
+            if contiguous {
+                // One statement for a whole batch (delivery deletes runs of seqs).
+                let mut st = tx
+                    .prepare_cached(
+                        "DELETE FROM records WHERE seq BETWEEN ?1 AND ?2 RETURNING length(data)",
+                    )
+                    .map_err(|e| sql_storage("cannot prepare delete", e))?;
+                let rows = st
+                    .query_map(params![min_seq as i64, max_seq as i64], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .map_err(|e| sql_storage("cannot delete delivered records", e))?;
+                for len in rows {
+                    add(len.map_err(|e| sql_storage("cannot delete delivered records", e))?);
+                }
+            } else {
+                let mut st = tx
+                    .prepare_cached("DELETE FROM records WHERE seq=?1 RETURNING length(data)")
+                    .map_err(|e| sql_storage("cannot prepare delete", e))?;
+                for &s in seqs {
+                    let len: Option<i64> = st
+                        .query_row(params![s as i64], |r| r.get(0))
+                        .optional()
+                        .map_err(|e| sql_storage("cannot delete a delivered record", e))?;
+                    if let Some(len) = len {
+                        add(len);
+                    }
+                }
+            }
+            tx.prepare_cached("UPDATE meta SET value=max(value, ?1) WHERE key='hwm'")
+                .and_then(|mut s| s.execute(params![max_seq as i64]))
+                .map_err(|e| sql_storage("cannot store the seq high-water mark", e))?;
+        }
+        tx.commit()
+            .map_err(|e| sql_storage("cannot commit the deletion of delivered records", e))?;
+        self.disk_records -= n.min(self.disk_records);
+        self.disk_bytes -= bytes.min(self.disk_bytes);
+        Ok((n, bytes))
+    }
+
+    /// Deletes a delivered batch: the records `lo..=hi` the worker read (`n` records of
+    /// `bytes` payload bytes; records in flight are never dropped, so all of them are here).
+    /// Cheaper than [`Store::delete`]: one range statement without RETURNING.
+    pub(crate) fn delete_delivered(
+        &mut self,
+        lo: u64,
+        hi: u64,
+        n: u64,
+        bytes: u64,
+    ) -> Result<(u64, u64)> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| sql_storage("cannot begin a transaction", e))?;
+        let removed =
+            tx.prepare_cached("DELETE FROM records WHERE seq BETWEEN ?1 AND ?2")
+                .and_then(|mut st| st.execute(params![lo as i64, hi as i64]))
+                .map_err(|e| sql_storage("cannot delete delivered records", e))? as u64;
+        tx.prepare_cached("UPDATE meta SET value=max(value, ?1) WHERE key='hwm'")
+            .and_then(|mut s| s.execute(params![hi as i64]))
+            .map_err(|e| sql_storage("cannot store the seq high-water mark", e))?;
+        tx.commit()
+            .map_err(|e| sql_storage("cannot commit the deletion of delivered records", e))?;
+        self.disk_records -= removed.min(self.disk_records);
+        if removed == n {
+            self.disk_bytes -= bytes.min(self.disk_bytes);
+            return Ok((n, bytes));
+        }
+        // Not what was read (something else removed records meanwhile): count from the file.
+        let before = self.disk_bytes;
+        self.disk_bytes =
+            self.conn
+                .query_row(
+                    "SELECT total(length(data)) FROM records WHERE seq > ?1",
+                    [self.wm as i64],
+                    |r| r.get::<_, f64>(0),
+                )
+                .map_err(|e| sql_storage("cannot count pending bytes", e))? as u64;
+        Ok((removed, before.saturating_sub(self.disk_bytes)))
+    }
+
+    /// Settles a delivered batch `lo..=hi` (`n` records, `bytes` payload bytes) that is the
+    /// oldest pending: advances the delivered watermark, one small write, and leaves the rows
+    /// to `collect_garbage`. Anything else (a batch behind records still pending) is deleted
+    /// at once.
+    pub(crate) fn settle_delivered(
+        &mut self,
+        lo: u64,
+        hi: u64,
+        n: u64,
+        bytes: u64,
+    ) -> Result<(u64, u64)> {
+        let behind: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT seq FROM records WHERE seq > ?1 AND seq < ?2 LIMIT 1")
+            .and_then(|mut st| {
+                st.query_row(params![self.wm as i64, lo as i64], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(|e| sql_storage("cannot read pending records", e))?;
+        if behind.is_some() || hi < lo || lo <= self.wm {
+            return self.delete_delivered(lo, hi, n, bytes);
+        }
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| sql_storage("cannot begin a transaction", e))?;
+        tx.prepare_cached(
+            "INSERT INTO meta(key, value) VALUES('wm', ?1) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+        )
+        .and_then(|mut st| st.execute(params![hi as i64]))
+        .map_err(|e| sql_storage("cannot store the delivered watermark", e))?;
+        tx.prepare_cached("UPDATE meta SET value=max(value, ?1) WHERE key='hwm'")
+            .and_then(|mut s| s.execute(params![hi as i64]))
+            .map_err(|e| sql_storage("cannot store the seq high-water mark", e))?;
+        tx.commit()
+            .map_err(|e| sql_storage("cannot commit the delivered watermark", e))?;
+        self.wm = hi;
+        self.disk_records -= n.min(self.disk_records);
+        self.disk_bytes -= bytes.min(self.disk_bytes);
+        self.garbage_records += n;
+        self.garbage_bytes += bytes;
+        Ok((n, bytes))
+    }
+
+    /// Reclaims up to `max_rows` delivered rows (below the watermark) in one transaction.
+    /// Returns how many were removed.
+    pub(crate) fn collect_garbage(&mut self, max_rows: u64) -> Result<u64> {
+        if self.garbage_records == 0 {
+            return Ok(0);
+        }
+        // The seq of the max_rows-th delivered row bounds the chunk (a walk of the index).
+        let bound: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT seq FROM records WHERE seq <= ?1 ORDER BY seq LIMIT 1 OFFSET ?2",
+            )
+            .and_then(|mut st| {
+                st.query_row(
+                    params![
+                        self.wm as i64,
+                        max_rows.saturating_sub(1).min(i64::MAX as u64) as i64
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+            .map_err(|e| sql_storage("cannot read delivered records", e))?;
+        let upto = bound.map_or(self.wm as i64, |b| b.min(self.wm as i64));
+        let removed = self
+            .conn
+            .prepare_cached("DELETE FROM records WHERE seq <= ?1")
+            .and_then(|mut st| st.execute(params![upto]))
+            .map_err(|e| sql_storage("cannot reclaim delivered records", e))?
+            as u64;
+        if bound.is_none() || removed >= self.garbage_records {
+            self.garbage_records = 0;
+            self.garbage_bytes = 0;
+        } else {
+            let per = self.garbage_bytes / self.garbage_records.max(1);
+            self.garbage_records -= removed;
+            self.garbage_bytes = self.garbage_bytes.saturating_sub(per * removed);
+        }
+        Ok(removed)
+    }
+
+    /// The worker sends the records `range` (first and last seq; None: none): the capacity
+    /// policy and TTL leave them alone until the worker calls this again or
+    /// [`Store::clear_in_flight`].
+    pub(crate) fn protect_in_flight(&mut self, range: Option<(u64, u64)>) {
+        self.inflight = range;
+    }
+
+    /// The worker's request is settled (or given up): its records are ordinary again.
+    pub(crate) fn clear_in_flight(&mut self) {
+        self.inflight = None;
+    }
+
+    /// The prefetcher read the records `range` ahead, for the request after the one in
+    /// flight: protected like it until the worker sends them or lets them go.
+    pub(crate) fn protect_read_ahead(&mut self, range: Option<(u64, u64)>) {
+        self.prefetched = range;
+    }
+
+    /// The records read ahead are sent (the caller protects them as in flight under the same
+    /// lock) or let go.
+    pub(crate) fn release_read_ahead(&mut self) {
+        self.prefetched = None;
+    }
+
+    /// The seq ranges the capacity policy and TTL must not touch: the request in flight and
+    /// the batch read for the next one (an empty range, 1..=0, where there is none).
+    fn protected(&self) -> ((u64, u64), (u64, u64)) {
+        (
+            self.inflight.unwrap_or((1, 0)),
+            self.prefetched.unwrap_or((1, 0)),
+        )
+    }
+
+    /// Frees room for the capacity policy: the oldest dead letters first (for bytes), then the
+    /// oldest pending records outside the request in flight. Returns the pending records
+    /// dropped as (count, bytes).
+    pub(crate) fn make_room(&mut self, need_bytes: u64, need_records: u64) -> Result<(u64, u64)> {
+        let mut freed = 0u64;
+        if need_bytes > 0 && self.dead_bytes > 0 {
+            freed = self.trim_dead(u64::MAX, need_bytes)?.1;
+        }
+        let want_bytes = need_bytes.saturating_sub(freed);
+        if want_bytes == 0 && need_records == 0 {
+            return Ok((0, 0));
+        }
+        let ((lo, hi), (plo, phi)) = self.protected();
+        let victims: Vec<(i64, i64)> = {
+            let mut st = self
+                .conn
+                .prepare_cached(
+                    "SELECT seq, length(data) FROM records WHERE seq > ?3 AND seq NOT BETWEEN ?1 AND ?2 AND seq NOT BETWEEN ?4 AND ?5 ORDER BY seq",
+                )
+                .map_err(|e| sql_storage("cannot read pending records", e))?;
+            let rows = st
+                .query_map(
+                    params![lo as i64, hi as i64, self.wm as i64, plo as i64, phi as i64],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(|e| sql_storage("cannot read pending records", e))?;
+            let (mut v, mut b) = (Vec::new(), 0u64);
+            for row in rows {
+                if b >= want_bytes && v.len() as u64 >= need_records {
+                    break;
+                }
+                let (seq, len) = row.map_err(|e| sql_storage("cannot read pending records", e))?;
+                b += len as u64;
+                v.push((seq, len));
+            }
+            v
+        };
+        if victims.is_empty() {
+            return Ok((0, 0));
+        }
+        let seqs: Vec<u64> = victims.iter().map(|v| v.0 as u64).collect();
+        self.delete(&seqs)
+    }
+
+    /// Drops pending records accepted more than `ttl_ms` ago (records of earlier runs age from
+    /// open), outside the request in flight. Returns (count, bytes).
+    pub(crate) fn expire(&mut self, now_ms: u64, ttl_ms: u64) -> Result<(u64, u64)> {
+        if ttl_ms == 0 || now_ms <= ttl_ms {
+            return Ok((0, 0));
+        }
+        let cutoff = now_ms - ttl_ms;
+        let ((lo, hi), (plo, phi)) = self.protected();
+        let seqs: Vec<u64> = {
+            let mut st = self
+                .conn
+                .prepare_cached(
+                    "SELECT seq FROM records WHERE (seq < ?1 OR t_acc < ?2) AND seq > ?5 AND seq NOT BETWEEN ?3 AND ?4 AND seq NOT BETWEEN ?6 AND ?7",
+                )
+                .map_err(|e| sql_storage("cannot read pending records", e))?;
+            // Records of earlier runs count as accepted at open (t = 0), so they expire
+            // together once now > ttl; `cutoff > 0` holds here.
+            let rows = st
+                .query_map(
+                    params![
+                        self.run_first_seq as i64,
+                        cutoff as i64,
+                        lo as i64,
+                        hi as i64,
+                        self.wm as i64,
+                        plo as i64,
+                        phi as i64
+                    ],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(|e| sql_storage("cannot read pending records", e))?;
+            let mut v = Vec::new();
+            for r in rows {
+                v.push(r.map_err(|e| sql_storage("cannot read pending records", e))? as u64);
+            }
+            v
+        };
+        if seqs.is_empty() {
+            return Ok((0, 0));
+        }
+        self.delete(&seqs)
+    }
+
+    /// (seq, acceptance ms since open) of the oldest pending record on disk.
+    pub(crate) fn oldest(&mut self) -> Result<Option<(u64, u64)>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT seq, t_acc FROM records WHERE seq > ?1 ORDER BY seq LIMIT 1")
+            .map_err(|e| sql_storage("cannot read pending records", e))?;
+        let row = st
+            .query_row([self.wm as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })
+            .optional()
+            .map_err(|e| sql_storage("cannot read pending records", e))?;
+        Ok(row.map(|(seq, t)| {
+            let seq = seq as u64;
+            (
+                seq,
+                if seq < self.run_first_seq {
+                    0
+                } else {
+                    t as u64
+                },
+            )
+        }))
+    }
+
+    /// The lowest pending seq on disk, if any.
+    pub(crate) fn min_seq(&mut self) -> Result<Option<u64>> {
+        Ok(self.oldest()?.map(|(s, _)| s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{buffer_path, insert, open, pending_seqs, raw, rec};
+    use super::*;
+
+    #[test]
+    fn insert_fetch_acknowledge_round_trip() {
+        let (_dir, path) = buffer_path();
+        {
+            let mut s = open(&path);
+            insert(&mut s, 1..=5);
+            assert_eq!(s.disk_records, 5);
+            let got = s.fetch(None, 10, u64::MAX, |_| 1).expect("fetch");
+            assert_eq!(got.len(), 5);
+            assert_eq!(got[0], {
+                let r = rec(1, "{\"i\":1}");
+                StoredRecord {
+                    seq: r.seq,
+                    ts_ms: r.ts_ms,
+                    inst: None,
+                    data: r.data,
+                }
+            });
+            // The oldest batch delivered: the watermark moves, the rows wait as garbage.
+            let bytes: u64 = got[..3].iter().map(|r| r.data.len() as u64).sum();
+            assert_eq!(
+                s.settle_delivered(1, 3, 3, bytes).expect("settle"),
+                (3, bytes)
+            );
+            assert_eq!((s.disk_records, s.garbage_records), (2, 3));
+            assert_eq!(pending_seqs(&mut s), vec![4, 5]);
+            assert_eq!(s.oldest().expect("oldest"), Some((4, 0)));
+            assert_eq!(s.min_seq().expect("min"), Some(4));
+            // A retry of a range reads only what is still pending in it.
+            let again = s.fetch(Some((2, 4)), 10, u64::MAX, |_| 1).expect("fetch");
+            assert_eq!(again.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![4]);
+        }
+        {
+            // The watermark survives a reopen; the garbage is reclaimed.
+            let mut s = open(&path);
+            assert_eq!((s.pending_records(), s.garbage_records), (2, 3));
+            assert_eq!(s.collect_garbage(2).expect("gc"), 2);
+            assert_eq!(s.collect_garbage(10).expect("gc"), 1);
+            assert_eq!(s.garbage_records, 0);
+            assert_eq!(pending_seqs(&mut s), vec![4, 5]);
+            // A batch behind a pending record is deleted at once.
+            insert(&mut s, 6..=7);
+            assert_eq!(s.settle_delivered(6, 7, 2, 14).expect("settle"), (2, 14));
+            assert_eq!(s.garbage_records, 0);
+            assert_eq!(pending_seqs(&mut s), vec![4, 5]);
+            assert_eq!(s.next_seq(), 8);
+        }
+        let mut s = open(&path);
+        assert_eq!(pending_seqs(&mut s), vec![4, 5]);
+        assert_eq!(s.next_seq(), 8);
+    }
+
+    #[test]
+    fn fetch_stops_at_the_byte_budget_but_always_takes_one() {
+        let (_dir, path) = buffer_path();
+        let mut s = open(&path);
+        insert(&mut s, 1..=10);
+        let got = s
+            .fetch(None, 10, 25, |r| r.data.len() as u64)
+            .expect("fetch");
+        assert_eq!(got.len(), 3, "7 + 7 + 7 bytes fit in 25");
+        let got = s
+            .fetch(None, 10, 1, |r| r.data.len() as u64)
+            .expect("fetch");
+        assert_eq!(got.len(), 1);
+        let got = s.fetch(None, 4, u64::MAX, |_| 0).expect("fetch");
+        assert_eq!(got.len(), 4);
+    }
+
+    #[test]
+    fn delete_and_delete_delivered_keep_the_counts() {
+        let (_dir, path) = buffer_path();
+        let mut s = open(&path);
+        insert(&mut s, 1..=10);
+        assert_eq!(s.delete(&[2, 5, 9, 42]).expect("delete"), (3, 21));
+        assert_eq!(s.delete(&[]).expect("nothing"), (0, 0));
+        assert_eq!((s.disk_records, s.disk_bytes), (7, 49 + 1));
+        assert_eq!(s.delete_delivered(6, 8, 3, 21).expect("delivered"), (3, 21));
+        assert_eq!(pending_seqs(&mut s), vec![1, 3, 4, 10]);
+        assert_eq!((s.disk_records, s.disk_bytes), (4, 29));
+        // Not what the caller read (2 of 1..=4 were gone): the bytes are counted again.
+        assert_eq!(
+            s.delete_delivered(1, 4, 4, 999).expect("delivered"),
+            (3, 21)
+        );
+        assert_eq!((s.disk_records, s.disk_bytes), (1, 8));
+    }
+
+    #[test]
+    fn capacity_and_ttl_never_touch_the_request_in_flight_or_read_ahead() {
+        let (_dir, path) = buffer_path();
+        let mut s = open(&path);
+        insert(&mut s, 1..=10);
+        s.protect_in_flight(Some((1, 2)));
+        s.protect_read_ahead(Some((3, 4)));
+        // Room for 3 records: the oldest unprotected ones go.
+        assert_eq!(s.make_room(0, 3).expect("room").0, 3);
+        assert_eq!(pending_seqs(&mut s), vec![1, 2, 3, 4, 8, 9, 10]);
+        s.release_read_ahead();
+        s.clear_in_flight();
+        assert_eq!(s.make_room(1, 0).expect("room").0, 1);
+        assert_eq!(pending_seqs(&mut s), vec![2, 3, 4, 8, 9, 10]);
+        // TTL: every record of this run was accepted at t=0.
+        s.set_run_first_seq(1);
+        s.protect_in_flight(Some((2, 2)));
+        assert_eq!(s.expire(10, 20).expect("expire"), (0, 0), "not old yet");
+        assert_eq!(s.expire(0, 0).expect("expire"), (0, 0), "no TTL");
+        assert_eq!(s.expire(100, 20).expect("expire").0, 5);
+        assert_eq!(pending_seqs(&mut s), vec![2]);
+    }
+
+    #[test]
+    fn hostile_rows_are_reported_as_damage_not_loaded() {
+        let (_dir, path) = buffer_path();
+        {
+            let mut s = open(&path);
+            insert(&mut s, 1..=3);
+        }
+        raw(&path)
+            .execute_batch("UPDATE records SET ts_ms = -5 WHERE seq = 2")
+            .expect("tamper");
+        let mut s = open(&path);
+        assert_eq!(
+            s.fetch(Some((1, 1)), 10, u64::MAX, |_| 0)
+                .expect("fine")
+                .len(),
+            1
+        );
+        let e = s.fetch(None, 10, u64::MAX, |_| 0).expect_err("damaged");
+        assert!(e.message().contains("ts_ms is negative"), "{e:?}");
+        drop(s);
+
+        raw(&path)
+            .execute_batch("UPDATE records SET ts_ms = 1, inst = 'nothex' WHERE seq = 2")
+            .expect("tamper");
+        let mut s = open(&path);
+        let e = s.fetch(None, 10, u64::MAX, |_| 0).expect_err("damaged");
+        assert!(e.message().contains("16 hexadecimal digits"), "{e:?}");
+        drop(s);
+
+        raw(&path)
+            .execute(
+                "UPDATE records SET inst = NULL, data = zeroblob(?1) WHERE seq = 2",
+                [LARGEST_RECORD as i64 + 1],
+            )
+            .expect("tamper");
+        let mut s = open(&path);
+        let e = s.fetch(None, 10, u64::MAX, |_| 0).expect_err("damaged");
+        assert!(
+            e.message().contains("larger than the largest record"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn the_largest_record_is_records_max_bytes_upper_bound() {
+        let mut cfg = crate::config::Config::new();
+        assert!(cfg
+            .set("record.max_bytes", &LARGEST_RECORD.to_string())
+            .is_ok());
+        assert!(cfg
+            .set("record.max_bytes", &(LARGEST_RECORD + 1).to_string())
+            .is_err());
+    }
+}
