@@ -115,7 +115,7 @@ fn main() -> ExitCode {
     match r {
         Ok(code) => code,
         Err(f) => {
-            eprintln!("edgebuf: {}", f.message());
+            eprintln!("edgebuf: {}", printable(f.message()));
             f.exit_code()
         }
     }
@@ -160,6 +160,12 @@ type Outcome = Result<ExitCode, Failure>;
 
 /// Text read from a file or from SQLite about it, made safe for a terminal: control
 /// characters (escape sequences included) become `\u{..}` escapes.
+/// A path as the tool prints it: control characters escaped, like every string it did not
+/// write itself (a file named with an escape sequence must not reach the terminal raw).
+fn shown(p: &Path) -> String {
+    printable(&p.display().to_string())
+}
+
 fn printable(s: &str) -> String {
     s.chars()
         .map(|c| {
@@ -271,7 +277,7 @@ fn status(a: StatusArgs) -> Outcome {
 
     if a.json {
         let v = serde_json::json!({
-            "path": path.display().to_string(),
+            "path": path.display().to_string(), // JSON escapes control characters
             "instance": b.instance(),
             "schema_version": b.schema_version(),
             "pending_records": pending,
@@ -296,7 +302,7 @@ fn status(a: StatusArgs) -> Outcome {
     }
     let mut o = String::new();
     let mut line = |k: &str, v: String| o.push_str(&format!("{k:<14}{v}\n"));
-    line("buffer", path.display().to_string());
+    line("buffer", shown(path));
     line("instance", b.instance().to_string());
     line(
         "pending",
@@ -440,16 +446,16 @@ fn write_failure(e: io::Error) -> Outcome {
 fn check(a: CheckArgs) -> Outcome {
     let path = &a.path;
     let verdict_bad = |why: &str| {
-        let prefix = format!("{}: ", path.display());
+        let prefix = format!("{}: ", shown(path));
         let why = printable(why.strip_prefix(&prefix).unwrap_or(why));
         // Only a file with SQLite's header and edgebuf's application_id is edgebuf's: anything
         // else is not damaged but foreign, and edgebuf never moves it.
         if !is_ours(path) {
-            println!("{}: not an edgebuf buffer file ({why})", path.display());
+            println!("{}: not an edgebuf buffer file ({why})", shown(path));
             println!("  edgebuf refuses to open it (EDGEBUF_ERR_CORRUPT) and never moves it.");
             return Ok(ExitCode::from(1));
         }
-        println!("{}: DAMAGED ({why})", path.display());
+        println!("{}: DAMAGED ({why})", shown(path));
         println!(
             "  edgebuf moves a file found damaged at open aside to PATH.corrupt-UNIXMS and starts \
              empty (storage.on_corrupt=quarantine, the default), or refuses to open it (fail)."
@@ -460,7 +466,7 @@ fn check(a: CheckArgs) -> Outcome {
         Ok(b) => b,
         Err(Failure::Bad(m)) => {
             if m.contains("not an edgebuf buffer") || m.contains("newer than") {
-                println!("{m}");
+                println!("{}", printable(&m));
                 println!("  edgebuf refuses to open it (EDGEBUF_ERR_CORRUPT) and never moves it.");
                 return Ok(ExitCode::from(1));
             }
@@ -476,7 +482,7 @@ fn check(a: CheckArgs) -> Outcome {
     if !problems.is_empty() {
         println!(
             "{}: DAMAGED (integrity_check found {}):",
-            path.display(),
+            shown(path),
             plural(problems.len() as u64, "problem", "problems")
         );
         for p in &problems {
@@ -495,7 +501,7 @@ fn check(a: CheckArgs) -> Outcome {
     };
     println!(
         "{}: ok (integrity_check passed; edgebuf schema {}, instance {}, {} pending, {})",
-        path.display(),
+        shown(path),
         b.schema_version(),
         b.instance(),
         sum.pending_records,
@@ -636,7 +642,7 @@ fn open_failure(path: &Path, cmd: &str, e: &edgebuf::Error) -> Failure {
             Failure::Held(format!(
                 "{} is held by another process{by}: stop it first; `edgebuf {cmd}` needs the \
                  buffer to itself (status, export and check work meanwhile). Nothing was changed.",
-                path.display()
+                shown(path)
             ))
         }
         edgebuf::Code::Corrupt => Failure::Bad(e.message().to_string()),
@@ -655,7 +661,7 @@ fn tool_config(path: &Path) -> Result<edgebuf::Config, Failure> {
 fn set_path(cfg: &mut edgebuf::Config, path: &Path) -> Result<(), Failure> {
     let p = path
         .to_str()
-        .ok_or_else(|| Failure::Other(format!("{}: the path is not UTF-8", path.display())))?;
+        .ok_or_else(|| Failure::Other(format!("{}: the path is not UTF-8", shown(path))))?;
     set_key(cfg, "path", p)
 }
 
@@ -693,7 +699,7 @@ fn requeue(a: RequeueArgs) -> Outcome {
     if r.records == 0 {
         println!(
             "{}: requeued 0 dead letters (none{which}); {} left",
-            path.display(),
+            shown(path),
             plural(left, "dead letter", "dead letters")
         );
         return Ok(ExitCode::SUCCESS);
@@ -702,7 +708,7 @@ fn requeue(a: RequeueArgs) -> Outcome {
     println!(
         "{}: requeued {}{which} ({}): pending again as seq {f}..{l} (new ids {inst}-{f}..{inst}-{l}; \
          they were seq {}..{}), behind {} already pending; {} left",
-        path.display(),
+        shown(path),
         plural(r.records, "dead letter", "dead letters"),
         human_bytes(r.bytes),
         r.old_seqs.0,
@@ -732,7 +738,7 @@ fn compact(a: CompactArgs) -> Outcome {
     println!(
         "{}: {b} -> {n} bytes ({} -> {}, {} reclaimed; before: db {} + wal {} + shm {}, \
          after: db {} + wal {} + shm {})",
-        path.display(),
+        shown(path),
         human_bytes(b),
         human_bytes(n),
         human_bytes(b.saturating_sub(n)),
@@ -764,7 +770,7 @@ mod drain {
         let file = |p: &Path| {
             p.to_str()
                 .map(str::to_string)
-                .ok_or_else(|| Failure::Other(format!("{}: the path is not UTF-8", p.display())))
+                .ok_or_else(|| Failure::Other(format!("{}: the path is not UTF-8", shown(p))))
         };
         let mut sets: Vec<(String, String)> = Vec::new();
         let mut put = |k: &str, v: String| sets.push((k.to_string(), v));
@@ -950,7 +956,7 @@ mod drain {
         let total = st.pending_records;
         if total == 0 {
             let _ = buf.close(Duration::from_secs(1));
-            println!("{}: nothing pending", path.display());
+            println!("{}: nothing pending", shown(path));
             return Ok(ExitCode::SUCCESS);
         }
         let mut progress = if a.quiet {
@@ -970,7 +976,7 @@ mod drain {
                 "edgebuf drain: delivering {} ({}) from {} to {}",
                 plural(total, "record", "records"),
                 human_bytes(st.pending_bytes),
-                path.display(),
+                shown(path),
                 cfg.endpoint_redacted()
             );
             Progress::Lines {
@@ -1018,7 +1024,7 @@ mod drain {
             (End::Drained, Ok(())) => {
                 println!(
                     "{}: drained: {} delivered in {secs:.1} s ({:.0} records/s){dead}",
-                    path.display(),
+                    shown(path),
                     plural(last.delivered_total, "record", "records"),
                     last.delivered_total as f64 / secs.max(1e-3),
                 );
@@ -1027,7 +1033,7 @@ mod drain {
             (End::Failed(e), _) => {
                 return Err(Failure::Other(format!(
                     "{}: delivery failed: {}",
-                    path.display(),
+                    shown(path),
                     e.message()
                 )))
             }
@@ -1038,7 +1044,7 @@ mod drain {
             "edgebuf drain: {why}: {} still pending stay in {} for the next open \
              ({} delivered{dead}; {})",
             plural(last.pending_records, "record", "records"),
-            path.display(),
+            shown(path),
             last.delivered_total,
             state(&last)
         );

@@ -110,7 +110,7 @@ struct Shared {
 /// Loads the (source, id) keys of an existing out file, and makes sure it ends with a
 /// newline (a line cut short by a crash is skipped, and the next one starts afresh).
 fn load(out: &mut File, path: &Path) -> Result<(HashSet<(String, String)>, u64), Failure> {
-    let fail = |e: io::Error| Failure::Other(format!("{}: {e}", path.display()));
+    let fail = |e: io::Error| Failure::Other(format!("{}: {e}", super::shown(path)));
     let mut seen = HashSet::new();
     let (mut loaded, mut skipped) = (0u64, 0u64);
     out.seek(SeekFrom::Start(0)).map_err(fail)?;
@@ -144,7 +144,7 @@ fn load(out: &mut File, path: &Path) -> Result<(HashSet<(String, String)>, u64),
     if skipped > 0 {
         eprintln!(
             "edgebuf receive: skipped {skipped} unreadable line(s) of {}",
-            path.display()
+            super::shown(path)
         );
     }
     Ok((seen, loaded))
@@ -172,7 +172,7 @@ pub fn run(args: ReceiveArgs) -> Outcome {
         .append(true)
         .create(true)
         .open(&args.out)
-        .map_err(|e| Failure::Other(format!("{}: {e}", args.out.display())))?;
+        .map_err(|e| Failure::Other(format!("{}: {e}", super::shown(&args.out))))?;
     let (seen, loaded) = load(&mut out, &args.out)?;
     let listener = TcpListener::bind(args.listen)
         .map_err(|e| Failure::Other(format!("cannot listen on {}: {e}", args.listen)))?;
@@ -182,7 +182,7 @@ pub fn run(args: ReceiveArgs) -> Outcome {
         .unwrap_or_else(|_| args.listen.to_string());
     eprintln!(
         "edgebuf receive: listening on http://{addr}/ (out {}, {} already in it)",
-        args.out.display(),
+        super::shown(&args.out),
         plural(loaded, "envelope", "envelopes")
     );
     let shared = Arc::new(Shared {

@@ -1161,3 +1161,49 @@ fn the_tool_refuses_files_that_are_not_edgebuf_s_own() {
         }
     }
 }
+
+/// Nothing the tool prints reaches the terminal raw when it came from outside the tool: a file
+/// named with an escape sequence, and rows forged into a buffer file (an instance id or data
+/// that would add fields or lines to `export`, an escape sequence in the data) are refused as
+/// damage, with control characters escaped in every message.
+#[test]
+fn hostile_names_and_rows_never_reach_the_terminal_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, _) = buffer_with_backlog(dir.path(), 3);
+    b.close(Duration::ZERO).unwrap_err();
+    let named = dir.path().join("x\u{1b}[31my.db");
+    std::fs::rename(dir.path().join("buf.db"), &named).unwrap();
+    for cmd in ["status", "check", "export"] {
+        let o = run(&[cmd, p(&named)]);
+        assert!(o.status.success(), "{cmd}: {}", stderr(&o));
+        let all = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(
+            !all.contains('\u{1b}'),
+            "{cmd} printed a raw escape: {all:?}"
+        );
+    }
+    let o = run(&["status", p(&dir.path().join("gone\u{1b}[2J.db"))]);
+    assert!(!o.status.success());
+    assert!(!stderr(&o).contains('\u{1b}'), "{:?}", stderr(&o));
+    assert!(stderr(&o).contains("\\u{1b}"), "{:?}", stderr(&o));
+
+    for sql in [
+        "UPDATE records SET inst = 'abc\",\"id\":\"forged' WHERE seq = (SELECT max(seq) FROM records)",
+        "UPDATE records SET data = '1,\"id\":\"forged\"' WHERE seq = (SELECT max(seq) FROM records)",
+        "UPDATE records SET data = x'7b1b5b33316d0a7d' WHERE seq = (SELECT max(seq) FROM records)",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (b, _) = buffer_with_backlog(dir.path(), 3);
+        b.close(Duration::ZERO).unwrap_err();
+        let path = dir.path().join("buf.db");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+        let o = run(&["export", p(&path)]);
+        assert!(!o.status.success(), "export after {sql}: {}", stdout(&o));
+        let all = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(!all.contains("forged\""), "export after {sql} forged a field: {all}");
+        assert!(!all.contains('\u{1b}'), "export after {sql}: {all:?}");
+    }
+}

@@ -410,6 +410,13 @@ impl BufferFile {
             ValueRef::Blob(b) | ValueRef::Text(b) => b,
             _ => b"null",
         };
+        // Written out verbatim as the envelope's data: anything but one JSON value (which
+        // edgebuf_log checked before storing it) would forge fields or lines of the output.
+        if crate::record::validate(data, LARGEST_RECORD as u64).is_err() {
+            return Err(self.damaged(&format!(
+                "{what} (seq {seq}) holds data that is not one JSON value"
+            )));
+        }
         let record = Record {
             seq,
             ts_ms,
@@ -714,7 +721,15 @@ mod tests {
 
     #[test]
     fn hostile_rows_give_clear_errors() {
-        let cases: [(&str, &str); 8] = [
+        let cases: [(&str, &str); 10] = [
+            (
+                "UPDATE records SET data = '1,\"id\":\"forged\"' WHERE seq = 9",
+                "not one JSON value",
+            ),
+            (
+                "UPDATE dead_letters SET data = x'7b1b5b33316d7d' WHERE seq = 7",
+                "not one JSON value",
+            ),
             (
                 "UPDATE records SET ts_ms = -1 WHERE seq = 9",
                 "negative ts_ms",
