@@ -45,7 +45,7 @@ fn dead_endpoint() -> String {
 }
 
 struct Handle(*mut edgebuf_t);
-// SAFETY: edgebuf handles are safe to use from any number of threads (SPEC 1).
+// SAFETY: edgebuf handles are safe to use from any number of threads (docs/reference.md, C API).
 unsafe impl Send for Handle {}
 // SAFETY: as above.
 unsafe impl Sync for Handle {}

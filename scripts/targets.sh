@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds and tests edgebuf for the device targets of SPEC 5, from an x86_64 Debian machine:
+# Builds and tests edgebuf for the device targets of README, Embedded targets, from an x86_64 Debian machine:
 #
 #   scripts/targets.sh build TARGET   the release library of TARGET (profile release-small)
 #                                     in target/dist/TARGET/: lib/libedgebuf.so (+ .so.0),
@@ -28,7 +28,7 @@ aarch64-unknown-linux-gnu     | aarch64-linux-gnu-gcc   | aarch64-linux-gnu-   |
 armv7-unknown-linux-gnueabihf | arm-linux-gnueabihf-gcc | arm-linux-gnueabihf- | qemu-arm     | /usr/arm-linux-gnueabihf | shared static | armhf arm-linux-gnueabihf     | -
 x86_64-unknown-linux-musl     | musl-gcc                |                      |              |                          | static        | - -                           | -
 "
-# A stripped libedgebuf.so may be at most this big (SPEC 5: 3 MB).
+# A stripped libedgebuf.so may be at most this big (README, Embedded targets: 3 MB).
 MAX_SO_BYTES=3000000
 # C code (SQLite, ring) of a release library: optimised for size, and without unwind tables,
 # which only Rust frames need (no panic unwinds through C: rusqlite catches them in callbacks).

@@ -3,7 +3,7 @@
 use std::ffi::CStr;
 use std::fmt;
 
-/// The result codes of SPEC section 1. Values are fixed forever.
+/// The result codes of docs/reference.md, C API. Values are fixed forever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(i32)]
 pub enum Code {

@@ -39,7 +39,7 @@ pub struct Counters {
     pub resends_total: AtomicU64,
 }
 
-/// The accounting (SPEC 1): at every moment
+/// The accounting (docs/reference.md, C API): at every moment
 ///
 /// ```text
 /// pending_records = pending_at_open + logged_total
@@ -90,7 +90,7 @@ impl Counters {
         self.dead_lettered_total.fetch_add(n, Relaxed);
     }
 
-    /// Records pending now, by the invariant of SPEC 1.
+    /// Records pending now, by the invariant of docs/reference.md, C API.
     pub fn pending_records(&self) -> u64 {
         // Settlements are read before intake: a record is logged before it can be settled,
         // so the difference never underflows.

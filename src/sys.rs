@@ -76,7 +76,7 @@ pub fn random_instance() -> io::Result<String> {
 }
 
 /// fsyncs the directory holding `path`, so that a file created, renamed or removed there
-/// survives a power cut (SPEC 4). Best effort: a file system that cannot fsync a directory
+/// survives a power cut (docs/reference.md, guarantees). Best effort: a file system that cannot fsync a directory
 /// gives no better guarantee either way.
 pub fn fsync_dir(path: &std::path::Path) {
     let dir = match path.parent() {

@@ -1,4 +1,4 @@
-//! File-system faults (SPEC 4: capacity, damage, one owner per file, degraded storage), made
+//! File-system faults (docs/reference.md, guarantees: capacity, damage, one owner per file, degraded storage), made
 //! real: a file-size limit (RLIMIT_FSIZE, writes fail with EFBIG) in a child process, a small
 //! tmpfs that runs out of space (ENOSPC), read-only and missing directories, truncated files,
 //! a `-wal` of another database, the lock of a SIGKILLed owner, and a disk that fails after
@@ -44,7 +44,7 @@ fn delivered_ns(rx: &Server) -> BTreeMap<u64, usize> {
     m
 }
 
-/// Every envelope id is delivered once: no acknowledgement is lost in these tests, so SPEC 4
+/// Every envelope id is delivered once: no acknowledgement is lost in these tests, so docs/reference.md, guarantees
 /// (at-least-once) allows no duplicate.
 fn assert_no_duplicates(rx: &Server) {
     let got = rx.delivered();
@@ -579,7 +579,7 @@ fn file_size_limit_degrades_storage_then_writing_resumes() {
 
 #[test]
 fn a_full_tmpfs_counts_drops_and_writing_resumes_when_space_returns() {
-    // Real ENOSPC: SQLite reports SQLITE_FULL, which counts as full (SPEC 4, capacity), not as
+    // Real ENOSPC: SQLite reports SQLITE_FULL, which counts as full (docs/reference.md, guarantees, capacity), not as
     // a storage failure. disk.min_free_bytes=0, so that the file system itself says no.
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("mnt");
@@ -1115,7 +1115,7 @@ fn truncated_files_open_and_keep_what_sqlite_can_read() {
         truncate(&d.path().join("buf.db"), cut);
         if (1..72).contains(&cut) {
             // Too short to carry edgebuf's application_id (offset 68): not provably edgebuf's,
-            // so never moved (SPEC 4): CORRUPT in both modes, the files as found.
+            // so never moved (docs/reference.md, guarantees): CORRUPT in both modes, the files as found.
             let found = snapshot(d.path());
             for mode in ["quarantine", "fail"] {
                 let mut c = config(d.path(), &format!("http://127.0.0.1:{}/", dead_port()));
@@ -1371,7 +1371,7 @@ fn the_lock_of_a_killed_owner_never_blocks_the_next_open() {
 #[test]
 fn records_logged_while_storage_is_degraded_are_delivered_from_memory() {
     // The endpoint is up. After open, every write to a file fails (RLIMIT_FSIZE = 0: EFBIG):
-    // SPEC 4 says records are held in memory, delivery goes on from memory, storage_degraded
+    // docs/reference.md, guarantees says records are held in memory, delivery goes on from memory, storage_degraded
     // is 1 with a STORAGE_ERROR event, edgebuf_sync returns STORAGE; once writing works
     // again, records go to disk again (STORAGE_OK) and storage_degraded returns to 0.
     let dir = tempfile::tempdir().unwrap();
@@ -1435,7 +1435,7 @@ fn records_logged_while_storage_is_degraded_are_delivered_from_memory() {
 
 #[test]
 fn sync_mode_refuses_records_while_storage_is_degraded() {
-    // SPEC 4: in sync mode edgebuf_log returns EDGEBUF_ERR_STORAGE while the disk fails and
+    // docs/reference.md, guarantees: in sync mode edgebuf_log returns EDGEBUF_ERR_STORAGE while the disk fails and
     // stores nothing (not counted as logged); it succeeds again once writing works.
     let dir = tempfile::tempdir().unwrap();
     let rx = Server::receiver();

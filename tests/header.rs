@@ -1,5 +1,5 @@
 //! The committed C header is what cbindgen generates from the source, carries every function
-//! of SPEC section 1, and its version macros match Cargo.toml.
+//! of docs/reference.md, C API, and its version macros match Cargo.toml.
 
 use std::path::Path;
 use std::process::Command;

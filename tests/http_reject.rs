@@ -1,4 +1,4 @@
-//! SPEC 3 against real HTTP servers on 127.0.0.1, through the whole Buffer: 413 splits the
+//! docs/reference.md, the wire against real HTTP servers on 127.0.0.1, through the whole Buffer: 413 splits the
 //! batch, 400/422 bisect it to isolate the rejected records, which are dead-lettered only once
 //! the endpoint accepted something else; an endpoint that rejects everything loses nothing.
 

@@ -1,4 +1,4 @@
-//! SPEC 3 against real HTTP servers on 127.0.0.1, through the whole Buffer: transient
+//! docs/reference.md, the wire against real HTTP servers on 127.0.0.1, through the whole Buffer: transient
 //! failures and the identical retried batch, Retry-After, retry_now, configuration problems,
 //! timeouts and broken connections.
 

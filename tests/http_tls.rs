@@ -1,4 +1,4 @@
-//! SPEC 3 over HTTPS, through the whole Buffer, against a rustls server on 127.0.0.1 with
+//! docs/reference.md, the wire over HTTPS, through the whole Buffer, against a rustls server on 127.0.0.1 with
 //! rcgen certificates: tls.ca_file, a wrong CA (records kept), mutual TLS.
 
 mod common;

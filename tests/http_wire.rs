@@ -1,4 +1,4 @@
-//! SPEC 3 against a real HTTP server on 127.0.0.1, through the whole Buffer: the request as it
+//! docs/reference.md, the wire against a real HTTP server on 127.0.0.1, through the whole Buffer: the request as it
 //! travels (json, ndjson, gzip, headers) and how records are batched.
 
 mod common;
@@ -29,7 +29,7 @@ fn log_three(b: &Buffer) {
     b.flush(Duration::from_secs(5)).unwrap();
 }
 
-/// The envelope of SPEC 3 with `data` verbatim.
+/// The envelope of docs/reference.md, the wire with `data` verbatim.
 fn check_envelopes(b: &Buffer, plain: &[u8], source: &str) {
     let env = envelopes(plain);
     assert_eq!(env.len(), 3);

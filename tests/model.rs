@@ -1,4 +1,4 @@
-//! Model-based property test of the store (SPEC 3 ordering, SPEC 4 at-least-once, capacity and
+//! Model-based property test of the store (docs/reference.md, the wire ordering, docs/reference.md, guarantees at-least-once, capacity and
 //! the status invariant): random sequences of operations run against a real Buffer and a real
 //! receiver on 127.0.0.1, and are compared with a simple model queue.
 //!
@@ -714,7 +714,7 @@ fn random_operations_match_the_model_queue() {
 // Regression tests for the bugs the model found (both fixed; TOLERATE_KNOWN_BUGS brings back
 // the workarounds if one returns), and for one bug in the model itself.
 
-/// Bug 1 (SPEC 1, flush): edgebuf_flush returned OK while records logged before it were
+/// Bug 1 (docs/reference.md, C API, flush): edgebuf_flush returned OK while records logged before it were
 /// still pending. The writer drains the memory queue (`QueueState::take_for_commit`) and
 /// releases the queue lock before `write_batch` stores the batch; meanwhile
 /// `Buffer::lowest_unsettled` sees neither the queue nor the file holding them, so
@@ -751,7 +751,7 @@ fn flush_returns_ok_only_once_records_are_settled() {
     );
 }
 
-/// Bug 2 (SPEC 1, close: "OK when nothing is pending"): close returned TIMEOUT, "0 records
+/// Bug 2 (docs/reference.md, C API, close: "OK when nothing is pending"): close returned TIMEOUT, "0 records
 /// stay on disk", when its deadline passed while the last request was in flight and that
 /// request then delivered everything within the 20 ms grace: `Buffer::close` returns OK only if
 /// `delivered_all && pending == 0`, where `delivered_all` was decided before the grace.

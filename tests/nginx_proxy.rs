@@ -1,4 +1,4 @@
-//! SPEC 3 behind a real reverse proxy: a private nginx (Debian's `nginx-light`) on a 127.0.0.1
+//! docs/reference.md, the wire behind a real reverse proxy: a private nginx (Debian's `nginx-light`) on a 127.0.0.1
 //! port, with its own configuration, logs and temp dirs in a temporary directory, in front of
 //! the test receiver. nginx terminates TLS and requires a client certificate, closes keep-alive
 //! connections after 3 requests and after 1 s idle, limits the body size (413) and the request
@@ -391,7 +391,7 @@ fn assert_nothing_dead(b: &Buffer) {
 /// nginx requires a client certificate. With it everything arrives. Without it nginx completes
 /// the handshake and answers every request 400 ("No required SSL certificate was sent"): the
 /// batch is bisected, nothing is accepted, so nothing is dead-lettered and the records stay
-/// pending (SPEC 3). Reopened with the certificate, they all arrive once, in order.
+/// pending (docs/reference.md, the wire). Reopened with the certificate, they all arrive once, in order.
 #[test]
 fn mutual_tls_through_nginx_keeps_records_until_the_certificate_is_configured() {
     let t0 = Instant::now();

@@ -1,21 +1,21 @@
-//! Property tests (proptest) of three contracts, each against an oracle written from SPEC.md
+//! Property tests (proptest) of three contracts, each against an oracle written from the reference
 //! rather than from the code:
 //!
-//! 1. Record validation (SPEC 1, EDGEBUF_ERR_INVALID_RECORD): any JSON value nested at most 128
+//! 1. Record validation (docs/reference.md, C API, EDGEBUF_ERR_INVALID_RECORD): any JSON value nested at most 128
 //!    deep is accepted and travels verbatim; invalid UTF-8, deeper nesting, trailing data, empty
 //!    input and records over `record.max_bytes` are refused with INVALID_RECORD and store
 //!    nothing (no seq is used up); arbitrary bytes never panic, through Rust or the C boundary.
-//! 2. Configuration parsing (SPEC 2): arbitrary keys and values (and arbitrary bytes through
+//! 2. Configuration parsing (docs/reference.md, configuration): arbitrary keys and values (and arbitrary bytes through
 //!    edgebuf_config_set) never panic, valid values round-trip, a failed set leaves the old
 //!    value, errors are INVALID_CONFIG naming the key and never the value (nor URL credentials),
 //!    in one line; numeric ranges are what the messages state; headers follow a model;
 //!    `from_vars` is all or nothing; open checks `retry.initial_ms ≤ max_ms`.
-//! 3. Answer handling (SPEC 3): Retry-After (seconds, HTTP dates, garbage) parses as specified,
+//! 3. Answer handling (docs/reference.md, the wire): Retry-After (seconds, HTTP dates, garbage) parses as specified,
 //!    and through a whole Buffer the wait is never longer than `retry.max_ms` and never shorter
 //!    than a Retry-After (capped).
 //!
 //! The sender is crate-private: the properties that need it alone (every status classifies
-//! per SPEC 3, over a real connection too; configured headers reach the endpoint; URLs that
+//! per docs/reference.md, the wire, over a real connection too; configured headers reach the endpoint; URLs that
 //! `set` accepts are accepted at open; interim answers) are unit tests in src/http/.
 //!
 //! Case counts are kept small enough for the file to run in well under a minute (about 10 s).
@@ -378,7 +378,7 @@ impl Json<'_> {
     }
 }
 
-/// SPEC 1: accepted iff UTF-8, exactly one JSON value with surrounding whitespace, nested at
+/// docs/reference.md, C API: accepted iff UTF-8, exactly one JSON value with surrounding whitespace, nested at
 /// most 128 deep, at most `max_bytes` long, and I-JSON (no number overflowing a double, no
 /// unpaired surrogate escape).
 fn acceptable(bytes: &[u8], max_bytes: u64) -> bool {
@@ -393,7 +393,7 @@ fn acceptable(bytes: &[u8], max_bytes: u64) -> bool {
     p.i == bytes.len()
 }
 
-/// Records that must be refused, of each kind SPEC 1 names.
+/// Records that must be refused, of each kind docs/reference.md, C API names.
 fn invalid_record() -> impl Strategy<Value = (Vec<u8>, &'static str)> {
     prop_oneof![
         // Deeper than 128: a chain of 129 to 600 levels, or a valid value wrapped past the limit.
@@ -592,7 +592,7 @@ fn arbitrary_and_mutated_bytes_never_panic_and_agree_with_the_grammar() {
     });
 }
 
-/// Parses a request body in the exact envelope format of SPEC 3 and returns, per envelope, its
+/// Parses a request body in the exact envelope format of docs/reference.md, the wire and returns, per envelope, its
 /// id, seq and the `data` bytes exactly as they travelled.
 fn raw_envelopes(body: &[u8], source: &str) -> Result<Vec<(String, u64, Vec<u8>)>, String> {
     let mut p = Json { b: body, i: 0 };
@@ -1262,7 +1262,7 @@ fn c_api_messages_are_one_line_whatever_the_key() {
     edgebuf_config_free(cfg);
 }
 
-/// The variable for a key: `EDGEBUF_` + the key upper-cased with `.` as `_` (SPEC 2).
+/// The variable for a key: `EDGEBUF_` + the key upper-cased with `.` as `_` (docs/reference.md, configuration).
 fn var_of(key: &str) -> String {
     format!("EDGEBUF_{}", key.to_ascii_uppercase().replace('.', "_"))
 }
@@ -1384,7 +1384,7 @@ fn open_checks_initial_not_above_max() {
 // 3. Answers: status classes, Retry-After, the wait
 // =============================================================================================
 
-/// The classes of SPEC 3, Responses. (The sender's own classification is unit-tested against
+/// The classes of docs/reference.md, the wire, Responses. (The sender's own classification is unit-tested against
 /// the same table in src/http/classify.rs, and over real connections in src/http/mod.rs.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Outcome {
@@ -1395,7 +1395,7 @@ enum Outcome {
     Config,
 }
 
-/// SPEC 3, Responses, as a table.
+/// docs/reference.md, the wire, Responses, as a table.
 fn spec_class(status: u16) -> Outcome {
     match status {
         200..=299 => Outcome::Delivered,

@@ -465,7 +465,7 @@ fn a_file_that_may_not_grow_applies_the_policy_and_counts_drops() {
     }
 }
 
-/// SPEC 4, damage: only a file with SQLite's header and edgebuf's application_id is ever moved
+/// docs/reference.md, guarantees, damage: only a file with SQLite's header and edgebuf's application_id is ever moved
 /// aside. `path` here is a symlink to a user's text file: open is CORRUPT and neither that file
 /// nor a user's file named like an old quarantined set is moved or deleted. (Before: the text
 /// file was renamed to `.corrupt-<ms>` and `important.txt.corrupt-1` deleted.)
@@ -544,7 +544,7 @@ fn only_edgebuf_s_own_older_quarantined_sets_are_deleted() {
     assert!(!dir.path().join("buf.db.corrupt-2-wal").exists());
 }
 
-/// SPEC 4, hostile schema: a trigger, a view or another table added to a buffer file makes it
+/// docs/reference.md, guarantees, hostile schema: a trigger, a view or another table added to a buffer file makes it
 /// not edgebuf's (CORRUPT, untouched). Before: a trigger deleting each inserted row made sync
 /// return OK while the records vanished, and a view over an endless recursive CTE made open
 /// hang.

@@ -1,6 +1,6 @@
 //! `edgebuf`: the command-line tool of edgebuf.
 //!
-//! - `edgebuf receive`: a reference receiver for the wire format (SPEC 3) that deduplicates on
+//! - `edgebuf receive`: a reference receiver for the wire format (docs/reference.md, the wire) that deduplicates on
 //!   (`source`, `id`) and appends each new envelope as one line to a file; it can be switched to
 //!   failing (a control file, or SIGUSR1) to play an outage without a restart.
 //! - `edgebuf status`, `edgebuf export`, `edgebuf check`: read a buffer file (read-only, also

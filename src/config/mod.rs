@@ -238,7 +238,7 @@ mod tests {
         ("storage.on_corrupt", "fail"),
     ];
 
-    /// The SPEC default of every key that has a written one.
+    /// The documented default of every key that has a written one.
     const DEFAULTS: &[(&str, &str)] = &[
         ("durability", "async"),
         ("commit.interval_ms", "1000"),

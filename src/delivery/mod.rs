@@ -1,5 +1,5 @@
 //! The delivery worker: forms batches from the file in seq order, one request in flight,
-//! and applies the response handling of SPEC 3. This file is the worker's loop; the policy
+//! and applies the response handling of docs/reference.md, the wire. This file is the worker's loop; the policy
 //! lives beside it:
 //!
 //! - `retry`: when the next attempt may go out (backoff, Retry-After, configuration problems);

@@ -1,4 +1,4 @@
-//! Batches the endpoint refuses (SPEC 3): a 413 splits the batch in halves (and lowers the
+//! Batches the endpoint refuses (docs/reference.md, the wire): a 413 splits the batch in halves (and lowers the
 //! batch size, see `sizing`); a 400 or 422 bisects it until the refused records stand alone,
 //! and those go to the dead letters. Before records are dead-lettered, a probe with newer
 //! records tells refused records from an endpoint that refuses everything (a proxy): then

@@ -1,4 +1,4 @@
-//! When the next delivery attempt may go out (SPEC section 3): backoff, `Retry-After`, and
+//! When the next delivery attempt may go out (docs/reference.md, the wire): backoff, `Retry-After`, and
 //! the wait after a configuration problem.
 //!
 //! The backoff is exponential with full jitter: after the n-th failure in a row the wait is drawn

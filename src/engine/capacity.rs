@@ -1,4 +1,4 @@
-//! The capacity policy (`capacity.when_full`, SPEC 2), record.ttl_ms, and the BACKLOG_HIGH
+//! The capacity policy (`capacity.when_full`, docs/reference.md, configuration), record.ttl_ms, and the BACKLOG_HIGH
 //! alert: which records give way when the buffer, the memory queue or the disk is full. The
 //! SQL that removes them is the store's.
 

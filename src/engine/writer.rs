@@ -148,7 +148,7 @@ pub fn run(sh: Arc<Shared>) {
     }
 }
 
-/// Async mode's fsync policy (SPEC 2, commit.sync_interval_ms; SPEC 4, power loss). Commits
+/// Async mode's fsync policy (docs/reference.md, configuration, commit.sync_interval_ms; docs/reference.md, guarantees, power loss). Commits
 /// are made without an fsync; a record must be durable at the latest `commit.interval_ms` +
 /// `commit.sync_interval_ms` after it was logged, so once the oldest record of the commits
 /// not yet fsync'd comes that close (less a quarter of the sync interval, for the writer's own

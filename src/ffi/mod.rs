@@ -36,7 +36,7 @@ pub struct edgebuf {
 #[derive(Clone, Copy)]
 struct UserData(*mut c_void);
 // SAFETY: the caller promises user_data may be used from the library's event thread until
-// edgebuf_close returns (SPEC 1, Events); the library never dereferences it.
+// edgebuf_close returns (docs/reference.md, C API, Events); the library never dereferences it.
 unsafe impl Send for UserData {}
 // SAFETY: as above; it is only passed back to the caller's callback.
 unsafe impl Sync for UserData {}
@@ -87,7 +87,7 @@ unsafe fn c_str<'a>(p: *const c_char, what: &str) -> Result<&'a str, Error> {
 /// Enters a call on a live handle; close waits until every entered call has left.
 fn with_handle(h: *mut edgebuf_t, f: impl FnOnce(&Buffer) -> Result<(), Error>) -> edgebuf_result {
     guard(|| {
-        // SAFETY: NULL or a handle from edgebuf_open that close has not freed (SPEC 1:
+        // SAFETY: NULL or a handle from edgebuf_open that close has not freed (docs/reference.md, C API:
         // a call after close returned is undefined behaviour).
         let h = unsafe { h.as_ref() }.ok_or_else(|| null("handle"))?;
         h.active.fetch_add(1, Ordering::SeqCst);

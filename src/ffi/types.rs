@@ -1,4 +1,4 @@
-//! The C types of SPEC section 1: integer codes (never Rust enums: an unknown value coming
+//! The C types of docs/reference.md, C API: integer codes (never Rust enums: an unknown value coming
 //! from C would be undefined behaviour), the status and event structs.
 #![allow(non_camel_case_types)]
 

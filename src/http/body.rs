@@ -1,4 +1,4 @@
-//! The request body (SPEC section 3): one envelope per record, in a json array or as ndjson
+//! The request body (docs/reference.md, the wire): one envelope per record, in a json array or as ndjson
 //! lines, and the exact byte counts that batch sizing plans with before encoding anything.
 //! The OTLP encoders will live here too.
 

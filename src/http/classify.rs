@@ -1,4 +1,4 @@
-//! What an attempt means for the batch (SPEC section 3, Responses): the class of an HTTP
+//! What an attempt means for the batch (docs/reference.md, the wire, Responses): the class of an HTTP
 //! status, of a proxy's refusal to open a tunnel, and of a transport failure, each with one
 //! sentence for messages and events. Details never hold header values, URL userinfo, query
 //! strings or key material.
@@ -6,7 +6,7 @@
 use std::io;
 use std::time::Duration;
 
-/// How the worker must treat the batch after an attempt (SPEC section 3, Responses).
+/// How the worker must treat the batch after an attempt (docs/reference.md, the wire, Responses).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Outcome {
     /// Any 2xx: the batch is settled.
@@ -51,7 +51,7 @@ impl Attempt {
     }
 }
 
-/// Classifies an HTTP status code (SPEC section 3).
+/// Classifies an HTTP status code (docs/reference.md, the wire).
 pub(crate) fn classify_status(status: u16) -> Outcome {
     match status {
         200..=299 => Outcome::Delivered,
@@ -157,7 +157,7 @@ impl Classifier {
         }
     }
 
-    /// The proxy answered the CONNECT for the endpoint with `status` (SPEC 3): 407 (its
+    /// The proxy answered the CONNECT for the endpoint with `status` (docs/reference.md, the wire): 407 (its
     /// credentials), 403 and the like are configuration problems, 408, 429 and 5xx outages.
     /// Nothing of the batch reached the endpoint, so a 400 or 413 here says nothing about the
     /// batch: no split, no bisection.
@@ -332,7 +332,7 @@ mod tests {
         }
     }
 
-    /// SPEC 3, Responses, as a table, against every code (moved from tests/props.rs).
+    /// docs/reference.md, the wire, Responses, as a table, against every code (moved from tests/props.rs).
     #[test]
     fn every_status_code_classifies_per_spec() {
         let spec = |status: u16| match status {

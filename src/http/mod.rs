@@ -1,4 +1,4 @@
-//! The HTTP side (SPEC section 3): the [`Sender`] encodes a batch of records into one request
+//! The HTTP side (docs/reference.md, the wire): the [`Sender`] encodes a batch of records into one request
 //! body, POSTs it to the endpoint and classifies the answer.
 //!
 //! - `body`: envelopes and request bodies (json, ndjson) and their exact lengths.
@@ -1010,7 +1010,7 @@ mod tests {
     }
 
     /// Over a real connection: any final status from 200 to 999, with a Retry-After or none,
-    /// gives the SPEC class, that status, the Retry-After as `retry::parse_retry_after` reads
+    /// gives the class the reference gives, that status, the Retry-After as `retry::parse_retry_after` reads
     /// it (its own properties are tested in tests/props.rs), and a detail without the URL's
     /// secrets.
     #[test]

@@ -19,7 +19,7 @@ const WAL_LIMIT_BYTES: i64 = 4 * 1024 * 1024;
 
 /// The canonical form of a buffer path whose file may not exist yet. A value that cannot name
 /// a buffer file (a directory, a file in a directory that does not exist) is INVALID_CONFIG,
-/// whose message names the key and never the value (SPEC 1).
+/// whose message names the key and never the value (docs/reference.md, C API).
 pub(crate) fn canonical_path(path: &Path) -> Result<PathBuf> {
     let names_dir = || {
         Error::new(
@@ -460,7 +460,7 @@ impl OpenFailure {
     }
 }
 
-/// The locks that make one handle the only owner of a buffer file (SPEC 4), held for the life
+/// The locks that make one handle the only owner of a buffer file (docs/reference.md, guarantees), held for the life
 /// of the Store and released after its connection closes (field order): a flock on
 /// `<canonical path>.lock`, never opened through a symbolic link, and a flock on the database
 /// file itself, whose inode every name of the file shares (another spelling, a symlink, a hard
@@ -598,7 +598,7 @@ fn instance_without_wal(path: &Path) -> Option<String> {
 /// Whether the file at `path` is provably an edgebuf buffer file: SQLite's header with
 /// edgebuf's application_id (offset 68) in its first page, or, for an empty file beside a
 /// `-wal`, in the page 1 that the `-wal`'s first frame holds. Nothing else is ever moved or
-/// deleted (SPEC 4, damage).
+/// deleted (docs/reference.md, guarantees, damage).
 pub fn is_ours(path: &Path) -> bool {
     fn header_is_ours(page: &[u8]) -> bool {
         page.len() >= 72

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fuzzing of file input (SPEC 4, damage): a valid buffer file with a -wal is damaged at random
+"""Fuzzing of file input (docs/reference.md, guarantees, damage): a valid buffer file with a -wal is damaged at random
 (bytes flipped, zeroed, or the file cut short) and opened by tests/c/logger.c
 (logger check: open, log one record, close) in a child process, CASES times.
 Each case must:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What reaches the disk when (SPEC 2 and 4): an LD_PRELOAD shim (count_fsync.c) logs every
+# What reaches the disk when (docs/reference.md, configuration and 4): an LD_PRELOAD shim (count_fsync.c) logs every
 # fsync edgebuf makes on files in a temporary directory, while probe.c logs through it.
 #   async, commit.sync_interval_ms=200: while commits happen, fsyncs of the -wal come at most
 #     one per 200 ms and at most ~200 ms + commit.interval_ms apart; idle, none at all;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The power-cut simulation (SPEC 4, power loss). Each round runs the logger
+"""The power-cut simulation (docs/reference.md, guarantees, power loss). Each round runs the logger
 (tests/c/logger.c) under the shadow
 shim (shadow.c), logging in durability=sync or async, kills it with SIGKILL at a random moment
 (the cut), then builds the files a power cut would leave and opens them with edgebuf:
@@ -12,7 +12,7 @@ shim (shadow.c), logging in durability=sync or async, kills it with SIGKILL at a
 
 Then, per round: the file opens (logger check), its pending count equals the records it
 holds, a record logged after the cut gets a seq above every seq in the file, and no record
-is lost that SPEC 4 keeps: in sync mode every acknowledged record, in async mode every record
+is lost that docs/reference.md, guarantees keeps: in sync mode every acknowledged record, in async mode every record
 logged more than commit.interval_ms + commit.sync_interval_ms (100 + 200 ms) before the cut.
 
 usage: run.py LOGGER SHIM CLI ROUNDS SEED"""

@@ -37,7 +37,7 @@ void test_all_delivered(edgebuf_t *h, cb_ctx *ctx, uint64_t logged_before_open) 
         CHECK(st.last_success_unix_ms > 0);
         CHECK(st.consecutive_failures == 0);
         /* The receiver closes idle keep-alive connections: the resend on a new connection
-           is not a failed attempt (SPEC 3). */
+           is not a failed attempt (docs/reference.md, the wire). */
         CHECK(st.failed_attempts_total == 0);
         CHECK(st.storage_degraded == 0);
         CHECK(st.oldest_pending_age_ms == 0);

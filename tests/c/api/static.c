@@ -65,7 +65,7 @@ void test_static_functions(void) {
         const char *n = edgebuf_result_name(unknown[i]);
         CHECK(n != NULL && strcmp(n, "EDGEBUF_UNKNOWN") == 0);
     }
-    /* The codes are fixed forever (SPEC 1). */
+    /* The codes are fixed forever (docs/reference.md, C API). */
     CHECK(EDGEBUF_OK == 0 && EDGEBUF_ERR_INVALID_ARGUMENT == 1 && EDGEBUF_ERR_INVALID_CONFIG == 2);
     CHECK(EDGEBUF_ERR_INVALID_RECORD == 3 && EDGEBUF_ERR_FULL == 4 && EDGEBUF_ERR_TIMEOUT == 5);
     CHECK(EDGEBUF_ERR_CLOSED == 6 && EDGEBUF_ERR_STORAGE == 7 && EDGEBUF_ERR_LOCKED == 8);
