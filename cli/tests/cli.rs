@@ -7,13 +7,14 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 use common::*;
+mod receiver;
 use edgebuf::{Buffer, Code};
+use receiver::Receive;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_edgebuf");
@@ -320,85 +321,6 @@ fn every_command_has_help() {
 // ---------------------------------------------------------------------------------------------
 // edgebuf receive
 
-/// A running `edgebuf receive`; its stderr is collected.
-struct Receive {
-    child: Child,
-    port: u16,
-    err: Arc<Mutex<String>>,
-    out: PathBuf,
-}
-
-impl Receive {
-    fn start(out: &Path, extra: &[&str]) -> Receive {
-        Receive::start_on(0, out, extra)
-    }
-
-    fn start_on(port: u16, out: &Path, extra: &[&str]) -> Receive {
-        let listen = format!("127.0.0.1:{port}");
-        let mut child = Command::new(BIN)
-            .args(["receive", "--listen", &listen, "--out", p(out)])
-            .args(extra)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start edgebuf receive");
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut first = String::new();
-        err.read_line(&mut first).unwrap();
-        let port: u16 = first
-            .split("http://127.0.0.1:")
-            .nth(1)
-            .and_then(|r| r.split('/').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {first:?}"));
-        let collected = Arc::new(Mutex::new(first));
-        let c2 = Arc::clone(&collected);
-        std::thread::spawn(move || {
-            let mut rest = String::new();
-            let _ = err.read_to_string(&mut rest);
-            c2.lock().unwrap().push_str(&rest);
-        });
-        Receive {
-            child,
-            port,
-            err: collected,
-            out: out.to_path_buf(),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/ingest", self.port)
-    }
-
-    /// SIGTERM; returns the exit code and everything it printed to stderr.
-    fn stop(mut self) -> (Option<i32>, String) {
-        // SAFETY: signals a child process of this test.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let st = self.child.wait().unwrap();
-        let end = Instant::now() + Duration::from_secs(5);
-        while !self.err.lock().unwrap().contains("stopped;") && Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let err = self.err.lock().unwrap().clone();
-        (st.code(), err)
-    }
-
-    fn lines(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-impl Drop for Receive {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// One HTTP/1.1 request on a new connection; (status, body).
 fn http(port: u16, method: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -502,9 +424,9 @@ fn receive_keeps_each_envelope_once_and_fails_on_demand() {
 
     // SIGUSR1 toggles failing.
     // SAFETY: signals a child process of this test.
-    unsafe { libc::kill(rx.child.id() as i32, libc::SIGUSR1) };
+    unsafe { libc::kill(rx.pid() as i32, libc::SIGUSR1) };
     assert!(wait_until(Duration::from_secs(5), || post(rx.port, "[]") == 502));
-    unsafe { libc::kill(rx.child.id() as i32, libc::SIGUSR1) };
+    unsafe { libc::kill(rx.pid() as i32, libc::SIGUSR1) };
     assert!(wait_until(Duration::from_secs(5), || post(rx.port, "[]") == 200));
 
     let (code, health) = http(rx.port, "GET", &[], b"");
@@ -1125,6 +1047,20 @@ fn compact_gives_free_space_back_after_deletes() {
 /// view over an endless recursive CTE, a trigger, and a table rebuilt with a generated column
 /// that makes every row enormous) or a forged instance id is refused at once, before any
 /// table is read.
+/// A buffer file with a backlog (closed, so nothing holds it), changed by `sql` behind
+/// edgebuf's back.
+fn tampered(sql: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, _) = buffer_with_backlog(dir.path(), 3);
+    b.close(Duration::ZERO).unwrap_err();
+    let path = dir.path().join("buf.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(sql)
+        .unwrap();
+    (dir, path)
+}
+
 #[test]
 fn the_tool_refuses_files_that_are_not_edgebuf_s_own() {
     let hostile = [
@@ -1134,14 +1070,7 @@ fn the_tool_refuses_files_that_are_not_edgebuf_s_own() {
         "UPDATE meta SET value = 'x\",\"id\":\"forged' WHERE key = 'instance'",
     ];
     for sql in hostile {
-        let dir = tempfile::tempdir().unwrap();
-        let (b, _) = buffer_with_backlog(dir.path(), 3);
-        b.close(Duration::ZERO).unwrap_err();
-        let path = dir.path().join("buf.db");
-        rusqlite::Connection::open(&path)
-            .unwrap()
-            .execute_batch(sql)
-            .unwrap();
+        let (_dir, path) = tampered(sql);
         for cmd in ["export", "status", "check"] {
             let t0 = Instant::now();
             let o = run(&[cmd, p(&path)]);
@@ -1192,14 +1121,7 @@ fn hostile_names_and_rows_never_reach_the_terminal_raw() {
         "UPDATE records SET data = '1,\"id\":\"forged\"' WHERE seq = (SELECT max(seq) FROM records)",
         "UPDATE records SET data = x'7b1b5b33316d0a7d' WHERE seq = (SELECT max(seq) FROM records)",
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let (b, _) = buffer_with_backlog(dir.path(), 3);
-        b.close(Duration::ZERO).unwrap_err();
-        let path = dir.path().join("buf.db");
-        rusqlite::Connection::open(&path)
-            .unwrap()
-            .execute_batch(sql)
-            .unwrap();
+        let (_dir, path) = tampered(sql);
         let o = run(&["export", p(&path)]);
         assert!(!o.status.success(), "export after {sql}: {}", stdout(&o));
         let all = format!("{}{}", stdout(&o), stderr(&o));

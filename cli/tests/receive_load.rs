@@ -2,62 +2,12 @@
 //! others, idle connections do not cost a thread each, a body over --max-body is refused from
 //! its declared length before it is read, and a large body does not multiply the memory used.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_edgebuf");
-
-/// A running `edgebuf receive` (its stderr is read and dropped, so it never blocks on it).
-struct Rx {
-    child: Child,
-    port: u16,
-}
-
-impl Rx {
-    fn start(out: &Path, extra: &[&str]) -> Rx {
-        let mut child = Command::new(BIN)
-            .args(["receive", "--listen", "127.0.0.1:0", "--out"])
-            .arg(out)
-            .args(extra)
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start edgebuf receive");
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut first = String::new();
-        err.read_line(&mut first).unwrap();
-        let port = first
-            .split("http://127.0.0.1:")
-            .nth(1)
-            .and_then(|r| r.split('/').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {first:?}"));
-        std::thread::spawn(move || {
-            let _ = std::io::copy(&mut err, &mut std::io::sink());
-        });
-        Rx { child, port }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s
-    }
-}
-
-impl Drop for Rx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod receiver;
+use receiver::Receive;
 
 /// The threads of a process.
 fn threads(pid: u32) -> usize {
@@ -120,7 +70,7 @@ fn post(port: u16, body: &[u8], timeout: Duration) -> Result<u16, String> {
 #[test]
 fn stalled_connections_do_not_hold_up_a_post() {
     let dir = tempfile::tempdir().unwrap();
-    let rx = Rx::start(&dir.path().join("out"), &[]);
+    let rx = Receive::start(&dir.path().join("out"), &[]);
     let mut stalled = Vec::new();
     for i in 0..12 {
         let mut s = rx.connect();
@@ -153,7 +103,7 @@ fn stalled_connections_do_not_hold_up_a_post() {
 #[test]
 fn idle_connections_do_not_cost_a_thread_each() {
     let dir = tempfile::tempdir().unwrap();
-    let rx = Rx::start(&dir.path().join("out"), &[]);
+    let rx = Receive::start(&dir.path().join("out"), &[]);
     let before = threads(rx.pid());
     let idle: Vec<TcpStream> = (0..300).map(|_| rx.connect()).collect();
     std::thread::sleep(Duration::from_millis(500));
@@ -175,7 +125,7 @@ fn idle_connections_do_not_cost_a_thread_each() {
 #[test]
 fn a_declared_body_over_the_limit_is_refused_before_it_is_read() {
     let dir = tempfile::tempdir().unwrap();
-    let rx = Rx::start(&dir.path().join("out"), &[]);
+    let rx = Receive::start(&dir.path().join("out"), &[]);
     // The default --max-body is 64 MiB: one byte more is refused from the header alone.
     let mut s = rx.connect();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -187,7 +137,7 @@ fn a_declared_body_over_the_limit_is_refused_before_it_is_read() {
     assert_eq!(status_of(&mut s), Ok(413));
 
     // A chunked body is refused as soon as it passes the limit, before its end.
-    let rx = Rx::start(&dir.path().join("out2"), &["--max-body", "65536"]);
+    let rx = Receive::start(&dir.path().join("out2"), &["--max-body", "65536"]);
     let mut s = rx.connect();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(b"POST /ingest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -206,7 +156,7 @@ fn a_declared_body_over_the_limit_is_refused_before_it_is_read() {
 fn three_64_mib_bodies_at_once_keep_memory_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let rx = Rx::start(&out, &[]);
+    let rx = Receive::start(&out, &[]);
     let data = format!("{{\"x\":\"{}\"}}", "a".repeat(1000));
     let limit = 64usize << 20;
     let mut body = Vec::with_capacity(limit);
@@ -267,7 +217,7 @@ fn response(s: &mut TcpStream) -> (u16, String) {
 fn keep_alive_pipelining_chunked_and_expect_continue() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let rx = Rx::start(&out, &[]);
+    let rx = Receive::start(&out, &[]);
     let mut s = rx.connect();
     // Two requests in one write, the second chunked and gzipped, on one connection.
     let a = format!("[{}]", env(1, "1"));
@@ -332,7 +282,7 @@ fn keep_alive_pipelining_chunked_and_expect_continue() {
 fn large_bodies_take_turns_within_the_budget() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let rx = Rx::start(&out, &["--max-body", "1048576"]);
+    let rx = Receive::start(&out, &["--max-body", "1048576"]);
     let data = format!("{{\"x\":\"{}\"}}", "a".repeat(1000));
     let posts: Vec<_> = (0..4u64)
         .map(|k| {

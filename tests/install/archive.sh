@@ -4,13 +4,7 @@
 # linked dynamically and statically, and run with no LD_LIBRARY_PATH against the reference
 # receiver. The ARM archives are checked for their architecture (scripts/targets.sh runs the
 # programs themselves under qemu). Needs: scripts/package.sh all.
-set -euo pipefail
-trap 'echo "FAIL: $0 line $LINENO: $BASH_COMMAND" >&2' ERR
-cd "$(dirname "$0")/../.."
-. scripts/common.sh
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
-cargo build --release --quiet --bin edgebuf
-with_receiver
+. "$(dirname "$0")/common.sh"
 COUNT=50
 builds=0
 

@@ -4,13 +4,9 @@
 # run both against the reference receiver, run the installed tool, then remove the packages
 # and check that nothing of them is left. The arm64 and armhf packages are checked for their
 # architecture and contents. Needs root (or sudo) and: scripts/package.sh all.
-set -euo pipefail
-trap 'echo "FAIL: $0 line $LINENO: $BASH_COMMAND" >&2' ERR
-cd "$(dirname "$0")/../.."
-. scripts/common.sh
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 # dpkg needs root: run again under sudo (non-interactive) when not root.
 if [ "$(id -u)" -ne 0 ]; then exec sudo -n -E "$0" "$@"; fi
+. "$(dirname "$0")/common.sh"
 pkgs=(libedgebuf0 libedgebuf-dev edgebuf-tools)
 debs=()
 for p in "${pkgs[@]}"; do
@@ -18,8 +14,6 @@ for p in "${pkgs[@]}"; do
   [ -f "$f" ] || { echo "FAIL: no $f (run scripts/package.sh all)" >&2; exit 1; }
   debs+=("$f")
 done
-cargo build --release --quiet --bin edgebuf
-with_receiver
 remove() { dpkg -r edgebuf-tools libedgebuf-dev libedgebuf0 >/dev/null 2>&1 || true; }
 trap 'remove; receiver_cleanup' EXIT
 

@@ -7,13 +7,7 @@
 #    (no network), and runs with no LD_LIBRARY_PATH;
 #  - the installed tool and C++ header work;
 #  - `make uninstall` removes every file install put there.
-set -euo pipefail
-trap 'echo "FAIL: $0 line $LINENO: $BASH_COMMAND" >&2' ERR
-cd "$(dirname "$0")/../.."
-root=$PWD
-. scripts/common.sh
-cargo build --release --quiet --bin edgebuf
-with_receiver
+. "$(dirname "$0")/common.sh"
 # The README's command, exactly, with HOME in the temporary directory (rustup and cargo keep
 # finding their own homes).
 (

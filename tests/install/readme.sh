@@ -4,13 +4,7 @@
 # with HOME in a temporary directory (so `make install PREFIX="$HOME/.local"` installs there).
 # After each block the programs it built must start and deliver to the reference receiver,
 # with no LD_LIBRARY_PATH. The programs it writes in the repository root are removed.
-set -euo pipefail
-trap 'echo "FAIL: $0 line $LINENO: $BASH_COMMAND" >&2' ERR
-cd "$(dirname "$0")/../.."
-root=$PWD
-. scripts/common.sh
-cargo build --release --quiet --bin edgebuf
-with_receiver
+. "$(dirname "$0")/common.sh"
 trap 'rm -f "$root/inference" "$root/inference-static"; receiver_cleanup' EXIT
 awk '
   /^<!-- run by tests\/install\/readme.sh/ { marked = 1; next }

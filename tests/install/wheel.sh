@@ -4,13 +4,7 @@
 # EDGEBUF_* variable set, `import edgebuf` loads the library inside the package and a script
 # logs to the reference receiver. The aarch64 wheel is checked for its tag and its library's
 # architecture. Needs: scripts/package.sh all.
-set -euo pipefail
-trap 'echo "FAIL: $0 line $LINENO: $BASH_COMMAND" >&2' ERR
-cd "$(dirname "$0")/../.."
-. scripts/common.sh
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
-cargo build --release --quiet --bin edgebuf
-with_receiver
+. "$(dirname "$0")/common.sh"
 wheel_of() {
   local w
   w=$(ls target/packages/edgebuf-"$version"-py3-none-manylinux_*_"$1".whl 2>/dev/null | head -1)
