@@ -412,7 +412,7 @@ impl BufferFile {
         };
         // Written out verbatim as the envelope's data: anything but one JSON value (which
         // edgebuf_log checked before storing it) would forge fields or lines of the output.
-        if crate::record::validate(data, LARGEST_RECORD as u64).is_err() {
+        if crate::record::validate(data, LARGEST_RECORD).is_err() {
             return Err(self.damaged(&format!(
                 "{what} (seq {seq}) holds data that is not one JSON value"
             )));
