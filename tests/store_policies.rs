@@ -74,11 +74,25 @@ fn drop_oldest_across_commits_drops_the_oldest_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = down_config(dir.path());
     c.set("capacity.max_records", "10").unwrap();
+    // Records in a request are never dropped: when a drop came while the worker was trying
+    // the dead endpoint, the new record went instead (correctly), and the test failed about
+    // one run in ten. So the overflow comes while the worker waits out a backoff of up to an
+    // hour after its first failed attempt.
+    c.set("retry.initial_ms", "3600000").unwrap();
+    c.set("retry.max_ms", "3600000").unwrap();
     let b = Buffer::open(&c, None).unwrap();
     for i in 0..10 {
         b.log(&rec(i)).unwrap();
     }
     settle(&b);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let s = b.status();
+            s.failed_attempts_total >= 1 && s.next_retry_in_ms > 0
+        }),
+        "the worker never tried the dead endpoint: {:?}",
+        b.status()
+    );
     for i in 10..15 {
         b.log(&rec(i)).unwrap();
         settle(&b);
