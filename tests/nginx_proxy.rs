@@ -420,11 +420,14 @@ fn mutual_tls_through_nginx_keeps_records_until_the_certificate_is_configured() 
     let b = Buffer::open(&cfg(dir_b.path(), &n, &certs, false, &[]), ev.callback()).unwrap();
     let instance_b = b.instance().to_string();
     log_range(&b, 0..6);
-    // A bisection round for 6 records is up to 11 requests; wait for several rounds.
+    // A bisection round for 6 records is up to 11 requests; wait for several rounds. nginx
+    // logs an answer before the worker has read it and counted the failure: wait for both.
     assert!(
-        wait_until(Duration::from_secs(10), || n.count(400) >= 25),
-        "nginx answered 400 {} times",
-        n.count(400)
+        wait_until(Duration::from_secs(10), || n.count(400) >= 25
+            && b.status().failed_attempts_total >= 25),
+        "nginx answered 400 {} times; {:?}",
+        n.count(400),
+        b.status()
     );
     let st = b.status();
     assert_eq!(st.pending_records, 6, "{st:?}");
