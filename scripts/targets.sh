@@ -61,7 +61,11 @@ list() { printf '%s\n' "$TARGETS" | awk -F'|' 'NF > 1 { gsub(/ /, "", $1); print
 cargo_env() {
   local up lo
   up=$(echo "$target" | tr 'a-z-' 'A-Z_') lo=${target//-/_}
-  envs=("CC_$lo=$cc" "AR_$lo=${bp}ar" "CARGO_TARGET_${up}_LINKER=$cc")
+  envs=("CC_$lo=$cc" "AR_$lo=${bp}ar")
+  # The linker: the cross gcc. Not for musl, where rustc links its own self-contained musl
+  # (a static-pie program); musl-gcc as the linker made the edgebuf tool a dynamic program
+  # for /lib/ld-musl-x86_64.so.1 that crashed at start.
+  [[ " $kinds " == *" shared "* ]] && envs+=("CARGO_TARGET_${up}_LINKER=$cc")
   [ "$target" = x86_64-unknown-linux-gnu ] && envs+=("CARGO_TARGET_${up}_RUSTFLAGS=-C linker-features=-lld")
   [ -n "$qemu" ] && envs+=("CARGO_TARGET_${up}_RUNNER=${runner[*]}")
   return 0
@@ -166,6 +170,8 @@ test_target() {
     return 1
   fi
   file -b "$bin/api_test" | cut -d, -f1-2
+  # The edgebuf tool of the target starts there.
+  echo "edgebuf tool: $(${runner[@]+"${runner[@]}"} "$dist/bin/edgebuf" --version) ($(file -b "$dist/bin/edgebuf" | cut -d, -f1,2,4))"
   # The host's reference receiver (`edgebuf receive`) answers the target's programs.
   cargo build --release --quiet --bin edgebuf
   export EDGEBUF_TARGET_RUNNER="${runner[*]}"

@@ -14,7 +14,7 @@ wheel_of() {
 w=$(wheel_of x86_64)
 # The tag promises no newer glibc than this machine's, and the wheel says which it needs.
 floor=$(echo "$w" | sed 's/.*manylinux_\([0-9]*\)_\([0-9]*\)_.*/\1.\2/')
-have=$(ldd --version | head -1 | grep -o '[0-9]*\.[0-9]*$')
+have=$(getconf GNU_LIBC_VERSION | cut -d' ' -f2)
 [ "$(printf '%s\n%s\n' "$floor" "$have" | sort -V | tail -1)" = "$have" ] ||
   { echo "FAIL: the wheel needs glibc $floor, this machine has $have" >&2; exit 1; }
 
