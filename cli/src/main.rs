@@ -473,10 +473,10 @@ mod prometheus {
             let [db, wal, shm] = self.sizes;
             family(
                 "edgebuf_buffer_info",
-                "The buffer file's instance id (the first part of each record id) and schema version; always 1.",
+                "The buffer file's instance id (the first part of each record id; buffer_instance, as node_exporter's target already has an instance label) and schema version; always 1.",
                 &[(
                     format!(
-                        ",instance=\"{}\",schema_version=\"{}\"",
+                        ",buffer_instance=\"{}\",schema_version=\"{}\"",
                         label_value(self.instance),
                         self.schema_version
                     ),

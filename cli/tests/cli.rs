@@ -307,7 +307,7 @@ fn status_writes_prometheus_text_that_agrees_with_json() {
             .collect();
         assert_eq!(by_status, want);
         let info = m.iter().find(|x| x.name == "edgebuf_buffer_info").unwrap();
-        assert_eq!(info.label("instance"), s["instance"].as_str());
+        assert_eq!(info.label("buffer_instance"), s["instance"].as_str());
         assert_eq!(
             info.label("schema_version"),
             Some(s["schema_version"].to_string().as_str())
