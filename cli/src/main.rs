@@ -278,6 +278,12 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 
 fn status(a: StatusArgs) -> Outcome {
     let path = &a.path;
+    let format = if a.json { StatusFormat::Json } else { a.format };
+    if a.capacity_max_bytes.is_some() && format != StatusFormat::Prometheus {
+        return Err(Failure::Other(
+            "--capacity-max-bytes goes with --format prometheus".into(),
+        ));
+    }
     // Sizes as found (see `BufferFile::open` on the -wal and -shm).
     let [db, wal, shm] = file_sizes(path);
     let b = open_buffer(path)?;
@@ -294,12 +300,6 @@ fn status(a: StatusArgs) -> Outcome {
     let hwm = sum.high_water_mark;
     let holder = lock_holder(path);
     let now = now_ms();
-    let format = if a.json { StatusFormat::Json } else { a.format };
-    if a.capacity_max_bytes.is_some() && format != StatusFormat::Prometheus {
-        return Err(Failure::Other(
-            "--capacity-max-bytes goes with --format prometheus".into(),
-        ));
-    }
 
     if format == StatusFormat::Prometheus {
         let m = prometheus::Metrics {
