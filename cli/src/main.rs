@@ -4,8 +4,9 @@
 //!   (`source`, `id`) and appends each new envelope as one line to a file; it can be switched to
 //!   failing (a control file, or SIGUSR1) to play an outage without a restart.
 //! - `edgebuf status`, `edgebuf export`, `edgebuf check`: read a buffer file (read-only, also
-//!   while a program holds it open) and print its backlog, its records, or its integrity. They
-//!   never write to the file, and leave no `-wal` or `-shm` behind that was not there.
+//!   while a program holds it open) and print its backlog (also as Prometheus text, for
+//!   node_exporter's textfile collector), its records, or its integrity. They never write to the
+//!   file, and leave no `-wal` or `-shm` behind that was not there.
 //! - `edgebuf requeue`, `edgebuf compact`, `edgebuf drain`: maintenance that writes to the
 //!   file. Each takes the buffer's lock like the library does, so each refuses (exit 3) while a
 //!   program holds the buffer open.
@@ -55,13 +56,32 @@ enum Cmd {
 ///
 /// Opens the file read-only; works while a program holds it open (records still in that
 /// program's memory queue, not yet committed, are not counted).
+///
+/// `--format prometheus` writes the same fields as Prometheus text exposition format, for
+/// node_exporter's textfile collector: gauges named `edgebuf_*` with HELP and TYPE lines, bytes
+/// in `_bytes`, ages and times in `_seconds`, each with a `path` label.
 #[derive(Args)]
 struct StatusArgs {
     /// The buffer file (the `path` of the configuration).
     path: PathBuf,
-    /// Print one JSON object instead of text.
-    #[arg(long)]
+    /// Print one JSON object instead of text (the same as `--format json`).
+    #[arg(long, conflicts_with = "format")]
     json: bool,
+    /// The output: text for a person, one JSON object, or Prometheus text exposition format.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = StatusFormat::Text)]
+    format: StatusFormat,
+    /// With `--format prometheus`: also write `edgebuf_capacity_max_bytes` with this value
+    /// (the program's `capacity.max_bytes`, which the file does not record), so that an alert
+    /// can compare the backlog with it.
+    #[arg(long, value_name = "BYTES")]
+    capacity_max_bytes: Option<u64>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StatusFormat {
+    Text,
+    Json,
+    Prometheus,
 }
 
 /// Print the records of a buffer file as NDJSON envelopes, in seq order.
@@ -258,6 +278,12 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 
 fn status(a: StatusArgs) -> Outcome {
     let path = &a.path;
+    let format = if a.json { StatusFormat::Json } else { a.format };
+    if a.capacity_max_bytes.is_some() && format != StatusFormat::Prometheus {
+        return Err(Failure::Other(
+            "--capacity-max-bytes goes with --format prometheus".into(),
+        ));
+    }
     // Sizes as found (see `BufferFile::open` on the -wal and -shm).
     let [db, wal, shm] = file_sizes(path);
     let b = open_buffer(path)?;
@@ -275,7 +301,21 @@ fn status(a: StatusArgs) -> Outcome {
     let holder = lock_holder(path);
     let now = now_ms();
 
-    if a.json {
+    if format == StatusFormat::Prometheus {
+        let m = prometheus::Metrics {
+            path,
+            instance: b.instance(),
+            schema_version: b.schema_version(),
+            summary: &sum,
+            sizes: [db, wal, shm],
+            in_use: holder.as_ref().ok().map(Option::is_some),
+            now_ms: now,
+            capacity_max_bytes: a.capacity_max_bytes,
+        };
+        print!("{}", m.render());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if format == StatusFormat::Json {
         let v = serde_json::json!({
             "path": path.display().to_string(), // JSON escapes control characters
             "instance": b.instance(),
@@ -368,6 +408,174 @@ fn status(a: StatusArgs) -> Outcome {
     );
     print!("{o}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `edgebuf status --format prometheus`: Prometheus text exposition format (version 0.0.4),
+/// as node_exporter's textfile collector reads it.
+mod prometheus {
+    use super::printable;
+    use edgebuf::inspect::Summary;
+    use std::fmt::Write;
+    use std::path::Path;
+
+    /// What `status` read, for one buffer file.
+    pub struct Metrics<'a> {
+        pub path: &'a Path,
+        pub instance: &'a str,
+        pub schema_version: i32,
+        pub summary: &'a Summary,
+        /// The file, its `-wal` and its `-shm`, as found.
+        pub sizes: [u64; 3],
+        /// Whether a process holds the buffer's lock; None when that could not be read.
+        pub in_use: Option<bool>,
+        pub now_ms: i64,
+        pub capacity_max_bytes: Option<u64>,
+    }
+
+    /// A label value as the exposition format escapes it: `\`, `"` and line feed. Other
+    /// control characters are written as `\u{..}` text, as the tool does everywhere (a file
+    /// named with an escape sequence never reaches a terminal raw).
+    pub fn label_value(s: &str) -> String {
+        let mut o = String::with_capacity(s.len());
+        for c in s.chars() {
+            match c {
+                '\\' => o.push_str("\\\\"),
+                '"' => o.push_str("\\\""),
+                '\n' => o.push_str("\\n"),
+                c if c.is_control() => o.push_str(&printable(&c.to_string()).replace('\\', "\\\\")),
+                c => o.push(c),
+            }
+        }
+        o
+    }
+
+    /// Seconds from milliseconds, exactly (three decimals).
+    fn seconds(ms: i64) -> String {
+        let sign = if ms < 0 { "-" } else { "" };
+        let a = ms.unsigned_abs();
+        format!("{sign}{}.{:03}", a / 1000, a % 1000)
+    }
+
+    impl Metrics<'_> {
+        pub fn render(&self) -> String {
+            let s = self.summary;
+            let path = format!("path=\"{}\"", label_value(&self.path.display().to_string()));
+            let mut o = String::new();
+            // One family: its HELP and TYPE lines, then its samples (extra labels, value).
+            let mut family = |name: &str, help: &str, samples: &[(String, String)]| {
+                let _ = writeln!(o, "# HELP {name} {help}");
+                let _ = writeln!(o, "# TYPE {name} gauge");
+                for (labels, value) in samples {
+                    let _ = writeln!(o, "{name}{{{path}{labels}}} {value}");
+                }
+            };
+            let one = |v: u64| vec![(String::new(), v.to_string())];
+            let [db, wal, shm] = self.sizes;
+            family(
+                "edgebuf_buffer_info",
+                "The buffer file's instance id (the first part of each record id; buffer_instance, as node_exporter's target already has an instance label) and schema version; always 1.",
+                &[(
+                    format!(
+                        ",buffer_instance=\"{}\",schema_version=\"{}\"",
+                        label_value(self.instance),
+                        self.schema_version
+                    ),
+                    "1".into(),
+                )],
+            );
+            family(
+                "edgebuf_pending_records",
+                "Records committed to the file and not delivered yet (a running program's uncommitted memory queue is not counted).",
+                &one(s.pending_records),
+            );
+            family(
+                "edgebuf_pending_bytes",
+                "Payload bytes of the pending records, as logged.",
+                &one(s.pending_bytes),
+            );
+            family(
+                "edgebuf_oldest_pending_timestamp_seconds",
+                "Wall-clock time (Unix seconds) at which the oldest pending record was logged; no sample when nothing is pending.",
+                &s.oldest_pending_ts_ms
+                    .map(|t| vec![(String::new(), seconds(t))])
+                    .unwrap_or_default(),
+            );
+            family(
+                "edgebuf_oldest_pending_age_seconds",
+                "Age of the oldest pending record when this was written, by the wall clock; 0 when nothing is pending.",
+                &[(
+                    String::new(),
+                    seconds(s.oldest_pending_ts_ms.map_or(0, |t| (self.now_ms - t).max(0))),
+                )],
+            );
+            family(
+                "edgebuf_first_pending_seq",
+                "The seq of the oldest pending record; no sample when nothing is pending.",
+                &s.first_pending_seq.map(one).unwrap_or_default(),
+            );
+            family(
+                "edgebuf_last_seq",
+                "The highest seq the buffer has handed out: it grows by one for each record logged (or requeued) and is never reused.",
+                &one(s.high_water_mark),
+            );
+            family(
+                "edgebuf_dead_letter_records",
+                "Records the endpoint rejected on their own (400, 422, 413), kept in the dead-letter table.",
+                &one(s.dead_letter_records),
+            );
+            family(
+                "edgebuf_dead_letter_bytes",
+                "Payload bytes of the dead letters.",
+                &one(s.dead_letter_bytes),
+            );
+            family(
+                "edgebuf_dead_letter_records_by_status",
+                "Dead letters by the HTTP status they were rejected with.",
+                &s.dead_letters_by_status
+                    .iter()
+                    .map(|(st, n)| (format!(",status=\"{st}\""), n.to_string()))
+                    .collect::<Vec<_>>(),
+            );
+            family(
+                "edgebuf_delivered_unreclaimed_records",
+                "Delivered records whose rows the library has not deleted yet (not pending).",
+                &one(s.delivered_unreclaimed_records),
+            );
+            family(
+                "edgebuf_disk_bytes",
+                "Size of the buffer file with its -wal and -shm.",
+                &one(db + wal + shm),
+            );
+            family(
+                "edgebuf_db_bytes",
+                "Size of the buffer file itself.",
+                &one(db),
+            );
+            family(
+                "edgebuf_wal_bytes",
+                "Size of the buffer file's -wal.",
+                &one(wal),
+            );
+            family(
+                "edgebuf_shm_bytes",
+                "Size of the buffer file's -shm.",
+                &one(shm),
+            );
+            family(
+                "edgebuf_in_use",
+                "1 while a process holds the buffer (its program runs), 0 when none does; no sample when that cannot be read.",
+                &self.in_use.map(|u| one(u64::from(u))).unwrap_or_default(),
+            );
+            if let Some(cap) = self.capacity_max_bytes {
+                family(
+                    "edgebuf_capacity_max_bytes",
+                    "The program's capacity.max_bytes, as given to edgebuf status: the payload bytes of pending records and dead letters that the buffer keeps at most.",
+                    &one(cap),
+                );
+            }
+            o
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -124,6 +124,240 @@ fn status_reports_the_backlog_while_a_buffer_holds_the_file() {
     assert!(stdout(&run(&["status", p(&path)])).contains("in use        no"));
 }
 
+/// One sample of Prometheus text: the metric name, its labels (unescaped), its value.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+}
+
+impl Sample {
+    fn label(&self, k: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*` (labels: no colon).
+fn valid_name(n: &str, colon: bool) -> bool {
+    let ok = |c: char, first: bool| {
+        c.is_ascii_alphabetic() || c == '_' || (colon && c == ':') || (!first && c.is_ascii_digit())
+    };
+    let mut cs = n.chars();
+    cs.next().is_some_and(|c| ok(c, true)) && cs.all(|c| ok(c, false))
+}
+
+/// Parses Prometheus text exposition format line by line, checking that each family's HELP
+/// and TYPE lines come before its samples, that its samples are together, and that names,
+/// label values and values are well formed.
+fn parse_prometheus(text: &str) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    let (mut help, mut typed) = (None::<String>, None::<String>);
+    let mut seen = std::collections::HashSet::new();
+    assert!(text.ends_with('\n'), "the last line ends with a line feed");
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, doc) = rest.split_once(' ').expect("HELP name text");
+            assert!(valid_name(name, true), "{line}");
+            assert!(!doc.trim().is_empty(), "{line}");
+            assert!(seen.insert(name.to_string()), "{name} described twice");
+            help = Some(name.to_string());
+            typed = None;
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name type");
+            assert_eq!(
+                help.as_deref(),
+                Some(name),
+                "TYPE {name} right after its HELP"
+            );
+            assert!(["gauge", "counter"].contains(&kind), "{line}");
+            assert_eq!(kind == "counter", name.ends_with("_total"), "{line}");
+            typed = Some(name.to_string());
+            continue;
+        }
+        assert!(!line.starts_with('#') && !line.is_empty(), "{line:?}");
+        let name_end = line.find(['{', ' ']).expect("a sample line");
+        let name = &line[..name_end];
+        assert!(valid_name(name, true), "{line}");
+        assert_eq!(
+            typed.as_deref(),
+            Some(name),
+            "{line}: not after its HELP and TYPE"
+        );
+        let mut rest = &line[name_end..];
+        let mut labels = Vec::new();
+        if let Some(r) = rest.strip_prefix('{') {
+            rest = r;
+            loop {
+                if let Some(r) = rest.strip_prefix('}') {
+                    rest = r;
+                    break;
+                }
+                let (k, r) = rest.split_once("=\"").expect("label=\"value\"");
+                assert!(valid_name(k, false), "{line}: label {k}");
+                let mut v = String::new();
+                let mut chars = r.char_indices();
+                let end = loop {
+                    let (i, c) = chars.next().expect("an unterminated label value");
+                    match c {
+                        '"' => break i,
+                        '\\' => match chars.next().expect("an escape").1 {
+                            'n' => v.push('\n'),
+                            c @ ('\\' | '"') => v.push(c),
+                            c => panic!("{line}: escape \\{c}"),
+                        },
+                        '\n' => panic!("a raw line feed"),
+                        c => v.push(c),
+                    }
+                };
+                labels.push((k.to_string(), v));
+                rest = &r[end + 1..];
+                rest = rest.strip_prefix(',').unwrap_or(rest);
+            }
+        }
+        let value = rest.strip_prefix(' ').expect("a space before the value");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|e| panic!("{line}: value {value:?}: {e}"));
+        samples.push(Sample {
+            name: name.to_string(),
+            labels,
+            value,
+        });
+    }
+    samples
+}
+
+/// The one sample of `name`, for the file `path`.
+fn metric(samples: &[Sample], name: &str) -> Option<f64> {
+    let mut it = samples.iter().filter(|s| s.name == name);
+    let s = it.next()?;
+    assert!(it.next().is_none(), "{name} has one sample");
+    Some(s.value)
+}
+
+#[test]
+fn status_writes_prometheus_text_that_agrees_with_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("buf.db");
+    let (b, _) = buffer_with_backlog(dir.path(), 25);
+    let prom = |path: &Path, extra: &[&str]| {
+        let o = run(&[&["status", p(path), "--format", "prometheus"], extra].concat());
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = stdout(&o);
+        (parse_prometheus(&text), text)
+    };
+    let check = |path: &Path, in_use: f64| {
+        let s = status_json(path);
+        let (m, text) = prom(path, &[]);
+        for sample in &m {
+            assert_eq!(sample.label("path"), Some(p(path)), "{sample:?}");
+        }
+        for (name, field) in [
+            ("edgebuf_pending_records", "pending_records"),
+            ("edgebuf_pending_bytes", "pending_bytes"),
+            ("edgebuf_first_pending_seq", "first_pending_seq"),
+            ("edgebuf_last_seq", "last_seq"),
+            ("edgebuf_dead_letter_records", "dead_letter_records"),
+            ("edgebuf_dead_letter_bytes", "dead_letter_bytes"),
+            (
+                "edgebuf_delivered_unreclaimed_records",
+                "delivered_unreclaimed_records",
+            ),
+            ("edgebuf_disk_bytes", "disk_bytes"),
+            ("edgebuf_db_bytes", "db_bytes"),
+            ("edgebuf_wal_bytes", "wal_bytes"),
+            ("edgebuf_shm_bytes", "shm_bytes"),
+        ] {
+            assert_eq!(
+                metric(&m, name),
+                s[field].as_u64().map(|v| v as f64),
+                "{name} and {field}: {s}\n{text}"
+            );
+        }
+        let ts = s["oldest_pending_ts_ms"].as_i64().unwrap() as f64 / 1000.0;
+        assert_eq!(
+            metric(&m, "edgebuf_oldest_pending_timestamp_seconds"),
+            Some(ts)
+        );
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let age = metric(&m, "edgebuf_oldest_pending_age_seconds").unwrap();
+        assert!(
+            age >= 0.0 && (now - ts - age).abs() < 30.0,
+            "{age} {ts} {now}"
+        );
+        let by_status: Vec<_> = m
+            .iter()
+            .filter(|x| x.name == "edgebuf_dead_letter_records_by_status")
+            .map(|x| (x.label("status").unwrap().to_string(), x.value))
+            .collect();
+        let want: Vec<_> = s["dead_letters_by_status"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
+            .collect();
+        assert_eq!(by_status, want);
+        let info = m.iter().find(|x| x.name == "edgebuf_buffer_info").unwrap();
+        assert_eq!(info.label("buffer_instance"), s["instance"].as_str());
+        assert_eq!(
+            info.label("schema_version"),
+            Some(s["schema_version"].to_string().as_str())
+        );
+        assert_eq!(metric(&m, "edgebuf_in_use"), Some(in_use));
+        assert_eq!(s["locked_by_pid"].is_null(), in_use == 0.0);
+        assert_eq!(metric(&m, "edgebuf_capacity_max_bytes"), None);
+        m
+    };
+    // While a buffer holds the file, and after it closed.
+    let m = check(&path, 1.0);
+    assert_eq!(metric(&m, "edgebuf_pending_records"), Some(25.0));
+    assert_eq!(metric(&m, "edgebuf_dead_letter_records"), Some(1.0));
+    let _ = b.close(Duration::ZERO);
+    check(&path, 0.0);
+    assert_eq!(
+        stdout(&run(&["status", p(&path), "--format", "json"])),
+        stdout(&run(&["status", p(&path), "--json"])),
+        "--format json is --json"
+    );
+    let (m, _) = prom(&path, &["--capacity-max-bytes", "134217728"]);
+    assert_eq!(metric(&m, "edgebuf_capacity_max_bytes"), Some(134217728.0));
+    let o = run(&["status", p(&path), "--capacity-max-bytes", "1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+
+    // A name the format must escape: backslash, double quote, line feed.
+    let odd = dir.path().join("a\\b\"c\nd.db");
+    std::fs::rename(&path, &odd).unwrap();
+    let (m, text) = prom(&odd, &[]);
+    assert!(
+        text.contains("path=\"") && text.contains("a\\\\b\\\"c\\nd.db\""),
+        "{text}"
+    );
+    for sample in &m {
+        assert_eq!(sample.label("path"), Some(p(&odd)), "{sample:?}");
+    }
+
+    // A buffer with nothing pending: the oldest record's time has no sample, its age is 0.
+    let dir = tempfile::tempdir().unwrap();
+    buffer_with_dead_letters(dir.path(), 3, &[]);
+    let (m, _) = prom(&dir.path().join("buf.db"), &[]);
+    assert_eq!(metric(&m, "edgebuf_pending_records"), Some(0.0));
+    assert_eq!(metric(&m, "edgebuf_oldest_pending_timestamp_seconds"), None);
+    assert_eq!(metric(&m, "edgebuf_first_pending_seq"), None);
+    assert_eq!(metric(&m, "edgebuf_oldest_pending_age_seconds"), Some(0.0));
+    assert!(m
+        .iter()
+        .all(|s| s.name != "edgebuf_dead_letter_records_by_status"));
+}
+
 fn human(n: u64) -> String {
     if n < 1024 {
         format!("{n} B")
@@ -588,6 +822,7 @@ fn read_only_commands_create_and_change_nothing() {
     for args in [
         &["status", p(&path)][..],
         &["status", p(&path), "--json"][..],
+        &["status", p(&path), "--format", "prometheus"][..],
         &["export", p(&path)][..],
         &["export", p(&path), "--dead-letters"][..],
         &["check", p(&path)][..],
@@ -1102,8 +1337,14 @@ fn hostile_names_and_rows_never_reach_the_terminal_raw() {
     b.close(Duration::ZERO).unwrap_err();
     let named = dir.path().join("x\u{1b}[31my.db");
     std::fs::rename(dir.path().join("buf.db"), &named).unwrap();
-    for cmd in ["status", "check", "export"] {
-        let o = run(&[cmd, p(&named)]);
+    for args in [
+        &["status"][..],
+        &["status", "--format", "prometheus"],
+        &["check"],
+        &["export"],
+    ] {
+        let cmd = args.join(" ");
+        let o = run(&[args, &[p(&named)]].concat());
         assert!(o.status.success(), "{cmd}: {}", stderr(&o));
         let all = format!("{}{}", stdout(&o), stderr(&o));
         assert!(
