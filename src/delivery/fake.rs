@@ -50,6 +50,7 @@ impl Transport for Fake {
             http_status,
             retry_after: None,
             detail: format!("answered {http_status}"),
+            sent_bytes: 0,
         }
     }
     fn resends(&self) -> u64 {

@@ -239,6 +239,10 @@ impl<T: Transport> Worker<T> {
             .collect();
         let before = self.transport.resends();
         let a = self.transport.send(&refs);
+        self.sh
+            .counters
+            .sent_bytes_total
+            .fetch_add(a.sent_bytes, Relaxed);
         let resent = self.transport.resends() - before;
         if resent > 0 {
             self.sh.counters.resends_total.fetch_add(resent, Relaxed);

@@ -37,6 +37,9 @@ pub(crate) struct Attempt {
     /// One sentence for messages and events. Never holds header values, URL userinfo or query
     /// strings.
     pub detail: String,
+    /// Request body bytes put on the wire by this attempt (after compression; a keep-alive
+    /// resend counts again); 0 when no request was made.
+    pub sent_bytes: u64,
 }
 
 impl Attempt {
@@ -47,6 +50,7 @@ impl Attempt {
             http_status: 0,
             retry_after: None,
             detail,
+            sent_bytes: 0,
         }
     }
 }
@@ -128,6 +132,7 @@ impl Classifier {
             http_status: i32::from(a.status),
             retry_after: a.retry_after,
             detail,
+            sent_bytes: 0,
         }
     }
 
@@ -178,6 +183,7 @@ impl Classifier {
             http_status: i32::from(status),
             retry_after: None,
             detail,
+            sent_bytes: 0,
         }
     }
 

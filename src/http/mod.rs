@@ -245,6 +245,7 @@ impl Sender {
         let key = body::idempotency_key(records);
 
         let was_pooled = self.pooled;
+        let mut posts = 1;
         let first = self.post(&body, &key);
         let result = match first {
             Err(Failure::Transport(ref e)) if was_pooled && classify::is_stale_connection(e) => {
@@ -252,10 +253,18 @@ impl Sender {
                 // pool and send once more on a new connection.
                 self.agent = agent::new(&self.agent_config);
                 self.resends += 1;
+                posts = 2;
                 self.post(&body, &key)
             }
             other => other,
         };
+        let mut attempt = self.classify(result);
+        attempt.sent_bytes = posts * body.len() as u64;
+        attempt
+    }
+
+    /// The attempt an answer or a failure makes; keeps the pool state.
+    fn classify(&mut self, result: std::result::Result<Answer, Failure>) -> Attempt {
         match result {
             Ok(answer) => {
                 self.pooled = answer.reusable;
