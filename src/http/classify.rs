@@ -40,6 +40,10 @@ pub(crate) struct Attempt {
     /// Request body bytes put on the wire by this attempt (after compression; a keep-alive
     /// resend counts again); 0 when no request was made.
     pub sent_bytes: u64,
+    /// A 2xx from an OTLP endpoint whose `partialSuccess` reports rejected records: their count
+    /// (at most the records of the request) and its message (printable ASCII, at most 200
+    /// bytes). The batch is delivered all the same.
+    pub rejected: Option<(u64, String)>,
 }
 
 impl Attempt {
@@ -51,6 +55,7 @@ impl Attempt {
             retry_after: None,
             detail,
             sent_bytes: 0,
+            rejected: None,
         }
     }
 }
@@ -73,6 +78,8 @@ pub(super) struct Answer {
     /// The body was read to its end and the server did not ask to close: the connection went
     /// back to the pool.
     pub reusable: bool,
+    /// The body of an OTLP endpoint's 2xx as read (at most 64 KiB); empty otherwise.
+    pub body: Vec<u8>,
 }
 
 /// A request that got no complete answer.
@@ -133,6 +140,7 @@ impl Classifier {
             retry_after: a.retry_after,
             detail,
             sent_bytes: 0,
+            rejected: None,
         }
     }
 
@@ -184,6 +192,7 @@ impl Classifier {
             retry_after: None,
             detail,
             sent_bytes: 0,
+            rejected: None,
         }
     }
 
@@ -264,6 +273,7 @@ impl Classifier {
                     status: *s,
                     retry_after: None,
                     reusable: false,
+                    body: Vec::new(),
                 });
                 (a.outcome, a.detail)
             }
