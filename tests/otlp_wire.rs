@@ -250,7 +250,10 @@ fn otlp_json_body_follows_the_mapping() {
     for (i, lr) in lrs.iter().enumerate() {
         let seq = i as u64 + 1;
         let t: u64 = lr["timeUnixNano"].as_str().unwrap().parse().unwrap();
-        assert!(t > 1_600_000_000_000_000_000 && t % 1_000_000 == 0, "{t}");
+        assert!(
+            t > 1_600_000_000_000_000_000 && t.is_multiple_of(1_000_000),
+            "{t}"
+        );
         assert_eq!(lr["observedTimeUnixNano"], lr["timeUnixNano"]);
         assert_eq!(lr["severityNumber"], 9);
         assert_eq!(
