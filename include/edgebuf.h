@@ -20,7 +20,7 @@
 #define EDGEBUF_VERSION_PATCH 0
 
 /** Initializer that sets struct_size (and zeroes the rest): edgebuf_status_t st = EDGEBUF_STATUS_INIT; */
-#define EDGEBUF_STATUS_INIT { sizeof(edgebuf_status_t), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+#define EDGEBUF_STATUS_INIT { sizeof(edgebuf_status_t), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 
 /**
@@ -44,6 +44,10 @@
 
 #define EDGEBUF_EVENT_STORAGE_OK 9
 
+#define EDGEBUF_EVENT_REJECTED 10
+
+#define EDGEBUF_EVENT_BUDGET_EXHAUSTED 11
+
 /**
  * Connectivity states (edgebuf_status_t.connectivity).
  */
@@ -57,6 +61,11 @@
  * End offset of the last field of the first release of edgebuf_status_t.
  */
 #define EDGEBUF_STATUS_SIZE_V1 128
+
+/**
+ * End offset of budget_left_bytes (the fields up to the second release of the struct).
+ */
+#define EDGEBUF_STATUS_SIZE_V2 152
 
 /**
  * An open buffer handle.
@@ -195,6 +204,21 @@ typedef struct edgebuf_status_t {
    * Records moved to the dead letters since open.
    */
   uint64_t dead_lettered_total;
+  /**
+   * Records of delivered batches the endpoint reported as rejected (OTLP partial success);
+   * already counted in delivered_total.
+   */
+  uint64_t rejected_total;
+  /**
+   * Request body bytes sent since open, as on the wire (after compression), every attempt
+   * counted.
+   */
+  uint64_t sent_bytes_total;
+  /**
+   * What http.budget_bytes still allows in the current period; UINT64_MAX when no budget is
+   * set.
+   */
+  uint64_t budget_left_bytes;
 } edgebuf_status_t;
 
 #define EDGEBUF_OK 0

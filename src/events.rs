@@ -15,10 +15,12 @@ pub const EVENT_STORAGE_ERROR: i32 = 6;
 pub const EVENT_QUARANTINED: i32 = 7;
 pub const EVENT_BACKLOG_HIGH: i32 = 8;
 pub const EVENT_STORAGE_OK: i32 = 9;
+pub const EVENT_REJECTED: i32 = 10;
+pub const EVENT_BUDGET_EXHAUSTED: i32 = 11;
 
 /// Every event kind with its name (`EDGEBUF_EVENT_` + name in the C header, which
 /// tests/header.rs checks against this table).
-pub const EVENT_KINDS: [(i32, &str); 9] = [
+pub const EVENT_KINDS: [(i32, &str); 11] = [
     (EVENT_ONLINE, "ONLINE"),
     (EVENT_OFFLINE, "OFFLINE"),
     (EVENT_DELIVERED, "DELIVERED"),
@@ -28,6 +30,8 @@ pub const EVENT_KINDS: [(i32, &str); 9] = [
     (EVENT_QUARANTINED, "QUARANTINED"),
     (EVENT_BACKLOG_HIGH, "BACKLOG_HIGH"),
     (EVENT_STORAGE_OK, "STORAGE_OK"),
+    (EVENT_REJECTED, "REJECTED"),
+    (EVENT_BUDGET_EXHAUSTED, "BUDGET_EXHAUSTED"),
 ];
 
 /// Events waiting beyond this are dropped (DELIVERED and DROPPED coalesce and never are).

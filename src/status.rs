@@ -37,6 +37,10 @@ pub struct Counters {
     pub storage_degraded: AtomicU32,
     /// Keep-alive resends (not failed attempts); for tests and diagnostics.
     pub resends_total: AtomicU64,
+    /// Records of delivered batches the endpoint reported as rejected (OTLP partial success).
+    pub rejected_total: AtomicU64,
+    /// Request body bytes sent, as on the wire (after compression), every attempt counted.
+    pub sent_bytes_total: AtomicU64,
 }
 
 /// The accounting (docs/reference.md, C API): at every moment
@@ -122,7 +126,14 @@ pub struct Status {
     pub storage_degraded: u32,
     pub pending_at_open: u64,
     pub dead_lettered_total: u64,
+    pub rejected_total: u64,
+    pub sent_bytes_total: u64,
+    /// What the byte budget still allows in the current period; `u64::MAX` without a budget.
+    pub budget_left_bytes: u64,
 }
+
+/// `budget_left_bytes` when no budget is set.
+pub const NO_BUDGET: u64 = u64::MAX;
 
 impl Status {
     /// Reads the counters. The caller fills `disk_bytes`, `next_retry_in_ms` and
@@ -157,6 +168,9 @@ impl Status {
             storage_degraded: c.storage_degraded.load(Relaxed),
             pending_at_open,
             dead_lettered_total,
+            rejected_total: c.rejected_total.load(Relaxed),
+            sent_bytes_total: c.sent_bytes_total.load(Relaxed),
+            budget_left_bytes: NO_BUDGET,
         }
     }
 
@@ -175,7 +189,8 @@ impl Status {
                 "\"consecutive_failures\":{},\"next_retry_in_ms\":{},",
                 "\"oldest_pending_age_ms\":{},\"last_success_unix_ms\":{},",
                 "\"last_http_status\":{},\"connectivity\":\"{}\",\"storage_degraded\":{},",
-                "\"pending_at_open\":{},\"dead_lettered_total\":{}}}"
+                "\"pending_at_open\":{},\"dead_lettered_total\":{},",
+                "\"rejected_total\":{},\"sent_bytes_total\":{},\"budget_left_bytes\":{}}}"
             ),
             self.pending_records,
             self.pending_bytes,
@@ -194,6 +209,9 @@ impl Status {
             self.storage_degraded != 0,
             self.pending_at_open,
             self.dead_lettered_total,
+            self.rejected_total,
+            self.sent_bytes_total,
+            self.budget_left_bytes,
         )
     }
 }
@@ -213,7 +231,7 @@ mod tests {
         };
         let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
         let o = v.as_object().unwrap();
-        assert_eq!(o.len(), 17);
+        assert_eq!(o.len(), 20);
         assert_eq!(o["pending_records"], 3);
         assert_eq!(o["connectivity"], "offline");
         assert_eq!(o["storage_degraded"], true);
@@ -266,5 +284,21 @@ mod tests {
         assert_eq!(v["dead_letter_records"].as_u64(), Some(BIG + 9));
         assert_eq!(v["failed_attempts_total"].as_u64(), Some(u64::MAX - 1));
         assert_eq!(v["last_success_unix_ms"].as_i64(), Some(1_796_000_000_123));
+        assert_eq!(v["budget_left_bytes"].as_u64(), Some(u64::MAX));
+    }
+
+    #[test]
+    fn rejected_and_sent_bytes_come_from_the_counters() {
+        let c = Counters::default();
+        c.rejected_total.store(7, Relaxed);
+        c.sent_bytes_total.store((1 << 33) + 5, Relaxed);
+        let s = Status::from_counters(&c);
+        assert_eq!(
+            (s.rejected_total, s.sent_bytes_total, s.budget_left_bytes),
+            (7, (1 << 33) + 5, u64::MAX)
+        );
+        let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+        assert_eq!(v["rejected_total"], 7);
+        assert_eq!(v["sent_bytes_total"].as_u64(), Some((1 << 33) + 5));
     }
 }

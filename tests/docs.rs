@@ -54,7 +54,7 @@ fn plain(cell: &str) -> String {
 }
 
 /// docs/reference.md's table of configuration keys: (keys of the row, default cell, meaning
-/// cell), the `http.header.NAME` row left out.
+/// cell), the `http.header.NAME` and `otlp.resource.NAME` rows left out.
 fn readme_config_rows() -> Vec<(Vec<String>, String, String)> {
     let reference = read("docs/reference.md");
     let table = section(&reference, "## Configuration keys\n");
@@ -64,7 +64,9 @@ fn readme_config_rows() -> Vec<(Vec<String>, String, String)> {
     );
     table_rows(table)
         .into_iter()
-        .filter(|cells| !cells[0].starts_with("http.header."))
+        .filter(|cells| {
+            !cells[0].starts_with("http.header.") && !cells[0].starts_with("otlp.resource.")
+        })
         .map(|cells| {
             assert_eq!(
                 cells.len(),
@@ -133,8 +135,11 @@ fn readme_configuration_variables_are_the_tables() {
             {
                 continue;
             }
-            // "EDGEBUF_ + the key" states the rule; the header family has its own.
-            if rest.is_empty() || rest.starts_with("HTTP_HEADER_") {
+            // "EDGEBUF_ + the key" states the rule; the families have their own.
+            if rest.is_empty()
+                || rest.starts_with("HTTP_HEADER_")
+                || rest.starts_with("OTLP_RESOURCE_")
+            {
                 continue;
             }
             assert!(

@@ -87,6 +87,7 @@ fn header_has_every_function_and_code_of_the_spec() {
     for m in [
         "EDGEBUF_STATUS_INIT",
         "EDGEBUF_STATUS_SIZE_V1",
+        "EDGEBUF_STATUS_SIZE_V2",
         "typedef struct edgebuf edgebuf_t",
     ] {
         assert!(h.contains(m), "{m}");

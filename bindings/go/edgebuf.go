@@ -422,5 +422,8 @@ func statusFromC(st *C.edgebuf_status_t) Status {
 		StorageDegraded:     st.storage_degraded != 0,
 		PendingAtOpen:       uint64(st.pending_at_open),
 		DeadLetteredTotal:   uint64(st.dead_lettered_total),
+		RejectedTotal:       uint64(st.rejected_total),
+		SentBytesTotal:      uint64(st.sent_bytes_total),
+		BudgetLeftBytes:     uint64(st.budget_left_bytes),
 	}
 }

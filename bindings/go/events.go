@@ -23,12 +23,17 @@ const (
 	EventQuarantined  EventKind = 7 // a damaged file was set aside at open
 	EventBacklogHigh  EventKind = 8 // pending records crossed alert.pending_records
 	EventStorageOK    EventKind = 9 // the disk works again
+	// Count records of a delivered batch the OTLP endpoint reported as rejected; Message is its
+	// errorMessage.
+	EventRejected        EventKind = 10
+	EventBudgetExhausted EventKind = 11 // http.budget_bytes is spent for the period
 )
 
 var eventNames = map[EventKind]string{
 	EventOnline: "ONLINE", EventOffline: "OFFLINE", EventDelivered: "DELIVERED",
 	EventDropped: "DROPPED", EventDeadLetter: "DEAD_LETTER", EventStorageError: "STORAGE_ERROR",
 	EventQuarantined: "QUARANTINED", EventBacklogHigh: "BACKLOG_HIGH", EventStorageOK: "STORAGE_OK",
+	EventRejected: "REJECTED", EventBudgetExhausted: "BUDGET_EXHAUSTED",
 }
 
 func (k EventKind) String() string {

@@ -23,6 +23,11 @@ type Status struct {
 	StorageDegraded     bool   // the disk fails and records are held in memory only
 	PendingAtOpen       uint64 // pending records found in the file at open
 	DeadLetteredTotal   uint64 // records moved to the dead letters since open
+	// records of delivered batches the endpoint reported as rejected (OTLP partial success);
+	// already counted in DeliveredTotal
+	RejectedTotal   uint64
+	SentBytesTotal  uint64 // request body bytes sent since open, as on the wire, every attempt
+	BudgetLeftBytes uint64 // what http.budget_bytes still allows; math.MaxUint64 without a budget
 }
 
 // Connectivity is EDGEBUF_CONNECTIVITY_*.

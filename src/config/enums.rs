@@ -81,6 +81,10 @@ choice_enum! {
         Json = "json",
         /// `ndjson`: one envelope per line, each ending in `\n`.
         Ndjson = "ndjson",
+        /// `otlp_json`: one OTLP/HTTP `ExportLogsServiceRequest`, JSON encoding.
+        OtlpJson = "otlp_json",
+        /// `otlp_proto`: one OTLP/HTTP `ExportLogsServiceRequest`, protobuf encoding.
+        OtlpProto = "otlp_proto",
     }
 }
 

@@ -1,7 +1,7 @@
 //! The `EDGEBUF_*` environment variables: one per key, named by [`env_name`], and
 //! `EDGEBUF_HTTP_HEADER_<NAME>` for the header family.
 
-use super::values::{printable, HEADER_PREFIX};
+use super::values::{printable, HEADER_PREFIX, RESOURCE_PREFIX};
 use super::Config;
 use crate::error::{Error, Result};
 
@@ -9,6 +9,8 @@ use crate::error::{Error, Result};
 pub(crate) const ENV_PREFIX: &str = "EDGEBUF_";
 /// The prefix (after `EDGEBUF_`) of the header variables.
 const ENV_HEADER_PREFIX: &str = "HTTP_HEADER_";
+/// The prefix (after `EDGEBUF_`) of the OTLP resource attribute variables.
+const ENV_RESOURCE_PREFIX: &str = "OTLP_RESOURCE_";
 
 /// The variable of a key: `EDGEBUF_` + the key upper-cased with `.` as `_`
 /// (`EDGEBUF_CAPACITY_WHEN_FULL`).
@@ -49,7 +51,11 @@ impl Config {
     /// every `_` turned into `-` and each `-`-separated part written in title case:
     /// `EDGEBUF_HTTP_HEADER_X_API_KEY` sets `http.header.X-Api-Key` (header names are
     /// case-insensitive, so only the spelling on the wire is affected; a header whose name holds
-    /// `_` cannot be set this way). Variable names are case-sensitive.
+    /// `_` cannot be set this way). `EDGEBUF_OTLP_RESOURCE_<NAME>` sets `otlp.resource.<name>`
+    /// with `NAME` in lower case and every `_` turned into `.`:
+    /// `EDGEBUF_OTLP_RESOURCE_DEPLOYMENT_ENVIRONMENT` sets `otlp.resource.deployment.environment`
+    /// (a name holding `_` or upper case cannot be set this way). Variable names are
+    /// case-sensitive.
     ///
     /// Each variable is applied exactly as [`Config::set`] would apply its value (so "" restores
     /// the default), in the order of the variable names. All or nothing: on a bad value nothing is
@@ -97,6 +103,15 @@ fn env_var_key(var: &str) -> Option<String> {
             return None;
         }
         return Some(format!("{HEADER_PREFIX}{}", header_name_from_env(name)));
+    }
+    if let Some(name) = rest.strip_prefix(ENV_RESOURCE_PREFIX) {
+        if name.is_empty() {
+            return None;
+        }
+        return Some(format!(
+            "{RESOURCE_PREFIX}{}",
+            name.to_ascii_lowercase().replace('_', ".")
+        ));
     }
     Config::KEYS
         .iter()
@@ -174,6 +189,27 @@ mod tests {
             env_var_key("EDGEBUF_HTTP_HEADER_X_API_KEY").as_deref(),
             Some("http.header.X-Api-Key")
         );
+    }
+
+    #[test]
+    fn env_resource_attributes() {
+        assert_eq!(
+            env_var_key("EDGEBUF_OTLP_RESOURCE_DEPLOYMENT_ENVIRONMENT").as_deref(),
+            Some("otlp.resource.deployment.environment")
+        );
+        assert_eq!(env_var_key("EDGEBUF_OTLP_RESOURCE_"), None);
+        let mut c = Config::new();
+        c.from_vars([
+            ("EDGEBUF_OTLP_RESOURCE_SERVICE_NAME", "cams"),
+            ("EDGEBUF_FORMAT", "otlp_proto"),
+        ])
+        .unwrap();
+        assert_eq!(c.format, Format::OtlpProto);
+        assert_eq!(c.otlp_resource_attributes(), vec![("service.name", "cams")]);
+        let e = Config::new()
+            .from_vars([("EDGEBUF_OTLP_RESOURCE_HOST_NAME", "a\nb")])
+            .unwrap_err();
+        assert!(e.message().contains("EDGEBUF_OTLP_RESOURCE_HOST_NAME"));
     }
 
     #[test]

@@ -353,6 +353,14 @@ impl<T: Value> fmt::Debug for Redacted<'_, T> {
     }
 }
 
+/// The resource attribute family as `Debug` shows it: names and values (not secrets).
+fn resource_debug(attrs: &[(String, String)]) -> Vec<(&str, &str)> {
+    attrs
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect()
+}
+
 /// The header family as `Debug` shows it: names, values redacted.
 fn headers_debug(headers: &[(String, String)]) -> Vec<(&str, &str)> {
     headers
@@ -419,8 +427,8 @@ macro_rules! config_table {
 
         impl Config {
             /// Every fixed key, in the order of the key table and the README's table (the
-            /// `http.header.NAME` family is not listed: any `http.header.` + HTTP token is a
-            /// key).
+            /// `http.header.NAME` and `otlp.resource.NAME` families are not listed: any
+            /// `http.header.` + HTTP token, and `otlp.resource.` + a name, is a key).
             pub const KEYS: &'static [&'static str] = &[$($name),*];
         }
 
@@ -555,7 +563,7 @@ config_table! {
         /// `format`.
         format: Format = Format::Json;
         "format", Kind::Choice(Format::WORDS), Unset::Never,
-        "`json` (one array per request) or `ndjson`";
+        "`json` (one array per request), `ndjson`, `otlp_json` or `otlp_proto` (OTLP/HTTP logs)";
 
         /// `tls.ca_file`; `None` means the built-in Mozilla roots.
         tls_ca_file: Option<PathBuf> = None;
@@ -623,5 +631,9 @@ config_table! {
         /// `http.header.NAME`: (name as given, value), in the order first set. Setting the same
         /// name again (ignoring ASCII case) replaces the entry in place; setting "" removes it.
         http_headers: Vec<(String, String)> = Vec::new(), debug headers_debug;
+        /// `otlp.resource.NAME`: (name, value), in the order first set. Setting a name again
+        /// replaces the entry in place; setting "" removes it. `service.name` is `edgebuf`
+        /// unless set here (see [`Config::otlp_resource_attributes`]).
+        otlp_resource: Vec<(String, String)> = Vec::new(), debug resource_debug;
     }
 }

@@ -32,9 +32,14 @@ pub(crate) use values::is_reserved_header;
 use crate::error::{Error, Result};
 use std::path::Path;
 use values::{
-    check_header_name, check_header_value, check_readable, host_name, printable, redact_url,
-    sanitize_source_id, too_many_headers, HEADER_PREFIX, MAX_HEADERS,
+    check_header_name, check_header_value, check_readable, check_resource_name,
+    check_resource_value, host_name, printable, redact_url, sanitize_source_id, too_many_headers,
+    too_many_resource_attributes, HEADER_PREFIX, MAX_HEADERS, MAX_RESOURCE_ATTRIBUTES,
+    RESOURCE_PREFIX,
 };
+
+/// The OTLP resource's `service.name` unless `otlp.resource.service.name` is set.
+pub const DEFAULT_SERVICE_NAME: &str = "edgebuf";
 
 impl Config {
     /// A configuration with the defaults of the key table (the same as `Config::default()`).
@@ -44,7 +49,10 @@ impl Config {
 
     /// INVALID_CONFIG for a key that names no setting, with a message fit to print.
     pub fn check_key(key: &str) -> Result<()> {
-        if key.starts_with(HEADER_PREFIX) || Config::KEYS.contains(&key) {
+        if key.starts_with(HEADER_PREFIX)
+            || key.starts_with(RESOURCE_PREFIX)
+            || Config::KEYS.contains(&key)
+        {
             Ok(())
         } else {
             Err(unknown_key(key))
@@ -61,11 +69,15 @@ impl Config {
     /// An unknown key or a bad value is `Code::InvalidConfig` whose message names the key (never
     /// the value) and says what is expected, e.g. "commit.interval_ms must be a whole number of
     /// milliseconds from 0 to 3600000". A failed set leaves the old value. The value "" restores
-    /// the default (for `path` and `endpoint`: unset; for `http.header.NAME`: removes the header).
+    /// the default (for `path` and `endpoint`: unset; for `http.header.NAME`: removes the header;
+    /// for `otlp.resource.NAME`: removes the attribute).
     /// Keys are case-sensitive; enumerated values are matched ignoring ASCII case.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
         if let Some(name) = key.strip_prefix(HEADER_PREFIX) {
             return self.set_header(name, value);
+        }
+        if let Some(name) = key.strip_prefix(RESOURCE_PREFIX) {
+            return self.set_resource(name, value);
         }
         match Key::find(key) {
             Some(row) => (row.set)(row, self, value),
@@ -88,6 +100,13 @@ impl Config {
         for (name, value) in &self.http_headers {
             check_header_name(name)?;
             check_header_value(name, value)?;
+        }
+        if self.otlp_resource.len() > MAX_RESOURCE_ATTRIBUTES {
+            return Err(too_many_resource_attributes());
+        }
+        for (name, value) in &self.otlp_resource {
+            check_resource_name(name)?;
+            check_resource_value(name, value)?;
         }
         if self.retry_initial_ms > self.retry_max_ms {
             return Err(Error::invalid_config(
@@ -148,6 +167,46 @@ impl Config {
     /// percent-encoded. "" when no endpoint is set.
     pub fn endpoint_redacted(&self) -> String {
         self.endpoint.as_deref().map(redact_url).unwrap_or_default()
+    }
+
+    /// The OTLP resource's attributes after `edgebuf.source`: `service.name` first (`edgebuf`
+    /// unless `otlp.resource.service.name` sets another), then the other `otlp.resource.*`
+    /// keys in the order first set.
+    pub fn otlp_resource_attributes(&self) -> Vec<(&str, &str)> {
+        let mut out = Vec::with_capacity(self.otlp_resource.len() + 1);
+        let service = self
+            .otlp_resource
+            .iter()
+            .find(|(n, _)| n == "service.name")
+            .map_or(DEFAULT_SERVICE_NAME, |(_, v)| v.as_str());
+        out.push(("service.name", service));
+        out.extend(
+            self.otlp_resource
+                .iter()
+                .filter(|(n, _)| n != "service.name")
+                .map(|(n, v)| (n.as_str(), v.as_str())),
+        );
+        out
+    }
+
+    /// Sets, replaces or (value "") removes `otlp.resource.<name>`.
+    fn set_resource(&mut self, name: &str, value: &str) -> Result<()> {
+        check_resource_name(name)?;
+        if value.is_empty() {
+            self.otlp_resource.retain(|(n, _)| n != name);
+            return Ok(());
+        }
+        check_resource_value(name, value)?;
+        if let Some(entry) = self.otlp_resource.iter_mut().find(|(n, _)| n == name) {
+            entry.1 = value.to_string();
+        } else {
+            if self.otlp_resource.len() >= MAX_RESOURCE_ATTRIBUTES {
+                return Err(too_many_resource_attributes());
+            }
+            self.otlp_resource
+                .push((name.to_string(), value.to_string()));
+        }
+        Ok(())
     }
 
     /// Sets, replaces or (value "") removes `http.header.<name>`.
@@ -624,7 +683,11 @@ mod tests {
                  socks4a://, socks5:// or socks5h://) with a host, at most 8192 bytes, without \
                  spaces, control or non-ASCII characters",
             ),
-            ("format", "x", "format must be json or ndjson"),
+            (
+                "format",
+                "x",
+                "format must be json, ndjson, otlp_json or otlp_proto",
+            ),
             (
                 "capacity.when_full",
                 "x",
@@ -912,6 +975,59 @@ mod tests {
             assert_eq!(c.endpoint_redacted(), want, "{raw}");
         }
         assert_eq!(Config::new().endpoint_redacted(), "");
+    }
+
+    #[test]
+    fn otlp_formats_and_resource_attributes() {
+        let mut c = Config::new();
+        c.set("format", "otlp_json").unwrap();
+        assert_eq!(c.format, Format::OtlpJson);
+        c.set("format", "OTLP_PROTO").unwrap();
+        assert_eq!(c.format, Format::OtlpProto);
+        // service.name defaults to edgebuf and comes first.
+        assert_eq!(
+            c.otlp_resource_attributes(),
+            vec![("service.name", "edgebuf")]
+        );
+        c.set("otlp.resource.deployment.environment", "prod")
+            .unwrap();
+        c.set("otlp.resource.service.name", "cam-fleet").unwrap();
+        c.set("otlp.resource.deployment.environment", "staging")
+            .unwrap();
+        assert_eq!(
+            c.otlp_resource_attributes(),
+            vec![
+                ("service.name", "cam-fleet"),
+                ("deployment.environment", "staging")
+            ]
+        );
+        c.validate_for_open().unwrap_err(); // path and endpoint are missing, nothing else
+        c.set("otlp.resource.service.name", "").unwrap();
+        assert_eq!(c.otlp_resource_attributes()[0], ("service.name", "edgebuf"));
+        assert!(Config::check_key("otlp.resource.anything").is_ok());
+        // Names: printable ASCII without spaces, not edgebuf.source; values without controls.
+        for bad in ["", "a b", "caf\u{e9}", "edgebuf.source", &"n".repeat(257)] {
+            let key = format!("otlp.resource.{bad}");
+            let e = c.set(&key, "v").unwrap_err();
+            assert_eq!(e.code(), Code::InvalidConfig);
+            assert!(e.message().contains("otlp.resource."), "{}", e.message());
+        }
+        for bad in ["a\nb", "nul\0", &"v".repeat(4097)] {
+            let e = c.set("otlp.resource.x", bad).unwrap_err();
+            assert!(!e.message().contains(bad), "the value is never shown");
+        }
+        c.set("otlp.resource.x", "tab\tand \u{e9}").unwrap();
+        // At most 64 attributes.
+        let mut d = Config::new();
+        for i in 0..64 {
+            d.set(&format!("otlp.resource.a{i}"), "v").unwrap();
+        }
+        let e = d.set("otlp.resource.one.more", "v").unwrap_err();
+        assert!(e.message().contains("64"), "{}", e.message());
+        d.set("otlp.resource.a0", "replaced").unwrap();
+        d.set("otlp.resource.a1", "").unwrap();
+        d.set("otlp.resource.one.more", "v").unwrap();
+        assert_eq!(d.otlp_resource.len(), 64);
     }
 
     #[test]

@@ -11,6 +11,11 @@ use std::path::{Path, PathBuf};
 
 /// The prefix of the header keys.
 pub(crate) const HEADER_PREFIX: &str = "http.header.";
+/// The prefix of the OTLP resource attribute family.
+pub(crate) const RESOURCE_PREFIX: &str = "otlp.resource.";
+/// Resource attributes edgebuf sets itself: `otlp.resource.NAME` may not set them.
+/// (`service.name` may be set: it only has a default.)
+pub(crate) const RESERVED_RESOURCE_ATTRIBUTES: &[&str] = &["edgebuf.source"];
 
 /// Header names that edgebuf sets itself (compared ignoring ASCII case): `http.header.NAME`
 /// may not set them.
@@ -44,6 +49,9 @@ pub(crate) const MAX_SOURCE_ID_BYTES: usize = 128;
 pub(crate) const MAX_HEADER_NAME_BYTES: usize = 256;
 pub(crate) const MAX_HEADER_VALUE_BYTES: usize = 16384;
 pub(crate) const MAX_HEADERS: usize = 64;
+pub(crate) const MAX_RESOURCE_NAME_BYTES: usize = 256;
+pub(crate) const MAX_RESOURCE_VALUE_BYTES: usize = 4096;
+pub(crate) const MAX_RESOURCE_ATTRIBUTES: usize = 64;
 
 pub(crate) const ENDPOINT_SCHEMES: &[&str] = &["http", "https"];
 const PROXY_SCHEMES: &[&str] = &["http", "https", "socks4", "socks4a", "socks5", "socks5h"];
@@ -224,6 +232,50 @@ pub(crate) fn check_header_value(name: &str, value: &str) -> Result<()> {
             printable(name)
         )))
     }
+}
+
+/// A resource attribute name: 1 to `MAX_RESOURCE_NAME_BYTES` of printable ASCII without spaces,
+/// not one edgebuf sets itself.
+pub(crate) fn check_resource_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > MAX_RESOURCE_NAME_BYTES
+        || !name.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(Error::invalid_config(format!(
+            "{RESOURCE_PREFIX}{} does not name a valid attribute: NAME must be 1 to \
+             {MAX_RESOURCE_NAME_BYTES} bytes of printable ASCII without spaces",
+            printable(name)
+        )));
+    }
+    if RESERVED_RESOURCE_ATTRIBUTES.contains(&name) {
+        return Err(Error::invalid_config(format!(
+            "{RESOURCE_PREFIX}{name} is reserved: edgebuf sets {name} itself (source.id)"
+        )));
+    }
+    Ok(())
+}
+
+/// A resource attribute value: 1 to `MAX_RESOURCE_VALUE_BYTES` without control characters
+/// (tab allowed).
+pub(crate) fn check_resource_value(name: &str, value: &str) -> Result<()> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_RESOURCE_VALUE_BYTES
+        && !value.chars().any(|c| c != '\t' && c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid_config(format!(
+            "{RESOURCE_PREFIX}{} must have a value of at most {MAX_RESOURCE_VALUE_BYTES} bytes \
+             without CR, LF, NUL or other control characters",
+            printable(name)
+        )))
+    }
+}
+
+pub(crate) fn too_many_resource_attributes() -> Error {
+    Error::invalid_config(format!(
+        "otlp.resource.NAME: at most {MAX_RESOURCE_ATTRIBUTES} attributes can be set"
+    ))
 }
 
 pub(crate) fn too_many_headers() -> Error {

@@ -27,10 +27,9 @@ impl<T: Transport> Worker<T> {
             return None;
         }
         let mut q = sh.queue.lock();
-        let out =
-            q.take_for_delivery(self.sizing.cap(), sh.cfg.batch_max_bytes, |inst_len, r| {
-                self.envelope_cost(inst_len, r.seq, r.ts_ms, r.data.len())
-            })?;
+        let out = q.take_for_delivery(self.sizing.cap(), self.body_budget(), |inst_len, r| {
+            self.record_cost(inst_len, r.seq, r.ts_ms, &r.data)
+        })?;
         sh.queue.room_cv.notify_all();
         Some(out)
     }

@@ -50,13 +50,17 @@ impl Transport for Fake {
             http_status,
             retry_after: None,
             detail: format!("answered {http_status}"),
+            sent_bytes: 0,
+            rejected: None,
         }
     }
     fn resends(&self) -> u64 {
         0
     }
-    fn source_json(&self) -> &str {
-        "\"test\""
+    fn costing(&self) -> crate::http::Costing {
+        crate::http::Costing::Envelope {
+            source_json_len: "\"test\"".len(),
+        }
     }
     fn endpoint(&self) -> &str {
         "fake"

@@ -12,8 +12,8 @@
 //! Requests go through a [`Transport`] (the HTTP sender, or a fake in the unit tests).
 
 use crate::engine::queue::{lock, wait, wait_timeout, Shared};
-use crate::events::{EVENT_DELIVERED, EVENT_OFFLINE, EVENT_ONLINE};
-use crate::http::{Attempt, Outcome, RecordRef, Sender};
+use crate::events::{EVENT_DELIVERED, EVENT_OFFLINE, EVENT_ONLINE, EVENT_REJECTED};
+use crate::http::{Attempt, Costing, Outcome, RecordRef, Sender};
 use crate::status::{CONNECTIVITY_OFFLINE, CONNECTIVITY_ONLINE};
 use crate::store::StoredRecord;
 use prefetch::Prefetcher;
@@ -37,8 +37,8 @@ pub(crate) trait Transport {
     fn send(&mut self, records: &[RecordRef]) -> Attempt;
     /// Requests sent again on a new connection after a reused one failed, so far.
     fn resends(&self) -> u64;
-    /// The source as a JSON string, as it appears in every envelope.
-    fn source_json(&self) -> &str;
+    /// How a batch is planned within `batch.max_bytes`.
+    fn costing(&self) -> Costing;
     /// The endpoint as named in events.
     fn endpoint(&self) -> &str;
 }
@@ -50,8 +50,8 @@ impl Transport for Sender {
     fn resends(&self) -> u64 {
         Sender::resends(self)
     }
-    fn source_json(&self) -> &str {
-        Sender::source_json(self)
+    fn costing(&self) -> Costing {
+        Sender::costing(self)
     }
     fn endpoint(&self) -> &str {
         Sender::endpoint(self)
@@ -61,6 +61,8 @@ impl Transport for Sender {
 pub(crate) struct Worker<T: Transport> {
     sh: Arc<Shared>,
     transport: T,
+    /// The transport's [`Costing`], taken once.
+    costing: Costing,
     clock: RetryClock,
     sizing: Sizing,
     /// The seq range of the batch to send again (same records as its first attempt).
@@ -86,6 +88,7 @@ impl<T: Transport> Worker<T> {
     pub fn new(sh: Arc<Shared>, transport: T) -> Worker<T> {
         Worker {
             sh: Arc::clone(&sh),
+            costing: transport.costing(),
             transport,
             clock: RetryClock::new(sh.cfg.retry_initial_ms, sh.cfg.retry_max_ms),
             sizing: Sizing::new(sh.cfg.batch_max_records),
@@ -168,9 +171,9 @@ impl<T: Transport> Worker<T> {
         let store = g.as_mut()?;
         let instance_len = sh.instance.len();
         let recs = store
-            .fetch(range, max, sh.cfg.batch_max_bytes, |r| {
+            .fetch(range, max, self.body_budget(), |r| {
                 let il = r.inst.as_ref().map_or(instance_len, |i| i.len());
-                self.envelope_cost(il, r.seq, r.ts_ms, r.data.len())
+                self.record_cost(il, r.seq, r.ts_ms, &r.data)
             })
             .unwrap_or_default();
         store.protect_in_flight(match (recs.first(), recs.last()) {
@@ -206,9 +209,12 @@ impl<T: Transport> Worker<T> {
         let next_full = batch.len() as u64 + self.sizing.cap();
         if self.retry_range.is_none() && self.sh.mirror.disk_pending() >= next_full {
             let after = batch.last().map_or(0, |r| r.seq) + 1;
-            let src = self.transport.source_json().len();
-            self.prefetch
-                .ask(after, self.sizing.cap(), self.sh.cfg.batch_max_bytes, src);
+            self.prefetch.ask(
+                after,
+                self.sizing.cap(),
+                self.body_budget(),
+                self.costing.clone(),
+            );
         }
         let flow = self.deliver(batch);
         if !self.delivered_whole {
@@ -239,6 +245,10 @@ impl<T: Transport> Worker<T> {
             .collect();
         let before = self.transport.resends();
         let a = self.transport.send(&refs);
+        self.sh
+            .counters
+            .sent_bytes_total
+            .fetch_add(a.sent_bytes, Relaxed);
         let resent = self.transport.resends() - before;
         if resent > 0 {
             self.sh.counters.resends_total.fetch_add(resent, Relaxed);
@@ -246,10 +256,15 @@ impl<T: Transport> Worker<T> {
         a
     }
 
-    /// The bytes a record adds to a request body: its envelope and a separator.
-    fn envelope_cost(&self, inst_len: usize, seq: u64, ts_ms: i64, data_len: usize) -> u64 {
-        let src = self.transport.source_json().len();
-        crate::http::envelope_cost(inst_len, seq, ts_ms, src, data_len)
+    /// The bytes a record adds to a request body (json, ndjson: its envelope and a separator).
+    fn record_cost(&self, inst_len: usize, seq: u64, ts_ms: i64, data: &[u8]) -> u64 {
+        self.costing.record(inst_len, seq, ts_ms, data)
+    }
+
+    /// What the records of one request may cost in all (`batch.max_bytes` less what the body
+    /// holds besides records).
+    fn body_budget(&self) -> u64 {
+        self.costing.budget(self.sh.cfg.batch_max_bytes)
     }
 
     fn abandoned(&self) -> bool {
@@ -330,6 +345,16 @@ impl<T: Transport> Worker<T> {
                 a.http_status,
                 format!("{n} records delivered"),
             );
+        }
+        if let Some((k, message)) = a.rejected.as_ref().filter(|_| n > 0) {
+            // Delivered all the same (OTLP does not say which records were refused).
+            c.rejected_total.fetch_add(*k, Relaxed);
+            let message = if message.is_empty() {
+                format!("endpoint reported {k} records of a delivered batch as rejected")
+            } else {
+                message.clone()
+            };
+            sh.events.emit(EVENT_REJECTED, *k, a.http_status, message);
         }
     }
 

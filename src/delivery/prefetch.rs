@@ -8,19 +8,19 @@
 //! record that was dropped meanwhile.
 
 use crate::engine::queue::{lock, Shared};
-use crate::http::envelope_cost;
+use crate::http::Costing;
 use crate::store::StoredRecord;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// One read: the next `max_records` pending records from seq `after` on, within `max_bytes`
-/// of request body (each record costs its envelope plus a separator).
+/// of records' cost (each record costs its envelope plus a separator, or its OTLP LogRecord).
 struct Job {
     after: u64,
     max_records: u64,
     max_bytes: u64,
-    source_json_len: usize,
+    costing: Costing,
 }
 
 /// The helper thread and its two channels.
@@ -52,13 +52,7 @@ impl Prefetcher {
 
     /// Starts reading the pending records from seq `after` on. False when no read could be
     /// started (the helper thread did not start): the worker reads the next batch itself.
-    pub fn ask(
-        &mut self,
-        after: u64,
-        max_records: u64,
-        max_bytes: u64,
-        source_json_len: usize,
-    ) -> bool {
+    pub fn ask(&mut self, after: u64, max_records: u64, max_bytes: u64, costing: Costing) -> bool {
         if self.asked || self.unavailable {
             return false;
         }
@@ -95,7 +89,7 @@ impl Prefetcher {
             after,
             max_records,
             max_bytes,
-            source_json_len,
+            costing,
         };
         self.asked = helper.jobs.send(job).is_ok();
         self.asked
@@ -162,7 +156,7 @@ fn read(sh: &Shared, job: &Job) -> Vec<StoredRecord> {
             job.max_bytes,
             |r| {
                 let il = r.inst.as_ref().map_or(instance_len, |i| i.len());
-                envelope_cost(il, r.seq, r.ts_ms, job.source_json_len, r.data.len())
+                job.costing.record(il, r.seq, r.ts_ms, &r.data)
             },
         )
         .unwrap_or_default();

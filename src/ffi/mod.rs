@@ -317,9 +317,21 @@ pub extern "C" fn edgebuf_status(h: *mut edgebuf_t, out: *mut edgebuf_status_t) 
                 "out->struct_size is {size}; set it to sizeof(edgebuf_status_t) (at least {EDGEBUF_STATUS_SIZE_V1})"
             )));
         }
-        let st = edgebuf_status_t::from_status(&b.status());
-        // SAFETY: the caller's struct is at least EDGEBUF_STATUS_SIZE_V1 = sizeof(ours) bytes.
-        unsafe { out.write(st) };
+        let mut st = edgebuf_status_t::from_status(&b.status());
+        // The fields after the first release are all 8 bytes wide: the caller gets those that
+        // end within its struct_size.
+        let n = EDGEBUF_STATUS_SIZE_V1
+            + (size.min(EDGEBUF_STATUS_SIZE_V2) - EDGEBUF_STATUS_SIZE_V1) / 8 * 8;
+        st.struct_size = n;
+        // SAFETY: the caller's struct is at least `size >= n` bytes and `n <= sizeof(ours)`;
+        // the bytes are copied without assuming the caller's alignment.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (&st as *const edgebuf_status_t).cast::<u8>(),
+                out.cast::<u8>(),
+                n as usize,
+            )
+        };
         Ok(())
     })
 }

@@ -31,6 +31,8 @@ pub const EDGEBUF_EVENT_STORAGE_ERROR: i32 = 6;
 pub const EDGEBUF_EVENT_QUARANTINED: i32 = 7;
 pub const EDGEBUF_EVENT_BACKLOG_HIGH: i32 = 8;
 pub const EDGEBUF_EVENT_STORAGE_OK: i32 = 9;
+pub const EDGEBUF_EVENT_REJECTED: i32 = 10;
+pub const EDGEBUF_EVENT_BUDGET_EXHAUSTED: i32 = 11;
 
 /// Connectivity states (edgebuf_status_t.connectivity).
 pub const EDGEBUF_CONNECTIVITY_UNKNOWN: u32 = 0;
@@ -39,6 +41,8 @@ pub const EDGEBUF_CONNECTIVITY_OFFLINE: u32 = 2;
 
 /// End offset of the last field of the first release of edgebuf_status_t.
 pub const EDGEBUF_STATUS_SIZE_V1: u32 = 128;
+/// End offset of budget_left_bytes (the fields up to the second release of the struct).
+pub const EDGEBUF_STATUS_SIZE_V2: u32 = 152;
 
 /// Opaque handle of an open buffer.
 pub type edgebuf_t = super::edgebuf;
@@ -87,18 +91,31 @@ pub struct edgebuf_status_t {
     pub pending_at_open: u64,
     /// Records moved to the dead letters since open.
     pub dead_lettered_total: u64,
+    /// Records of delivered batches the endpoint reported as rejected (OTLP partial success);
+    /// already counted in delivered_total.
+    pub rejected_total: u64,
+    /// Request body bytes sent since open, as on the wire (after compression), every attempt
+    /// counted.
+    pub sent_bytes_total: u64,
+    /// What http.budget_bytes still allows in the current period; UINT64_MAX when no budget is
+    /// set.
+    pub budget_left_bytes: u64,
 }
 
 const _: () = assert!(
     std::mem::offset_of!(edgebuf_status_t, dead_lettered_total) + 8
         == EDGEBUF_STATUS_SIZE_V1 as usize
 );
-const _: () = assert!(std::mem::size_of::<edgebuf_status_t>() == EDGEBUF_STATUS_SIZE_V1 as usize);
+const _: () = assert!(
+    std::mem::offset_of!(edgebuf_status_t, budget_left_bytes) + 8
+        == EDGEBUF_STATUS_SIZE_V2 as usize
+);
+const _: () = assert!(std::mem::size_of::<edgebuf_status_t>() == EDGEBUF_STATUS_SIZE_V2 as usize);
 
 impl edgebuf_status_t {
     pub(crate) fn from_status(s: &Status) -> edgebuf_status_t {
         edgebuf_status_t {
-            struct_size: EDGEBUF_STATUS_SIZE_V1,
+            struct_size: EDGEBUF_STATUS_SIZE_V2,
             reserved0: 0,
             pending_records: s.pending_records,
             pending_bytes: s.pending_bytes,
@@ -118,6 +135,9 @@ impl edgebuf_status_t {
             reserved1: 0,
             pending_at_open: s.pending_at_open,
             dead_lettered_total: s.dead_lettered_total,
+            rejected_total: s.rejected_total,
+            sent_bytes_total: s.sent_bytes_total,
+            budget_left_bytes: s.budget_left_bytes,
         }
     }
 }
@@ -158,15 +178,19 @@ mod tests {
             pending_at_open: (1 << 40) + 3,
             dead_lettered_total: (1 << 33) + 2,
             last_success_unix_ms: 1_796_000_000_123,
+            sent_bytes_total: (1 << 35) + 1,
+            budget_left_bytes: u64::MAX,
             ..Status::default()
         };
         let c = edgebuf_status_t::from_status(&s);
-        assert_eq!(c.struct_size, EDGEBUF_STATUS_SIZE_V1);
+        assert_eq!(c.struct_size, EDGEBUF_STATUS_SIZE_V2);
         assert_eq!({ c.pending_records }, (1 << 32) + 1);
         assert_eq!({ c.logged_total }, u64::MAX);
         assert_eq!({ c.pending_at_open }, (1 << 40) + 3);
         assert_eq!({ c.dead_lettered_total }, (1 << 33) + 2);
         assert_eq!({ c.last_success_unix_ms }, 1_796_000_000_123);
+        assert_eq!({ c.sent_bytes_total }, (1 << 35) + 1);
+        assert_eq!({ c.budget_left_bytes }, u64::MAX);
         assert_eq!(std::mem::align_of::<edgebuf_status_t>(), 8);
     }
 }

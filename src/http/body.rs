@@ -1,8 +1,45 @@
 //! The request body (docs/reference.md, the wire): one envelope per record, in a json array or as ndjson
 //! lines, and the exact byte counts that batch sizing plans with before encoding anything.
-//! The OTLP encoders will live here too.
+//! OTLP bodies are `otlp.rs`'s; [`Costing`] plans batches for every format.
 
+use super::otlp;
 use crate::config::Format;
+use std::sync::Arc;
+
+/// What a record adds to a request body, and what a body costs without records: how the worker
+/// keeps a batch within `batch.max_bytes` before encoding anything.
+#[derive(Clone, Debug)]
+pub(crate) enum Costing {
+    /// json and ndjson: an envelope and a separator each ([`envelope_cost`]).
+    Envelope { source_json_len: usize },
+    /// OTLP: each record's `LogRecord` exactly, the resource and scope once (an upper bound
+    /// by a few bytes in protobuf).
+    Otlp {
+        encoder: Arc<otlp::Encoder>,
+        fixed: u64,
+    },
+}
+
+impl Costing {
+    /// The bytes the record adds to a body.
+    pub fn record(&self, inst_len: usize, seq: u64, ts_ms: i64, data: &[u8]) -> u64 {
+        match self {
+            Costing::Envelope { source_json_len } => {
+                envelope_cost(inst_len, seq, ts_ms, *source_json_len, data.len())
+            }
+            Costing::Otlp { encoder, .. } => encoder.record_cost(inst_len, seq, ts_ms, data),
+        }
+    }
+
+    /// What the records of one request may cost in all, for a body of at most `max_bytes`
+    /// (a batch still takes at least one record).
+    pub fn budget(&self, max_bytes: u64) -> u64 {
+        match self {
+            Costing::Envelope { .. } => max_bytes,
+            Costing::Otlp { fixed, .. } => max_bytes.saturating_sub(*fixed),
+        }
+    }
+}
 
 /// One record to send, borrowed from the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,12 +123,13 @@ pub(crate) fn envelope_cost(
 
 /// Exact byte length of a whole request body (before compression) holding `record_count`
 /// envelopes whose [`envelope_len`]s add up to `envelope_bytes`: json adds 2 for `[]` and 1 per
-/// comma, ndjson 1 per `\n`.
+/// comma, ndjson 1 per `\n`. (OTLP formats are not made of envelopes: see [`Costing`].)
 pub(crate) fn body_len(format: Format, record_count: usize, envelope_bytes: usize) -> usize {
     envelope_bytes
-        + match format {
-            Format::Json => 2 + record_count.saturating_sub(1),
-            Format::Ndjson => record_count,
+        + if format == Format::Ndjson {
+            record_count
+        } else {
+            2 + record_count.saturating_sub(1)
         }
 }
 
@@ -109,7 +147,8 @@ fn record_len(r: &RecordRef, source_json: &str) -> usize {
 /// The body before compression: json is one JSON array of envelopes; ndjson is one envelope
 /// per line, each ending in `\n`. `data` is copied verbatim, except that in ndjson a CR or LF
 /// byte of the data (only possible as insignificant whitespace in valid JSON) travels as a
-/// space so that every envelope stays on one line; lengths are unchanged.
+/// space so that every envelope stays on one line; lengths are unchanged. (The OTLP formats are
+/// encoded by `otlp::Encoder`; given one here, this writes json.)
 pub(crate) fn encode(format: Format, source_json: &str, records: &[RecordRef]) -> Vec<u8> {
     let total = records.iter().map(|r| record_len(r, source_json)).sum();
     let mut out = Vec::with_capacity(body_len(format, records.len(), total));
@@ -118,23 +157,20 @@ pub(crate) fn encode(format: Format, source_json: &str, records: &[RecordRef]) -
         push_envelope_fields(out, r, source_json, one_line);
         out.push(b'}');
     };
-    match format {
-        Format::Json => {
-            out.push(b'[');
-            for (i, r) in records.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                push_envelope(&mut out, r);
-            }
-            out.push(b']');
+    if one_line {
+        for r in records {
+            push_envelope(&mut out, r);
+            out.push(b'\n');
         }
-        Format::Ndjson => {
-            for r in records {
-                push_envelope(&mut out, r);
-                out.push(b'\n');
+    } else {
+        out.push(b'[');
+        for (i, r) in records.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
             }
+            push_envelope(&mut out, r);
         }
+        out.push(b']');
     }
     out
 }
@@ -142,8 +178,9 @@ pub(crate) fn encode(format: Format, source_json: &str, records: &[RecordRef]) -
 /// The `Content-Type` of a body in `format`.
 pub(crate) fn content_type(format: Format) -> &'static str {
     match format {
-        Format::Json => "application/json",
+        Format::Json | Format::OtlpJson => "application/json",
         Format::Ndjson => "application/x-ndjson",
+        Format::OtlpProto => "application/x-protobuf",
     }
 }
 

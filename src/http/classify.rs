@@ -37,6 +37,13 @@ pub(crate) struct Attempt {
     /// One sentence for messages and events. Never holds header values, URL userinfo or query
     /// strings.
     pub detail: String,
+    /// Request body bytes put on the wire by this attempt (after compression; a keep-alive
+    /// resend counts again); 0 when no request was made.
+    pub sent_bytes: u64,
+    /// A 2xx from an OTLP endpoint whose `partialSuccess` reports rejected records: their count
+    /// (at most the records of the request) and its message (printable ASCII, at most 200
+    /// bytes). The batch is delivered all the same.
+    pub rejected: Option<(u64, String)>,
 }
 
 impl Attempt {
@@ -47,6 +54,8 @@ impl Attempt {
             http_status: 0,
             retry_after: None,
             detail,
+            sent_bytes: 0,
+            rejected: None,
         }
     }
 }
@@ -69,6 +78,8 @@ pub(super) struct Answer {
     /// The body was read to its end and the server did not ask to close: the connection went
     /// back to the pool.
     pub reusable: bool,
+    /// The body of an OTLP endpoint's 2xx as read (at most 64 KiB); empty otherwise.
+    pub body: Vec<u8>,
 }
 
 /// A request that got no complete answer.
@@ -128,6 +139,8 @@ impl Classifier {
             http_status: i32::from(a.status),
             retry_after: a.retry_after,
             detail,
+            sent_bytes: 0,
+            rejected: None,
         }
     }
 
@@ -178,6 +191,8 @@ impl Classifier {
             http_status: i32::from(status),
             retry_after: None,
             detail,
+            sent_bytes: 0,
+            rejected: None,
         }
     }
 
@@ -258,6 +273,7 @@ impl Classifier {
                     status: *s,
                     retry_after: None,
                     reusable: false,
+                    body: Vec::new(),
                 });
                 (a.outcome, a.detail)
             }

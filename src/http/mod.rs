@@ -18,6 +18,7 @@
 mod agent;
 mod body;
 mod classify;
+pub(crate) mod otlp;
 mod proxy;
 /// The test certificates of tests/common, shared with the integration tests.
 #[cfg(test)]
@@ -40,7 +41,7 @@ use ureq::config::Config as AgentConfig;
 use ureq::http::{HeaderName, HeaderValue, Uri};
 use ureq::Agent;
 
-pub(crate) use body::envelope_cost;
+pub(crate) use body::Costing;
 /// `pub` for `edgebuf::envelope`, which re-exports them for the CLI's export.
 pub use body::{push_envelope_fields, RecordRef};
 pub(crate) use classify::{Attempt, Outcome};
@@ -66,6 +67,8 @@ pub(crate) struct Sender {
     uri: Uri,
     classifier: Classifier,
     format: Format,
+    /// The OTLP encoder when `format` is `otlp_json` or `otlp_proto`.
+    otlp: Option<std::sync::Arc<otlp::Encoder>>,
     gzip: bool,
     source_json: String,
     source_header: HeaderValue,
@@ -171,6 +174,16 @@ impl Sender {
                 connect_timeout_ms,
             },
             format: cfg.format,
+            otlp: match cfg.format {
+                Format::OtlpJson | Format::OtlpProto => {
+                    Some(std::sync::Arc::new(otlp::Encoder::new(
+                        cfg.format == Format::OtlpProto,
+                        &source,
+                        &cfg.otlp_resource_attributes(),
+                    )))
+                }
+                Format::Json | Format::Ndjson => None,
+            },
             gzip: cfg.http_compression == Compression::Gzip,
             source_json: body::source_json(&source),
             source_header,
@@ -178,12 +191,6 @@ impl Sender {
             pooled: false,
             resends: 0,
         })
-    }
-
-    /// The source as a JSON string, quotes included, as it appears in every envelope; its length
-    /// is the `source_json_len` of [`envelope_cost`].
-    pub fn source_json(&self) -> &str {
-        &self.source_json
     }
 
     /// Replaces the source (tests only: `source.id` comes from the config otherwise).
@@ -204,9 +211,25 @@ impl Sender {
         self.resends
     }
 
-    /// The request body before compression (see `body::encode`).
+    /// How batches are planned for this sender's format.
+    pub fn costing(&self) -> Costing {
+        match &self.otlp {
+            Some(enc) => Costing::Otlp {
+                encoder: std::sync::Arc::clone(enc),
+                fixed: enc.fixed_cost(),
+            },
+            None => Costing::Envelope {
+                source_json_len: self.source_json.len(),
+            },
+        }
+    }
+
+    /// The request body before compression (see `body::encode` and `otlp::Encoder`).
     fn encode_body(&self, records: &[RecordRef]) -> Vec<u8> {
-        body::encode(self.format, &self.source_json, records)
+        match &self.otlp {
+            Some(enc) => enc.encode(records),
+            None => body::encode(self.format, &self.source_json, records),
+        }
     }
 
     /// POSTs one batch and classifies the answer.
@@ -245,6 +268,7 @@ impl Sender {
         let key = body::idempotency_key(records);
 
         let was_pooled = self.pooled;
+        let mut posts = 1;
         let first = self.post(&body, &key);
         let result = match first {
             Err(Failure::Transport(ref e)) if was_pooled && classify::is_stale_connection(e) => {
@@ -252,10 +276,28 @@ impl Sender {
                 // pool and send once more on a new connection.
                 self.agent = agent::new(&self.agent_config);
                 self.resends += 1;
+                posts = 2;
                 self.post(&body, &key)
             }
             other => other,
         };
+        let partial = match (&result, &self.otlp) {
+            (Ok(answer), Some(enc)) if !answer.body.is_empty() => {
+                otlp::partial_success(enc.is_proto(), &answer.body)
+            }
+            _ => None,
+        };
+        let mut attempt = self.classify(result);
+        attempt.sent_bytes = posts * body.len() as u64;
+        if attempt.outcome == Outcome::Delivered {
+            // The endpoint cannot reject more records than the request held.
+            attempt.rejected = partial.map(|r| (r.count.min(records.len() as u64), r.message));
+        }
+        attempt
+    }
+
+    /// The attempt an answer or a failure makes; keeps the pool state.
+    fn classify(&mut self, result: std::result::Result<Answer, Failure>) -> Attempt {
         match result {
             Ok(answer) => {
                 self.pooled = answer.reusable;
@@ -291,6 +333,7 @@ impl Sender {
         for (name, value) in &self.headers {
             req = req.header(name.clone(), value.clone());
         }
+        let otlp = self.otlp.is_some();
         // ureq has `expect`s on paths a bad client key or an unsupported proxy reaches; a panic
         // must not take the worker down.
         let run = catch_unwind(AssertUnwindSafe(
@@ -311,11 +354,14 @@ impl Sender {
                             s.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"))
                         })
                     });
-                let drained = drain(resp.body_mut().as_reader());
+                // An OTLP endpoint's 2xx may carry a partialSuccess: keep what was read.
+                let keep = otlp && (200..300).contains(&status);
+                let (drained, body) = drain(resp.body_mut().as_reader(), keep);
                 Ok(Answer {
                     status,
                     retry_after,
                     reusable: drained && !close,
+                    body,
                 })
             },
         ));
@@ -327,21 +373,26 @@ impl Sender {
     }
 }
 
-/// Reads up to [`MAX_RESPONSE_BODY`] and throws it away; true when the body ended within it.
-fn drain(mut reader: impl Read) -> bool {
+/// Reads up to [`MAX_RESPONSE_BODY`], keeping it when `keep` (else throwing it away); true when
+/// the body ended within it. A body cut short or too long is returned as far as it was read.
+fn drain(mut reader: impl Read, keep: bool) -> (bool, Vec<u8>) {
     let mut buf = [0u8; 8192];
     let mut total: u64 = 0;
+    let mut kept = Vec::new();
     loop {
         match reader.read(&mut buf) {
-            Ok(0) => return true,
+            Ok(0) => return (true, kept),
             Ok(n) => {
                 total += n as u64;
                 if total > MAX_RESPONSE_BODY {
-                    return false;
+                    return (false, kept);
+                }
+                if keep {
+                    kept.extend_from_slice(&buf[..n]);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return false,
+            Err(_) => return (false, kept),
         }
     }
 }

@@ -75,6 +75,7 @@ static void check_layout(void) {
     CHECK(offsetof(edgebuf_status_t, oldest_pending_age_ms) % 8 == 0);
     CHECK(offsetof(edgebuf_status_t, last_success_unix_ms) % 8 == 0);
     CHECK(offsetof(edgebuf_status_t, dead_lettered_total) + 8 == EDGEBUF_STATUS_SIZE_V1);
+    CHECK(offsetof(edgebuf_status_t, budget_left_bytes) + 8 == EDGEBUF_STATUS_SIZE_V2);
     CHECK(sizeof(edgebuf_status_t) >= EDGEBUF_STATUS_SIZE_V1);
     CHECK(offsetof(edgebuf_event_t, count) % 8 == 0);
 }

@@ -188,6 +188,8 @@ class EventKind(enum.IntEnum):
     QUARANTINED = 7
     BACKLOG_HIGH = 8
     STORAGE_OK = 9
+    REJECTED = 10
+    BUDGET_EXHAUSTED = 11
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,6 +224,9 @@ class Status:
     storage_degraded: bool
     pending_at_open: int
     dead_lettered_total: int
+    rejected_total: int
+    sent_bytes_total: int
+    budget_left_bytes: int
 
 
 def _status_from_c(st):

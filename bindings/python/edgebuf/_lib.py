@@ -29,7 +29,8 @@ class EventStruct(ctypes.Structure):
 
 
 class StatusStruct(ctypes.Structure):
-    """edgebuf_status_t (first release: 128 bytes, EDGEBUF_STATUS_SIZE_V1)."""
+    """edgebuf_status_t (EDGEBUF_STATUS_SIZE_V2: 152 bytes; the first release's fields end at
+    EDGEBUF_STATUS_SIZE_V1, 128)."""
 
     _fields_ = [
         ("struct_size", ctypes.c_uint32),
@@ -52,11 +53,15 @@ class StatusStruct(ctypes.Structure):
         ("reserved1", ctypes.c_uint32),
         ("pending_at_open", ctypes.c_uint64),
         ("dead_lettered_total", ctypes.c_uint64),
+        ("rejected_total", ctypes.c_uint64),
+        ("sent_bytes_total", ctypes.c_uint64),
+        ("budget_left_bytes", ctypes.c_uint64),
     ]
 
 
 STATUS_SIZE_V1 = 128
-assert ctypes.sizeof(StatusStruct) == STATUS_SIZE_V1
+STATUS_SIZE_V2 = 152
+assert ctypes.sizeof(StatusStruct) == STATUS_SIZE_V2
 
 # void (*edgebuf_event_cb)(const edgebuf_event_t *ev, void *user_data)
 EVENT_CB = ctypes.CFUNCTYPE(None, ctypes.POINTER(EventStruct), ctypes.c_void_p)

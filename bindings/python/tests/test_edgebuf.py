@@ -29,6 +29,9 @@ STATUS_FIELDS = [
     "storage_degraded",
     "pending_at_open",
     "dead_lettered_total",
+    "rejected_total",
+    "sent_bytes_total",
+    "budget_left_bytes",
 ]
 
 

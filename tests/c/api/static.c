@@ -73,6 +73,7 @@ void test_static_functions(void) {
     CHECK(EDGEBUF_ERR_INTERNAL == 99);
     CHECK(sizeof(edgebuf_status_t) >= EDGEBUF_STATUS_SIZE_V1);
     CHECK(offsetof(edgebuf_status_t, dead_lettered_total) + 8 == EDGEBUF_STATUS_SIZE_V1);
+    CHECK(offsetof(edgebuf_status_t, budget_left_bytes) + 8 == EDGEBUF_STATUS_SIZE_V2);
     CHECK(sizeof(edgebuf_result) == 4);
 
     /* last_error: "" on a thread with no failure, never NULL, per thread. */

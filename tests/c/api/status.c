@@ -12,8 +12,19 @@ void test_status_args(edgebuf_t *h) {
     CHECK_RC(edgebuf_status(NULL, &st), EDGEBUF_ERR_INVALID_ARGUMENT);
     CHECK_RC(edgebuf_status(h, NULL), EDGEBUF_ERR_INVALID_ARGUMENT);
     CHECK_RC(edgebuf_status(h, &st), EDGEBUF_OK);
-    CHECK(st.struct_size == EDGEBUF_STATUS_SIZE_V1);
+    CHECK(st.struct_size == EDGEBUF_STATUS_SIZE_V2);
     CHECK(invariant_holds(&st));
+    CHECK(st.budget_left_bytes == UINT64_MAX);
+
+    /* A caller built against the first release's header: only its 128 bytes are written. */
+    edgebuf_status_t old;
+    memset(&old, 0x5a, sizeof old);
+    old.struct_size = EDGEBUF_STATUS_SIZE_V1;
+    CHECK_RC(edgebuf_status(h, &old), EDGEBUF_OK);
+    CHECK(old.struct_size == EDGEBUF_STATUS_SIZE_V1);
+    CHECK(invariant_holds(&old));
+    CHECK(old.rejected_total == UINT64_C(0x5a5a5a5a5a5a5a5a));
+    CHECK(old.budget_left_bytes == UINT64_C(0x5a5a5a5a5a5a5a5a));
 
     /* Too small: INVALID_ARGUMENT, the struct untouched. */
     edgebuf_status_t small, before;
@@ -34,7 +45,7 @@ void test_status_args(edgebuf_t *h) {
     memset(&sp, 0xab, sizeof sp);
     sp.st.struct_size = (uint32_t)sizeof sp;
     CHECK_RC(edgebuf_status(h, &sp.st), EDGEBUF_OK);
-    CHECK(sp.st.struct_size == EDGEBUF_STATUS_SIZE_V1);
+    CHECK(sp.st.struct_size == EDGEBUF_STATUS_SIZE_V2);
     CHECK(sp.future_field == UINT64_C(0xabababababababab));
     CHECK(invariant_holds(&sp.st));
 
@@ -91,7 +102,8 @@ void test_status_json(edgebuf_t *h) {
             "\"dead_letter_records\":", "\"failed_attempts_total\":", "\"consecutive_failures\":",
             "\"next_retry_in_ms\":",  "\"oldest_pending_age_ms\":", "\"last_success_unix_ms\":",
             "\"last_http_status\":",  "\"connectivity\":\"",        "\"storage_degraded\":",
-            "\"pending_at_open\":",   "\"dead_lettered_total\":",
+            "\"pending_at_open\":",   "\"dead_lettered_total\":",    "\"rejected_total\":",
+            "\"sent_bytes_total\":",  "\"budget_left_bytes\":",
         };
         for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
             if (strstr(buf, keys[i]) == NULL) {
