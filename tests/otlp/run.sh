@@ -78,19 +78,29 @@ if [[ "$MODE" == library ]]; then
     echo "--- cargo build --release --lib"
     (cd "$ROOT" && cargo build --release --lib)
   fi
+  # The SONAME is libedgebuf.so.0; programs linked with -ledgebuf look for that name.
+  ln -sf libedgebuf.so "$LIBDIR/libedgebuf.so.0"
   "${CC:-cc}" -std=c11 -Wall -Wextra -Werror -O1 -I "$ROOT/include" "$HERE/sender.c" \
     -o "$SENDER" -L "$LIBDIR" -ledgebuf "-Wl,-rpath,$LIBDIR" -lpthread -ldl -lm
   # A library without OTLP refuses the format: say so, do not pass by testing nothing.
   for f in otlp_json otlp_proto; do
-    if ! out=$("$SENDER" probe "format=$f" "otlp.resource.$RES_KEY=$RES_VAL" 2>&1); then
-      die "the library in $LIBDIR does not speak OTLP yet: $out"
+    rc=0
+    out=$("$SENDER" probe "format=$f" "otlp.resource.$RES_KEY=$RES_VAL" 2>&1) || rc=$?
+    if ((rc == 3)); then
+      die "the library in $LIBDIR does not speak OTLP yet (format=$f): $out"
+    elif ((rc != 0)); then
+      die "the sender did not run (status $rc): $out"
     fi
   done
   COMPRESSIONS=(gzip)
-  if out=$("$SENDER" probe http.compression=zstd 2>&1); then
+  rc=0
+  out=$("$SENDER" probe http.compression=zstd 2>&1) || rc=$?
+  if ((rc == 0)); then
     COMPRESSIONS+=(zstd)
-  else
+  elif ((rc == 3)); then
     echo "otlp: zstd cases skipped: the library refuses http.compression=zstd ($out)"
+  else
+    die "the sender did not run (status $rc): $out"
   fi
   FORMATS=(otlp_json otlp_proto)
 else
