@@ -178,6 +178,28 @@ def attrs(lst, where):
 # ---------------------------------------------------------------- verify
 
 
+def first_diff(want, got, path):
+    """Where two tagged values first differ, and how, for the report."""
+    if want[0] != got[0]:
+        return "%s: logged %s %r, received %s %r" % (path, want[0], want[1:], got[0], got[1:])
+    if want[0] in ("array", "kvlist"):
+        a, b = want[1], got[1]
+        if len(a) != len(b):
+            return "%s: %d elements logged, %d received" % (path, len(a), len(b))
+        for i, (x, y) in enumerate(zip(a, b)):
+            if want[0] == "kvlist":
+                if x[0] != y[0]:
+                    return "%s: key %r logged, %r received" % (path, x[0], y[0])
+                if x[1] != y[1]:
+                    return first_diff(x[1], y[1], path + "." + x[0])
+            elif x != y:
+                return first_diff(x, y, "%s[%d]" % (path, i))
+    if want[0] == "double" and isinstance(got[1], float):
+        return "%s: logged double %r (%s), received %r (%s)" % (
+            path, want[1], want[1].hex(), got[1], got[1].hex())
+    return "%s: logged %r, received %r" % (path, want[1:], got[1:])
+
+
 def verify(records, bodies, source, resource, since_ms, out=sys.stdout):
     """bodies: list of (name, bytes). Returns a list of errors (empty = pass)."""
     errors = []
@@ -257,8 +279,9 @@ def verify(records, bodies, source, resource, since_ms, out=sys.stdout):
                         err("%s: seq %d outside 1..%d" % (name, seq, len(records)))
                         continue
                     if body_t != expected[seq - 1]:
-                        err("%s: seq %d body differs:\n  logged   %s\n  received %s"
-                            % (name, seq, records[seq - 1][:300], json.dumps(lr.get("body"))[:300]))
+                        err("%s: seq %d body differs at %s\n  logged   %s\n  received %s"
+                            % (name, seq, first_diff(expected[seq - 1], body_t, "body"),
+                               records[seq - 1][:300], json.dumps(lr.get("body"))[:300]))
                     if lr.get("severityNumber") not in (9, "SEVERITY_NUMBER_INFO"):
                         err("%s: seq %d severityNumber %r" % (name, seq, lr.get("severityNumber")))
                     t, o = lr.get("timeUnixNano"), lr.get("observedTimeUnixNano")
