@@ -17,8 +17,8 @@
         milliseconds, within the run; seq ascending within a request.
     check.py negative RECORDS SINK_DIR [verify options]
         The checker's own test: verify must pass on SINK_DIR as it is, and fail on each of a set
-        of changed copies (a body value changed, an int turned into a string, a record removed,
-        a resource attribute changed, a record's id changed).
+        of changed copies (a body value changed, a double one ulp off, an int turned into a
+        string, a record removed, a resource attribute changed, a record's id changed).
     check.py post RECORDS ENDPOINT --format json|proto [--compression gzip|zstd|none] [--batch B]
                   [--pace-ms MS] [--deadline-s S] [--source S] [--resource K=V]...
         A stand-in for the library, for testing the harness before the library speaks OTLP
@@ -33,6 +33,7 @@ import argparse
 import glob
 import gzip
 import json
+import math
 import os
 import random
 import re
@@ -394,8 +395,21 @@ def cmd_negative(a):
             if kv["key"] == "edgebuf.id":
                 kv["value"]["stringValue"] = "0123456789abcdef-" + kv["value"]["stringValue"].split("-")[1]
 
+    def double_one_ulp_off(r, lrs):
+        def walk(av):
+            if isinstance(av.get("doubleValue"), float):
+                av["doubleValue"] = math.nextafter(av["doubleValue"], math.inf)
+                return True
+            for kv in av.get("kvlistValue", {}).get("values", []):
+                if walk(kv.get("value", {})):
+                    return True
+            return any(walk(x) for x in av.get("arrayValue", {}).get("values", []))
+        if not any(walk(lr.get("body", {})) for lr in lrs):
+            raise SystemExit("negative: no double in the first request")
+
     cases = [
         ("a body value changed", changed(change_value)),
+        ("a double one ulp off", changed(double_one_ulp_off)),
         ("an integer turned into a string", changed(set_first_int_to_string)),
         ("a record removed", changed(lambda r, lrs: lrs.pop(0))),
         ("service.name changed", changed(change_resource)),
