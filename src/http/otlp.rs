@@ -612,6 +612,58 @@ mod tests {
         }
     }
 
+    /// Doubles travel exactly: each is the correctly rounded value of its text (as Rust's own
+    /// parser gives it), in both encodings. serde_json's default float parser was one ulp off
+    /// for some (0.10600484553186773 arrived as ...772 through a real collector); the
+    /// `float_roundtrip` feature makes it exact.
+    #[test]
+    fn doubles_are_the_correctly_rounded_value_of_their_text() {
+        const TEXTS: &[&str] = &[
+            "0.10600484553186773",
+            "0.1",
+            "2.2250738585072014e-308",
+            "1.7976931348623157e308",
+            "5e-324",
+            "123456789012345678901234567890",
+            "-0.30000000000000004",
+            "9007199254740993.0",
+        ];
+        let recs: Vec<RecordRef<'static>> = TEXTS
+            .iter()
+            .enumerate()
+            .map(|(i, t)| rec(1 + i as u64, t))
+            .collect();
+        let want: Vec<u64> = TEXTS
+            .iter()
+            .map(|t| t.parse::<f64>().expect("a number").to_bits())
+            .collect();
+        let req =
+            ExportLogsServiceRequest::decode(&encoder(true).encode(&recs)[..]).expect("decodes");
+        let got: Vec<u64> = req.resource_logs[0].scope_logs[0]
+            .log_records
+            .iter()
+            .map(|lr| match lr.body.as_ref().and_then(|b| b.value.as_ref()) {
+                Some(Value::DoubleValue(d)) => d.to_bits(),
+                other => panic!("not a double: {other:?}"),
+            })
+            .collect();
+        assert_eq!(got, want, "otlp_proto");
+        let json: serde_json::Value =
+            serde_json::from_slice(&encoder(false).encode(&recs)).expect("JSON");
+        let got: Vec<u64> = json["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+            .as_array()
+            .expect("log records")
+            .iter()
+            .map(|lr| {
+                lr["body"]["doubleValue"]
+                    .as_f64()
+                    .expect("a double")
+                    .to_bits()
+            })
+            .collect();
+        assert_eq!(got, want, "otlp_json");
+    }
+
     #[test]
     fn proto_decodes_back_with_every_field() {
         let r = records();
