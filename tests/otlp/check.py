@@ -23,7 +23,7 @@
                   [--pace-ms MS] [--deadline-s S] [--source S] [--resource K=V]...
         A stand-in for the library, for testing the harness before the library speaks OTLP
         (zstd compresses with the zstd program):
-        encodes RECORDS as SPEC'd OTLP/HTTP logs requests of B records, posts them in order,
+        encodes RECORDS OTLP/HTTP logs requests (as docs/reference.md maps records) of B records, posts them in order,
         retries a failed request (refused connection, 5xx, 429) with a short backoff until the
         deadline, prints "post: N records in R requests, F failed attempts" and exits 0 when
         all were accepted.

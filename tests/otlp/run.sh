@@ -11,7 +11,7 @@
 #   sink503  the sink answers 503 for a few seconds during delivery (the exporter has no queue
 #            and no retry, so the failure reaches edgebuf as an error and it retries).
 # Each must deliver every record, once or more with the same id (duplicates are reported), with
-# its body, resource and scope as SPEC'd. The logging program is sender.c, against the library
+# its body, resource and scope as docs/reference.md maps them. The logging program is sender.c, against the library
 # in EDGEBUF_LIB_DIR (default target/release, built with cargo when missing there).
 #
 #   run.sh               the test of the library
