@@ -548,7 +548,7 @@ fn thread_cpu() -> Option<Duration> {
     Some(Duration::from_nanos(ns))
 }
 
-/// 6. http.compression on request bodies as the sender makes them: batches of 500 prediction
+/// Part 6, http.compression on request bodies as the sender makes them: batches of 500 prediction
 /// records, as one JSON array of envelopes each, compressed one batch at a time (one-shot, as
 /// src/http does). Ratio = body bytes / compressed bytes; CPU = this thread's time per MB of
 /// body (input). gzip is flate2 at its default level (the library's gzip); zstd is shown at
