@@ -363,18 +363,20 @@ fn compress(c: Compression, plain: Vec<u8>) -> io::Result<Vec<u8>> {
 
 /// The zstd level of `http.compression=zstd`: 1. Measured by the bench (`EDGEBUF_BENCH_ONLY=
 /// compression`) on batches of 500 prediction records as this sender encodes them, against gzip
-/// level 6 at 7.25x and 17.5 ms of CPU per MB of body: level 1 compresses them 10.1x in 1.2 ms/MB,
-/// levels 2 and 3 only 8.9x and 8.8x in the same time (their 4- and 5-byte matches are spent on
-/// the random hex of ids and hashes), level 9 9.7x in 12 ms/MB, level 19 12.5x in 390 ms/MB. A
-/// device's CPU is shared with its inference and a catch-up after an outage compresses the whole
-/// backlog at once, so the level that is cheapest on the CPU and, on these records, also the
-/// smallest on the link wins; the next byte saved (level 19) would cost 300 times the CPU.
-/// The release libraries leave out the block compressors of the other levels (scripts/targets.sh).
+/// level 6 at 7.25x and 17.5 ms of CPU per MB of body: level 1 compresses them 10.1x in 1.2
+/// ms/MB; levels 2 and 3 only 8.9x and 8.8x in the same time (probably their shorter minimum
+/// matches, 5 and 4 bytes against 6, are spent on the random hex of the input hashes); level 9
+/// 9.7x in 12 ms/MB; level 19 12.5x in 390 ms/MB. A device's CPU is shared with its inference,
+/// and a catch-up after an outage compresses the whole backlog at once: the level that is the
+/// cheapest on the CPU and, on these records, also the smallest on the link wins. 24 % fewer
+/// bytes (level 19) would cost over 300 times the CPU. The release libraries leave out the block
+/// compressors of the other levels (scripts/targets.sh).
 const ZSTD_LEVEL: i32 = 1;
 
 /// One zstd frame, with the content size in its header. The context is made per batch, not kept
-/// in the [`Sender`]: its tables and buffers (570 KiB at this level for a 256 KiB body) would otherwise
-/// stay allocated between batches, and making one costs little next to compressing the batch.
+/// in the [`Sender`]: its tables and buffers (570 KiB at this level for a 256 KiB body) would
+/// otherwise stay allocated between batches, and making one costs little next to compressing
+/// the batch.
 fn zstd(plain: &[u8]) -> io::Result<Vec<u8>> {
     zstd::bulk::compress(plain, ZSTD_LEVEL)
 }
