@@ -540,6 +540,94 @@ fn bare_client(url: &str, recs: &[String], n: u64) -> f64 {
     sent as f64 / t.elapsed().as_secs_f64()
 }
 
+/// CPU time of the calling thread, from /proc/thread-self/schedstat (nanoseconds on the CPU);
+/// None where the kernel does not keep it.
+fn thread_cpu() -> Option<Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = s.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// Part 6, http.compression on request bodies as the sender makes them: batches of 500 prediction
+/// records, as one JSON array of envelopes each, compressed one batch at a time (one-shot, as
+/// src/http does). Ratio = body bytes / compressed bytes; CPU = this thread's time per MB of
+/// body (input). gzip is flate2 at its default level (the library's gzip); zstd is shown at
+/// several levels, the row named after `http.compression=zstd` being the level the library uses.
+fn compression(rows: &mut Vec<Row>, batches: u64) {
+    let mut bodies = Vec::new();
+    for b in 0..batches {
+        let mut body = String::from("[");
+        for k in 0..500u64 {
+            let seq = b * 500 + k + 1;
+            if k > 0 {
+                body.push(',');
+            }
+            body.push_str(&format!(
+                "{{\"id\":\"3f2a9c01d4e5b677-{seq}\",\"seq\":{seq},\"ts_ms\":{},\"source\":\"cam-07\",\"data\":{}}}",
+                1764320000123 + seq * 50 + seq % 7,
+                record(seq)
+            ));
+        }
+        body.push(']');
+        bodies.push(body.into_bytes());
+    }
+    let input: usize = bodies.iter().map(|b| b.len()).sum();
+    let mb = input as f64 / 1e6;
+    // (ratio, CPU ms per MB of input), the best of a few rounds.
+    let measure = |f: &dyn Fn(&[u8]) -> Vec<u8>| -> (f64, f64) {
+        let mut out = 0usize;
+        let mut best = f64::MAX;
+        for _ in 0..3 {
+            let (c0, t0) = (thread_cpu(), Instant::now());
+            out = bodies.iter().map(|b| f(b).len()).sum();
+            let spent = match (c0, thread_cpu()) {
+                (Some(a), Some(b)) => (b - a).as_secs_f64(),
+                _ => t0.elapsed().as_secs_f64(),
+            };
+            best = best.min(spent * 1000.0 / mb);
+        }
+        (input as f64 / out as f64, best)
+    };
+    let gzip = |b: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(b).unwrap();
+        e.finish().unwrap()
+    };
+    let (gz_ratio, gz_ms) = measure(&gzip);
+    println!("  gzip (flate2 default level 6): ratio {gz_ratio:.2}, {gz_ms:.1} ms CPU/MB");
+    let mut zstd_at = Vec::new();
+    for level in [1, 2, 3, 5, 9, 19] {
+        let (ratio, ms) = measure(&|b: &[u8]| zstd::bulk::compress(b, level).unwrap());
+        println!("  zstd level {level}: ratio {ratio:.2}, {ms:.1} ms CPU/MB");
+        zstd_at.push((level, ratio, ms));
+    }
+    let mut row_of = |what: String, ratio: f64, ms: f64| {
+        row(
+            rows,
+            &what,
+            format!("ratio {ratio:.2}, {ms:.1} ms CPU/MB"),
+            format!("gzip: ratio {gz_ratio:.2}, {gz_ms:.1} ms CPU/MB"),
+            format!(
+                "{:.2}× smaller, {:.2}× the CPU",
+                ratio / gz_ratio,
+                ms / gz_ms
+            ),
+            "",
+        );
+    };
+    for (level, ratio, ms) in zstd_at {
+        let what = if level == ZSTD_LEVEL {
+            format!("http.compression=zstd (level {level}) on {batches} batches of 500 records ({mb:.1} MB)")
+        } else {
+            format!("zstd level {level}, same batches")
+        };
+        row_of(what, ratio, ms);
+    }
+}
+
+/// The level src/http uses for http.compression=zstd (kept in step with src/http/mod.rs).
+const ZSTD_LEVEL: i32 = 1;
+
 fn footprint(rows: &mut Vec<Row>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let so = root.join("target/release/libedgebuf.so");
@@ -581,7 +669,8 @@ fn main() {
         "edgebuf benchmark ({} run)",
         if q { "quick" } else { "full" }
     );
-    // EDGEBUF_BENCH_ONLY=drain (or latency, ingest, sync, footprint; comma-separated) runs
+    // EDGEBUF_BENCH_ONLY=drain (or latency, ingest, sync, compression, footprint;
+    // comma-separated) runs
     // only those parts, for profiling one of them.
     let only = std::env::var("EDGEBUF_BENCH_ONLY").unwrap_or_default();
     let run = |part: &str| only.is_empty() || only.split(',').any(|p| p.trim() == part);
@@ -597,6 +686,9 @@ fn main() {
     }
     if run("drain") {
         drain(&mut rows, if q { 100_000 } else { 1_000_000 });
+    }
+    if run("compression") {
+        compression(&mut rows, if q { 10 } else { 40 });
     }
     if run("footprint") {
         footprint(&mut rows);

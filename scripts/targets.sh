@@ -30,9 +30,16 @@ x86_64-unknown-linux-musl     | musl-gcc                |                      |
 "
 # A stripped libedgebuf.so may be at most this big (README, Embedded targets: 3 MB).
 MAX_SO_BYTES=3000000
-# C code (SQLite, ring) of a release library: optimised for size, and without unwind tables,
-# which only Rust frames need (no panic unwinds through C: rusqlite catches them in callbacks).
+# C code (SQLite, ring, zstd) of a release library: optimised for size, and without unwind
+# tables, which only Rust frames need (no panic unwinds through C: rusqlite catches them in
+# callbacks). zstd with only the block compressor of level 1 (fast), the level of
+# http.compression=zstd (src/http/mod.rs): the others (dfast, greedy to btultra2) would add
+# about 160 KB to the .so (x86_64: 2,984,552 bytes with all of them, the limit being 3,000,000);
+# another level would fall back to fast.
 RELEASE_CFLAGS="-Os -fno-asynchronous-unwind-tables -fno-unwind-tables"
+for zstd_strategy in DFAST GREEDY LAZY LAZY2 BTLAZY2 BTOPT BTULTRA; do
+  RELEASE_CFLAGS+=" -DZSTD_EXCLUDE_${zstd_strategy}_BLOCK_COMPRESSOR"
+done
 
 # target_info TRIPLE: sets cc, bp (binutils prefix), qemu, sysroot, kinds, deb_arch, multiarch,
 # wheel_arch, dist, runner.

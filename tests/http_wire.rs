@@ -1,5 +1,5 @@
 //! docs/reference.md, the wire against a real HTTP server on 127.0.0.1, through the whole Buffer: the request as it
-//! travels (json, ndjson, gzip, headers) and how records are batched.
+//! travels (json, ndjson, gzip, zstd, headers) and how records are batched.
 
 mod common;
 use common::*;
@@ -110,6 +110,82 @@ fn gzip_body_gunzips_to_the_json_array() {
     assert_eq!(h.plain().iter().filter(|&&c| c == b'\n').count(), 3);
     check_envelopes(&b, &h.plain(), "test-device");
     b.close(Duration::from_secs(1)).unwrap();
+}
+
+/// The records of a run, by seq, as the server accepted them (each exactly once).
+fn accepted_data(srv: &Server) -> Vec<String> {
+    let env = srv.delivered();
+    let mut by_seq: Vec<(u64, String)> = env
+        .iter()
+        .map(|e| (e["seq"].as_u64().unwrap(), e["data"].to_string()))
+        .collect();
+    by_seq.sort();
+    let n = by_seq.len();
+    by_seq.dedup_by_key(|(seq, _)| *seq);
+    assert_eq!(by_seq.len(), n, "a record accepted twice");
+    by_seq.into_iter().map(|(_, d)| d).collect()
+}
+
+#[test]
+fn zstd_delivers_the_same_records_as_none() {
+    const N: usize = 400;
+    const MAX_BYTES: usize = 8192;
+    let data: Vec<String> = (0..N)
+        .map(|i| {
+            format!(
+                r#"{{"model":"mobilenet-v3-small","frame":{i},"scores":[0.{i:03},0.5],"argmax":{},"label":"cat"}}"#,
+                i % 5
+            )
+        })
+        .collect();
+    for format in ["json", "ndjson"] {
+        let mut got = Vec::new();
+        for compression in ["none", "zstd"] {
+            let dir = tempfile::tempdir().unwrap();
+            // The first request is refused with 413: the batch is split as without compression.
+            let srv = Server::script(vec![Act::status(413)]);
+            let c = cfg(
+                dir.path(),
+                &srv.url(),
+                &[
+                    ("http.compression", compression),
+                    ("format", format),
+                    ("batch.max_bytes", &MAX_BYTES.to_string()),
+                    // Full batches from the first one on: the records are logged within it.
+                    ("batch.linger_ms", "500"),
+                ],
+            );
+            let b = Buffer::open(&c, None).unwrap();
+            for d in &data {
+                b.log(d.as_bytes()).unwrap();
+            }
+            b.flush(Duration::from_secs(10)).unwrap();
+            let hits = srv.hits();
+            assert_eq!(hits[0].status, 413, "{compression}");
+            let first = hits[0].envelopes().len();
+            let second = hits[1].envelopes().len();
+            assert!(second < first, "{compression}: {first} then {second}");
+            for h in &hits {
+                let want = if compression == "zstd" {
+                    Some("zstd")
+                } else {
+                    None
+                };
+                assert_eq!(h.header("content-encoding"), want);
+                // Batches are sized on the uncompressed body.
+                assert!(h.plain().len() <= MAX_BYTES, "{}", h.plain().len());
+                if compression == "zstd" {
+                    assert!(h.body.len() * 2 < h.plain().len(), "{}", h.body.len());
+                    // Every attempt of a batch carries an idempotency key.
+                    assert_eq!(h.header_count("idempotency-key"), 1);
+                }
+            }
+            got.push(accepted_data(&srv));
+            b.close(Duration::from_secs(1)).unwrap();
+        }
+        assert_eq!(got[0].len(), N, "{format}");
+        assert_eq!(got[0], got[1], "{format}: zstd delivered other records");
+    }
 }
 
 #[test]

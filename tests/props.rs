@@ -651,19 +651,17 @@ fn records_travel_verbatim_and_refused_ones_store_nothing() {
     let strategy = (
         prop::collection::vec(candidate, 1..12),
         64u64..600,
-        any::<bool>(),
+        prop::sample::select(&["none", "gzip", "zstd"][..]),
         1u32..6,
     );
-    check(40, strategy, |(records, max_bytes, gzip, batch)| {
+    check(40, strategy, |(records, max_bytes, compression, batch)| {
         rx.clear();
         let dir = tempfile::tempdir().unwrap();
         let mut c = config(dir.path(), &rx.url());
         c.set("http.proxy", "none").unwrap();
         c.set("record.max_bytes", &max_bytes.to_string()).unwrap();
         c.set("batch.max_records", &batch.to_string()).unwrap();
-        if gzip {
-            c.set("http.compression", "gzip").unwrap();
-        }
+        c.set("http.compression", compression).unwrap();
         let b = Buffer::open(&c, None).unwrap();
         let mut accepted = Vec::new();
         for r in &records {
@@ -933,7 +931,7 @@ fn enumerated_values_round_trip_in_any_case_and_others_are_refused() {
         ("durability", &["async", "sync"], |c| {
             c.durability.as_str().into()
         }),
-        ("http.compression", &["none", "gzip"], |c| {
+        ("http.compression", &["none", "gzip", "zstd"], |c| {
             c.http_compression.as_str().into()
         }),
         ("format", &["json", "ndjson"], |c| c.format.as_str().into()),

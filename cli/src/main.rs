@@ -806,7 +806,7 @@ struct DrainArgs {
     /// "json" or "ndjson" (format).
     #[arg(long, value_name = "FORMAT")]
     format: Option<String>,
-    /// "none" or "gzip" (http.compression).
+    /// "none", "gzip" or "zstd" (http.compression).
     #[arg(long, value_name = "ENCODING")]
     compression: Option<String>,
     /// Whole-request timeout in milliseconds (http.timeout_ms).

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 /// Run a reference receiver: accepts edgebuf batches, keeps each new envelope once.
 ///
 /// Accepts POSTs on any path whose body is a JSON array of envelopes or NDJSON (one envelope
-/// per line), plain or with `Content-Encoding: gzip`. Each envelope not seen before
+/// per line), plain or with `Content-Encoding: gzip` or `zstd`. Each envelope not seen before
 /// (deduplicated on (source, id), including the envelopes already in --out at start, so a
 /// restarted receiver keeps deduplicating) is appended as one line to --out, verbatim; the
 /// answer is 200. A malformed body is refused with 400 and nothing of it is kept.
@@ -99,8 +99,8 @@ struct State {
 
 struct Shared {
     state: Mutex<State>,
-    /// Held while a gzip body is inflated and ingested, so that one inflated body at a time is
-    /// in memory (a small compressed body can inflate to --max-body).
+    /// Held while a gzip or zstd body is inflated and ingested, so that one inflated body at a
+    /// time is in memory (a small compressed body can inflate to --max-body).
     inflating: Mutex<()>,
     /// Toggled by SIGUSR1.
     failing: AtomicBool,
@@ -296,8 +296,8 @@ fn handle(sh: &Shared, req: &http::Request) -> (u16, String) {
         let code = sh.args.fail_status;
         (code, error_body("failing on purpose (edgebuf receive)"), 0)
     } else {
-        let gzip = !matches!(encoding(req).as_deref(), None | Some("") | Some("identity"));
-        let _one = gzip.then(|| sh.inflating.lock().unwrap_or_else(|p| p.into_inner()));
+        let compressed = !matches!(encoding(req).as_deref(), None | Some("") | Some("identity"));
+        let _one = compressed.then(|| sh.inflating.lock().unwrap_or_else(|p| p.into_inner()));
         match decode(req, max).and_then(|plain| ingest(sh, &plain)) {
             Ok((n, new, dups)) => (
                 200,
@@ -339,28 +339,46 @@ fn encoding(req: &http::Request) -> Option<String> {
         .map(|v| v.trim().to_ascii_lowercase())
 }
 
-/// The body, inflated when gzip (borrowed when not).
+/// The largest zstd window a body may ask for: 8 MiB (2^23), the limit that HTTP's
+/// `Content-Encoding: zstd` sets (RFC 9659). Without it a small hostile frame could make the
+/// decoder allocate a 128 MiB window, past the memory --max-body bounds.
+const ZSTD_WINDOW_LOG_MAX: u32 = 23;
+
+/// The body, inflated when gzip or zstd (borrowed when not).
 fn decode(req: &http::Request, max: u64) -> Result<Cow<'_, [u8]>, HttpError> {
     let raw = &req.body[..];
     match encoding(req) {
         None => Ok(Cow::Borrowed(raw)),
         Some(e) if e.is_empty() || e == "identity" => Ok(Cow::Borrowed(raw)),
         Some(e) if e == "gzip" || e == "x-gzip" => {
-            let mut plain = Vec::new();
-            flate2::read::GzDecoder::new(raw)
-                .take(max + 1)
-                .read_to_end(&mut plain)
-                .map_err(|e| (400, format!("the gzip body does not decompress: {e}")))?;
-            if plain.len() as u64 > max {
-                return Err((
-                    413,
-                    "the decompressed body is larger than --max-body".into(),
-                ));
-            }
-            Ok(Cow::Owned(plain))
+            inflate(flate2::read::GzDecoder::new(raw), max, "gzip")
+        }
+        Some(e) if e == "zstd" => {
+            let unreadable =
+                |e: std::io::Error| (400, format!("the zstd body does not decompress: {e}"));
+            let mut d = zstd::stream::read::Decoder::with_buffer(raw).map_err(unreadable)?;
+            d.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(unreadable)?;
+            inflate(d, max, "zstd")
         }
         Some(e) => Err((415, format!("Content-Encoding {e} is not supported"))),
     }
+}
+
+/// Reads a decoder's output, refusing with 413 past `max` bytes (it never holds more than
+/// `max` + 1 of them).
+fn inflate(decoder: impl Read, max: u64, name: &str) -> Result<Cow<'static, [u8]>, HttpError> {
+    let mut plain = Vec::new();
+    decoder
+        .take(max + 1)
+        .read_to_end(&mut plain)
+        .map_err(|e| (400, format!("the {name} body does not decompress: {e}")))?;
+    if plain.len() as u64 > max {
+        return Err((
+            413,
+            "the decompressed body is larger than --max-body".into(),
+        ));
+    }
+    Ok(Cow::Owned(plain))
 }
 
 /// The byte spans of the elements of a top-level JSON array (None when `body` is not one).

@@ -602,6 +602,83 @@ fn gzip(b: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
+fn zstd(b: &[u8]) -> Vec<u8> {
+    zstd::bulk::compress(b, 3).unwrap()
+}
+
+#[test]
+fn receive_keeps_zstd_envelopes_once_within_max_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("received.ndjson");
+    let rx = Receive::start(&out, &["--max-body", "65536"]);
+    let post_zstd = |content_type: &str, body: &[u8]| {
+        http(
+            rx.port,
+            "POST",
+            &[("Content-Type", content_type), ("Content-Encoding", "zstd")],
+            body,
+        )
+    };
+    let a = env("00000000000000bb", 1, "cam-1", "{\"b\": 2, \"a\":1.50}");
+    let b = env("00000000000000bb", 2, "cam-1", "[1, 2]");
+    let (code, resp) = post_zstd("application/json", &zstd(format!("[{a},{b}]").as_bytes()));
+    assert_eq!(code, 200, "{resp}");
+    // The same again, and NDJSON with one new envelope: the duplicates are skipped.
+    let (code, resp) = post_zstd("application/json", &zstd(format!("[{a},{b}]").as_bytes()));
+    assert_eq!(code, 200, "{resp}");
+    let c = env("00000000000000bb", 3, "cam-1", "null");
+    let (code, resp) = post_zstd(
+        "application/x-ndjson",
+        &zstd(format!("{a}\n{c}\n").as_bytes()),
+    );
+    assert_eq!(code, 200, "{resp}");
+    assert_eq!(rx.lines(), vec![a.clone(), b.clone(), c.clone()]);
+
+    // A small body that inflates past --max-body: 413, nothing kept.
+    let d = env("00000000000000bb", 4, "cam-1", "{}");
+    let mut big = format!("[{d}");
+    big.push_str(&" ".repeat(70_000));
+    big.push(']');
+    let small = zstd(big.as_bytes());
+    assert!(small.len() < 1000, "{}", small.len());
+    assert_eq!(post_zstd("application/json", &small).0, 413);
+    // A frame that asks for a 16 MiB window (HTTP's zstd allows 8 MiB): 400 before any
+    // allocation of that size; and a body that is not zstd at all: 400.
+    let mut e = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    e.window_log(24).unwrap();
+    e.write_all(format!("[{d}]").as_bytes()).unwrap();
+    let wide = e.finish().unwrap();
+    assert_eq!(post_zstd("application/json", &wide).0, 400);
+    assert_eq!(
+        post_zstd("application/json", b"[{\"not\": \"zstd\"}]").0,
+        400
+    );
+    assert_eq!(rx.lines().len(), 3);
+
+    // A buffer configured with http.compression=zstd delivers to it, each record once.
+    let sub = dir.path().join("buffer");
+    std::fs::create_dir(&sub).unwrap();
+    let mut cfg = config(&sub, &rx.url());
+    cfg.set("http.proxy", "none").unwrap();
+    cfg.set("http.compression", "zstd").unwrap();
+    cfg.set("source.id", "zstd-buffer").unwrap();
+    let buf = Buffer::open(&cfg, None).unwrap();
+    for i in 0..150 {
+        buf.log(format!("{{\"i\": {i}}}").as_bytes()).unwrap();
+    }
+    buf.flush(Duration::from_secs(20)).unwrap();
+    buf.close(Duration::from_secs(2)).unwrap();
+    let lines = rx.lines();
+    let (_, err) = rx.stop();
+    assert_eq!(lines.len(), 153, "{err}");
+    let got: Vec<Value> = lines[3..]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(seqs(&got), (1..=150).collect::<Vec<_>>());
+    assert!(err.contains("unique=153 duplicates=3"), "{err}");
+}
+
 #[test]
 fn receive_keeps_each_envelope_once_and_fails_on_demand() {
     let dir = tempfile::tempdir().unwrap();

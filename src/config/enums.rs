@@ -71,6 +71,8 @@ choice_enum! {
         None = "none",
         /// `gzip`: bodies are gzip'd and sent with `Content-Encoding: gzip`.
         Gzip = "gzip",
+        /// `zstd`: bodies are zstd-compressed (one frame) and sent with `Content-Encoding: zstd`.
+        Zstd = "zstd",
     }
 }
 

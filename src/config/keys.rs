@@ -553,7 +553,7 @@ config_table! {
         /// `http.compression`.
         http_compression: Compression = Compression::None;
         "http.compression", Kind::Choice(Compression::WORDS), Unset::Never,
-        "`none` or `gzip`";
+        "`none`, `gzip` or `zstd`";
 
         /// `http.proxy`.
         http_proxy: ProxySetting = ProxySetting::Env;

@@ -350,7 +350,7 @@ mod tests {
         ("durability", "fsync"),
         ("durability", "sync\n"),
         ("durability", "synchronous"),
-        ("http.compression", "zstd"),
+        ("http.compression", "br"),
         ("http.compression", "deflate"),
         ("http.proxy", "direct"),
         ("http.proxy", "ftp://proxy.example.com:21"),
@@ -549,7 +549,11 @@ mod tests {
             c.set("durability", v).unwrap();
             assert_eq!(c.durability, want);
         }
-        for (v, want) in [("gzip", Compression::Gzip), ("none", Compression::None)] {
+        for (v, want) in [
+            ("gzip", Compression::Gzip),
+            ("zstd", Compression::Zstd),
+            ("none", Compression::None),
+        ] {
             c.set("http.compression", v).unwrap();
             assert_eq!(c.http_compression, want);
         }
@@ -578,7 +582,7 @@ mod tests {
         for d in [Durability::Async, Durability::Sync] {
             assert_eq!(Durability::parse(d.as_str()), Some(d));
         }
-        for x in [Compression::None, Compression::Gzip] {
+        for x in [Compression::None, Compression::Gzip, Compression::Zstd] {
             assert_eq!(Compression::parse(x.as_str()), Some(x));
         }
         for x in [Format::Json, Format::Ndjson] {
@@ -674,7 +678,7 @@ mod tests {
             (
                 "http.compression",
                 "x",
-                "http.compression must be none or gzip",
+                "http.compression must be none, gzip or zstd",
             ),
             (
                 "http.proxy",

@@ -79,16 +79,18 @@ impl Hit {
             .count()
     }
 
-    /// The body, gunzipped when it says `Content-Encoding: gzip`.
+    /// The body, decoded when it says `Content-Encoding: gzip` or `zstd`.
     pub fn plain(&self) -> Vec<u8> {
-        if self.header("content-encoding") == Some("gzip") {
-            let mut out = Vec::new();
-            flate2::read::GzDecoder::new(&self.body[..])
-                .read_to_end(&mut out)
-                .expect("the body gunzips");
-            out
-        } else {
-            self.body.clone()
+        match self.header("content-encoding") {
+            Some("gzip") => {
+                let mut out = Vec::new();
+                flate2::read::GzDecoder::new(&self.body[..])
+                    .read_to_end(&mut out)
+                    .expect("the body gunzips");
+                out
+            }
+            Some("zstd") => zstd::stream::decode_all(&self.body[..]).expect("the body unzstds"),
+            _ => self.body.clone(),
         }
     }
 
