@@ -4,6 +4,7 @@
 //! `sent_bytes_total` counts what went on the wire.
 
 mod common;
+use common::otlp_json::{from_otlp_json, normalised};
 use common::*;
 use edgebuf::events::EVENT_REJECTED;
 use edgebuf::{Buffer, Config};
@@ -147,64 +148,8 @@ const RECORDS: [&str; 5] = [
     "-7",
 ];
 
-/// A logged record as the mapping carries it: numbers that fit in i64 stay integers, others
-/// become doubles.
-fn normalised(v: &serde_json::Value) -> serde_json::Value {
-    use serde_json::Value as J;
-    match v {
-        J::Number(n) => match n.as_i64() {
-            Some(i) => J::from(i),
-            None => J::from(n.as_f64().unwrap()),
-        },
-        J::Array(a) => J::Array(a.iter().map(normalised).collect()),
-        J::Object(o) => J::Object(o.iter().map(|(k, v)| (k.clone(), normalised(v))).collect()),
-        other => other.clone(),
-    }
-}
-
 fn logged(i: usize) -> serde_json::Value {
     normalised(&serde_json::from_str(RECORDS[i]).unwrap())
-}
-
-/// An OTLP JSON AnyValue as the JSON value it stands for.
-fn from_otlp_json(v: &serde_json::Value) -> serde_json::Value {
-    use serde_json::Value as J;
-    let o = v.as_object().expect("an AnyValue is an object");
-    let Some((k, x)) = o.iter().next() else {
-        return J::Null;
-    };
-    match k.as_str() {
-        "stringValue" | "boolValue" => x.clone(),
-        "intValue" => J::from(
-            x.as_str()
-                .expect("a decimal string")
-                .parse::<i64>()
-                .unwrap(),
-        ),
-        "doubleValue" => J::from(x.as_f64().unwrap()),
-        "arrayValue" => J::Array(
-            x["values"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(from_otlp_json)
-                .collect(),
-        ),
-        "kvlistValue" => J::Object(
-            x["values"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|kv| {
-                    (
-                        kv["key"].as_str().unwrap().to_string(),
-                        from_otlp_json(&kv["value"]),
-                    )
-                })
-                .collect(),
-        ),
-        other => panic!("unknown AnyValue field {other}"),
-    }
 }
 
 fn log_all(b: &Buffer) {

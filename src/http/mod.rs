@@ -20,6 +20,10 @@ mod body;
 mod classify;
 pub(crate) mod otlp;
 mod proxy;
+/// OTLP's JSON encoding read back, shared with tests/otlp_wire.rs.
+#[cfg(test)]
+#[path = "../../tests/common/otlp_json.rs"]
+mod test_otlp_json;
 /// The test certificates of tests/common, shared with the integration tests.
 #[cfg(test)]
 #[allow(dead_code)]

@@ -545,6 +545,8 @@ fn printable_message(s: &str) -> String {
 mod tests {
     use super::*;
 
+    use crate::http::test_otlp_json::{from_otlp_json, normalised};
+
     const INST: &str = "3f9c2a7e1b4d8c60";
 
     fn rec(seq: u64, data: &'static str) -> RecordRef<'static> {
@@ -748,66 +750,6 @@ mod tests {
                 }))]
             }))
         );
-    }
-
-    /// OTLP JSON mapping of an AnyValue back to serde_json's value, for comparison.
-    fn from_otlp_json(v: &serde_json::Value) -> serde_json::Value {
-        use serde_json::Value as J;
-        let o = v.as_object().expect("an AnyValue is an object");
-        if o.is_empty() {
-            return J::Null;
-        }
-        assert_eq!(o.len(), 1, "{v}");
-        let (k, x) = o.iter().next().unwrap();
-        match k.as_str() {
-            "stringValue" => x.clone(),
-            "boolValue" => x.clone(),
-            "intValue" => {
-                let s = x.as_str().expect("intValue is a decimal string");
-                J::from(s.parse::<i64>().unwrap())
-            }
-            "doubleValue" => {
-                assert!(x.is_number());
-                J::from(x.as_f64().unwrap())
-            }
-            "arrayValue" => J::Array(
-                x["values"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(from_otlp_json)
-                    .collect(),
-            ),
-            "kvlistValue" => J::Object(
-                x["values"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|kv| {
-                        (
-                            kv["key"].as_str().unwrap().to_string(),
-                            from_otlp_json(&kv["value"]),
-                        )
-                    })
-                    .collect(),
-            ),
-            other => panic!("unknown AnyValue field {other}"),
-        }
-    }
-
-    /// serde_json's value with numbers normalised as the mapping does (integers in i64 stay,
-    /// others become doubles).
-    fn normalised(v: &serde_json::Value) -> serde_json::Value {
-        use serde_json::Value as J;
-        match v {
-            J::Number(n) => match n.as_i64() {
-                Some(i) => J::from(i),
-                None => J::from(n.as_f64().unwrap()),
-            },
-            J::Array(a) => J::Array(a.iter().map(normalised).collect()),
-            J::Object(o) => J::Object(o.iter().map(|(k, v)| (k.clone(), normalised(v))).collect()),
-            other => other.clone(),
-        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 /*
  * The logging program of the tests that kill, cut or damage a buffer (tests/targets/crash.sh,
- * tests/powercut, tests/filefuzz), in C so that it runs on every target like a user's program.
+ * tests/powercut, tests/filefuzz, tests/bindmount) and of the OTLP interop test (tests/otlp), in
+ * C so that it runs on every target like a user's program.
  * Settings: the defaults below, then every EDGEBUF_* environment variable
  * (edgebuf_config_from_env), so each test sets the intervals it needs.
  *
@@ -13,6 +14,10 @@
  *   logger drain PATH ENDPOINT TIMEOUT_MS
  *       Opens PATH, flushes for at most TIMEOUT_MS, prints the status JSON and a summary,
  *       closes. Exits 0 when nothing is pending.
+ *   logger send PATH ENDPOINT RECORDS PACE_US TIMEOUT_MS
+ *       Opens PATH, logs each line of the file RECORDS byte for byte (without its '\n'), with
+ *       PACE_US microseconds between records, prints "logged N", then finishes as drain does.
+ *       Exits 0 when every line was logged, nothing is pending and nothing was dead-lettered.
  *   logger check PATH
  *       Opens PATH (endpoint down), prints "pending_at_open N", logs {"n":-1} (its seq must be
  *       new), closes. Exits 0 when open and close worked; otherwise prints
@@ -84,6 +89,59 @@ static void *log_loop(void *arg) {
     return NULL;
 }
 
+/* Flushes for at most timeout_ms, prints the status JSON and a summary, closes; *st is the
+ * status before close. 0 when flush, status and close worked and nothing is pending. */
+static int finish(edgebuf_t *eb, unsigned long timeout_ms, edgebuf_status_t *st) {
+    edgebuf_result fr = edgebuf_flush(eb, (uint32_t)timeout_ms);
+    char json[4096];
+    size_t len = 0;
+    edgebuf_result jr = edgebuf_status_json(eb, json, sizeof json, &len);
+    printf("%s\n", jr == EDGEBUF_OK ? json : edgebuf_result_name(jr));
+    edgebuf_result sr = edgebuf_status(eb, st);
+    edgebuf_result cr = edgebuf_close(eb, 5000);
+    printf("drain: flush=%s close=%s pending_at_open=%llu delivered=%llu pending=%llu "
+           "dead_letters=%llu\n",
+           edgebuf_result_name(fr), edgebuf_result_name(cr),
+           (unsigned long long)st->pending_at_open, (unsigned long long)st->delivered_total,
+           (unsigned long long)st->pending_records, (unsigned long long)st->dead_letter_records);
+    return (fr == EDGEBUF_OK && cr == EDGEBUF_OK && sr == EDGEBUF_OK && st->pending_records == 0)
+               ? 0
+               : 1;
+}
+
+/* Logs each line of the file `records` byte for byte, pace_us apart; prints "logged N". */
+static int log_lines(edgebuf_t *eb, const char *records, long pace_us) {
+    FILE *f = fopen(records, "rb");
+    if (!f) {
+        perror(records);
+        return 1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    unsigned long n = 0;
+    int rc = 0;
+    while ((len = getline(&line, &cap, f)) > 0) {
+        if (line[len - 1] == '\n') len--;
+        edgebuf_result r = edgebuf_log(eb, line, (size_t)len);
+        if (r != EDGEBUF_OK) {
+            printf("log line %lu: %s: %s\n", n + 1, edgebuf_result_name(r), edgebuf_last_error());
+            rc = 1;
+            break;
+        }
+        n++;
+        if (pace_us > 0) {
+            struct timespec ts = {pace_us / 1000000, (pace_us % 1000000) * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    free(line);
+    fclose(f);
+    printf("logged %lu\n", n);
+    fflush(stdout);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc == 7 && strcmp(argv[1], "log") == 0) {
         g_tag = atol(argv[5]);
@@ -102,21 +160,16 @@ int main(int argc, char **argv) {
     if (argc == 5 && strcmp(argv[1], "drain") == 0) {
         edgebuf_t *eb = open_buffer(argv[2], argv[3], "async");
         if (!eb) return 1;
-        edgebuf_result fr = edgebuf_flush(eb, (uint32_t)strtoul(argv[4], NULL, 10));
-        char json[2048];
-        size_t len = 0;
-        edgebuf_result jr = edgebuf_status_json(eb, json, sizeof json, &len);
-        printf("%s\n", jr == EDGEBUF_OK ? json : edgebuf_result_name(jr));
         edgebuf_status_t st = EDGEBUF_STATUS_INIT;
-        edgebuf_result sr = edgebuf_status(eb, &st);
-        edgebuf_result cr = edgebuf_close(eb, 5000);
-        printf("drain: flush=%s close=%s pending_at_open=%llu delivered=%llu pending=%llu\n",
-               edgebuf_result_name(fr), edgebuf_result_name(cr),
-               (unsigned long long)st.pending_at_open, (unsigned long long)st.delivered_total,
-               (unsigned long long)st.pending_records);
-        return (fr == EDGEBUF_OK && cr == EDGEBUF_OK && sr == EDGEBUF_OK && st.pending_records == 0)
-                   ? 0
-                   : 1;
+        return finish(eb, strtoul(argv[4], NULL, 10), &st);
+    }
+    if (argc == 7 && strcmp(argv[1], "send") == 0) {
+        edgebuf_t *eb = open_buffer(argv[2], argv[3], "async");
+        if (!eb) return 1;
+        int rc = log_lines(eb, argv[4], strtol(argv[5], NULL, 10));
+        edgebuf_status_t st = EDGEBUF_STATUS_INIT;
+        if (finish(eb, strtoul(argv[6], NULL, 10), &st) != 0 || st.dead_letter_records != 0) rc = 1;
+        return rc;
     }
     if (argc == 3 && strcmp(argv[1], "check") == 0) {
         edgebuf_t *eb = open_buffer(argv[2], "http://127.0.0.1:9/ingest", "sync");
@@ -137,7 +190,7 @@ int main(int argc, char **argv) {
     }
     fprintf(stderr,
             "usage: %s log PATH ENDPOINT sync|async TAG THREADS | drain PATH ENDPOINT TIMEOUT_MS "
-            "| check PATH\n",
+            "| send PATH ENDPOINT RECORDS PACE_US TIMEOUT_MS | check PATH\n",
             argv[0]);
     return 2;
 }

@@ -9,6 +9,8 @@ use std::time::Instant;
 
 #[path = "http.rs"]
 pub mod http;
+#[path = "otlp_json.rs"]
+pub mod otlp_json;
 #[path = "pki.rs"]
 pub mod pki;
 #[allow(unused_imports)]
