@@ -509,6 +509,31 @@ fn drain(rows: &mut Vec<Row>, n: u64) {
     );
 }
 
+/// Batch `b` of 500 envelopes (seqs b * 500 + 1 ...) as one json request body, as the sender
+/// makes it: `ts(seq)` and `data(seq)` give each envelope's time and record.
+fn json_batch(
+    b: u64,
+    instance: &str,
+    source: &str,
+    ts: impl Fn(u64) -> u64,
+    data: impl Fn(u64) -> String,
+) -> String {
+    let mut body = String::from("[");
+    for k in 0..500u64 {
+        let seq = b * 500 + k + 1;
+        if k > 0 {
+            body.push(',');
+        }
+        body.push_str(&format!(
+            "{{\"id\":\"{instance}-{seq}\",\"seq\":{seq},\"ts_ms\":{},\"source\":\"{source}\",\"data\":{}}}",
+            ts(seq),
+            data(seq)
+        ));
+    }
+    body.push(']');
+    body
+}
+
 /// The bare client: the same batches (500 envelopes), pre-encoded, posted with ureq to the
 /// same receiver. Records per second. It runs before and after edgebuf's drain; the mean of
 /// the two is the baseline, so that load that comes and goes weighs on both sides alike.
@@ -516,19 +541,13 @@ fn bare_client(url: &str, recs: &[String], n: u64) -> f64 {
     let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
     let mut bodies = Vec::new();
     for b in 0..(n / 500).min(200) {
-        let mut body = String::from("[");
-        for k in 0..500u64 {
-            let seq = b * 500 + k + 1;
-            if k > 0 {
-                body.push(',');
-            }
-            body.push_str(&format!(
-                "{{\"id\":\"0123456789abcdef-{seq}\",\"seq\":{seq},\"ts_ms\":1764320000123,\"source\":\"bench\",\"data\":{}}}",
-                recs[(seq % 1000) as usize]
-            ));
-        }
-        body.push(']');
-        bodies.push(body);
+        bodies.push(json_batch(
+            b,
+            "0123456789abcdef",
+            "bench",
+            |_| 1764320000123,
+            |seq| recs[(seq % 1000) as usize].clone(),
+        ));
     }
     let t = Instant::now();
     let mut sent = 0u64;
@@ -560,19 +579,13 @@ fn thread_cpu() -> Option<Duration> {
 fn compression(rows: &mut Vec<Row>, batches: u64) {
     let mut bodies = Vec::new();
     for b in 0..batches {
-        let mut body = String::from("[");
-        for k in 0..500u64 {
-            let seq = b * 500 + k + 1;
-            if k > 0 {
-                body.push(',');
-            }
-            body.push_str(&format!(
-                "{{\"id\":\"3f2a9c01d4e5b677-{seq}\",\"seq\":{seq},\"ts_ms\":{},\"source\":\"cam-07\",\"data\":{}}}",
-                1764320000123 + seq * 50 + seq % 7,
-                record(seq)
-            ));
-        }
-        body.push(']');
+        let body = json_batch(
+            b,
+            "3f2a9c01d4e5b677",
+            "cam-07",
+            |seq| 1764320000123 + seq * 50 + seq % 7,
+            record,
+        );
         bodies.push(body.into_bytes());
     }
     let input: usize = bodies.iter().map(|b| b.len()).sum();
