@@ -3,6 +3,7 @@
 //!
 //! The Rust API is [`Buffer`] with a [`Config`]; the C API in [`ffi`] is a thin skin over it.
 
+pub mod clock;
 pub mod config;
 mod delivery;
 mod engine;
@@ -24,6 +25,7 @@ pub use status::Status;
 /// The record envelope as edgebuf sends it, for tools that write records in the same form
 /// (the CLI's `export`).
 pub mod envelope {
+    pub use crate::clock::ClockMark;
     pub use crate::http::{push_envelope_fields, RecordRef};
 }
 

@@ -603,6 +603,7 @@ fn export(a: ExportArgs) -> Outcome {
             seq: r.seq,
             ts_ms: r.ts_ms,
             data: r.data,
+            clock: edgebuf::envelope::ClockMark::Valid,
         };
         edgebuf::envelope::push_envelope_fields(line, &rec, &source, true);
     };

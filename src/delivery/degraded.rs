@@ -2,7 +2,8 @@
 //! and the worker delivers them from there, under an instance of their own.
 
 use super::{Flow, Transport, Worker};
-use crate::http::Outcome;
+use crate::clock::ClockMark;
+use crate::http::{Outcome, RecordRef};
 use crate::store::StoredRecord;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -27,8 +28,14 @@ impl<T: Transport> Worker<T> {
             return None;
         }
         let mut q = sh.queue.lock();
-        let out = q.take_for_delivery(self.sizing.cap(), self.body_budget(), |inst_len, r| {
-            self.record_cost(inst_len, r.seq, r.ts_ms, &r.data)
+        let out = q.take_for_delivery(self.sizing.cap(), self.body_budget(), |instance, r| {
+            self.costing.record(&RecordRef {
+                instance,
+                seq: r.seq,
+                ts_ms: r.ts_ms,
+                data: &r.data,
+                clock: ClockMark::Valid,
+            })
         })?;
         sh.queue.room_cv.notify_all();
         Some(out)

@@ -169,11 +169,9 @@ impl<T: Transport> Worker<T> {
         let sh = Arc::clone(&self.sh);
         let mut g = lock(&sh.store);
         let store = g.as_mut()?;
-        let instance_len = sh.instance.len();
         let recs = store
             .fetch(range, max, self.body_budget(), |r| {
-                let il = r.inst.as_ref().map_or(instance_len, |i| i.len());
-                self.record_cost(il, r.seq, r.ts_ms, &r.data)
+                self.costing.record(&record_ref(r, &sh.instance))
             })
             .unwrap_or_default();
         store.protect_in_flight(match (recs.first(), recs.last()) {
@@ -233,15 +231,9 @@ impl<T: Transport> Worker<T> {
     }
 
     fn send(&mut self, recs: &[StoredRecord]) -> Attempt {
-        let inst = &self.sh.instance;
         let refs: Vec<RecordRef> = recs
             .iter()
-            .map(|r| RecordRef {
-                instance: r.inst.as_deref().unwrap_or(inst),
-                seq: r.seq,
-                ts_ms: r.ts_ms,
-                data: &r.data,
-            })
+            .map(|r| record_ref(r, &self.sh.instance))
             .collect();
         let before = self.transport.resends();
         let a = self.transport.send(&refs);
@@ -254,11 +246,6 @@ impl<T: Transport> Worker<T> {
             self.sh.counters.resends_total.fetch_add(resent, Relaxed);
         }
         a
-    }
-
-    /// The bytes a record adds to a request body (json, ndjson: its envelope and a separator).
-    fn record_cost(&self, inst_len: usize, seq: u64, ts_ms: i64, data: &[u8]) -> u64 {
-        self.costing.record(inst_len, seq, ts_ms, data)
     }
 
     /// What the records of one request may cost in all (`batch.max_bytes` less what the body
@@ -399,6 +386,17 @@ impl<T: Transport> Worker<T> {
             .counters
             .retry_at_ms
             .store(self.sh.now_ms() + delay.as_millis() as u64, Relaxed);
+    }
+}
+
+/// A stored record as the sender sees it: with `instance` unless it carries its own.
+fn record_ref<'a>(r: &'a StoredRecord, instance: &'a str) -> RecordRef<'a> {
+    RecordRef {
+        instance: r.inst.as_deref().unwrap_or(instance),
+        seq: r.seq,
+        ts_ms: r.ts_ms,
+        data: &r.data,
+        clock: r.clock,
     }
 }
 

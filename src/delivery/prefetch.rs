@@ -148,16 +148,12 @@ fn read(sh: &Shared, job: &Job) -> Vec<StoredRecord> {
     let Some(store) = g.as_mut() else {
         return Vec::new();
     };
-    let instance_len = sh.instance.len();
     let recs = store
         .fetch(
             Some((job.after, i64::MAX as u64)),
             job.max_records,
             job.max_bytes,
-            |r| {
-                let il = r.inst.as_ref().map_or(instance_len, |i| i.len());
-                job.costing.record(il, r.seq, r.ts_ms, &r.data)
-            },
+            |r| job.costing.record(&super::record_ref(r, &sh.instance)),
         )
         .unwrap_or_default();
     store.protect_read_ahead(recs.first().zip(recs.last()).map(|(a, b)| (a.seq, b.seq)));

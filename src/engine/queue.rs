@@ -347,14 +347,14 @@ impl QueueState {
     // --- Delivery from memory (storage degraded) ---
 
     /// Takes the oldest records for one request from memory: at most `max_records`, within
-    /// `max_bytes` of body as `cost` (instance length, record) counts it. They carry an
+    /// `max_bytes` of body as `cost` (instance, record) counts it. They carry an
     /// instance of their own, drawn when first needed. None when nothing is queued, a request
     /// from memory is in flight already, or close abandoned the queue.
     pub fn take_for_delivery(
         &mut self,
         max_records: u64,
         max_bytes: u64,
-        cost: impl Fn(usize, &NewRecord) -> u64,
+        cost: impl Fn(&str, &NewRecord) -> u64,
     ) -> Option<Vec<StoredRecord>> {
         if self.items.is_empty() || self.memory.inflight.is_some() || self.memory.abandoned {
             return None;
@@ -369,7 +369,7 @@ impl QueueState {
         };
         let (mut n, mut body) = (0usize, 2u64);
         for r in self.items.iter() {
-            let len = cost(inst.len(), r);
+            let len = cost(&inst, r);
             if n as u64 >= max_records || (n > 0 && body + len > max_bytes) {
                 break;
             }
@@ -386,6 +386,7 @@ impl QueueState {
                 ts_ms: r.ts_ms,
                 inst: Some(inst),
                 data: std::mem::take(&mut r.data),
+                clock: crate::clock::ClockMark::Valid,
             });
         }
         self.bytes = self.bytes.saturating_sub(bytes);

@@ -3,6 +3,7 @@
 //! OTLP bodies are `otlp.rs`'s; [`Costing`] plans batches for every format.
 
 use super::otlp;
+use crate::clock::ClockMark;
 use crate::config::Format;
 use std::sync::Arc;
 
@@ -22,12 +23,10 @@ pub(crate) enum Costing {
 
 impl Costing {
     /// The bytes the record adds to a body.
-    pub fn record(&self, inst_len: usize, seq: u64, ts_ms: i64, data: &[u8]) -> u64 {
+    pub fn record(&self, r: &RecordRef) -> u64 {
         match self {
-            Costing::Envelope { source_json_len } => {
-                envelope_cost(inst_len, seq, ts_ms, *source_json_len, data.len())
-            }
-            Costing::Otlp { encoder, .. } => encoder.record_cost(inst_len, seq, ts_ms, data),
+            Costing::Envelope { source_json_len } => envelope_cost(r, *source_json_len),
+            Costing::Otlp { encoder, .. } => encoder.record_cost(r),
         }
     }
 
@@ -52,10 +51,14 @@ pub struct RecordRef<'a> {
     pub ts_ms: i64,
     /// The logged JSON value, verbatim.
     pub data: &'a [u8],
+    /// Whether `ts_ms` came from a valid wall clock, was repaired, or is not known to be right.
+    pub clock: ClockMark,
 }
 
 /// Writes `r`'s envelope without its closing `}`, so that a caller (the CLI's export) can add
-/// fields: `{"id":"<instance>-<seq>","seq":<seq>,"ts_ms":<ts>,"source":<source_json>,"data":<data>`.
+/// fields: `{"id":"<instance>-<seq>","seq":<seq>,"ts_ms":<ts>,"source":<source_json>,"data":<data>`,
+/// with `"clock":"repaired"` or `"clock":"unset"` after `ts_ms` for a record logged before the
+/// wall clock was valid.
 /// `source_json` is the source id already encoded as a JSON string. `data` is copied verbatim,
 /// except that with `one_line` a CR or LF byte (only possible as insignificant whitespace in
 /// valid JSON) becomes a space, so that the envelope stays on one line; lengths are unchanged.
@@ -68,6 +71,11 @@ pub fn push_envelope_fields(out: &mut Vec<u8>, r: &RecordRef, source_json: &str,
     push_u64(out, r.seq);
     out.extend_from_slice(b",\"ts_ms\":");
     push_i64(out, r.ts_ms);
+    if let Some(word) = r.clock.word() {
+        out.extend_from_slice(b",\"clock\":\"");
+        out.extend_from_slice(word.as_bytes());
+        out.push(b'"');
+    }
     out.extend_from_slice(b",\"source\":");
     out.extend_from_slice(source_json.as_bytes());
     out.extend_from_slice(b",\"data\":");
@@ -93,32 +101,25 @@ const ENVELOPE_FIXED: usize = 7 + 1 + 8 + 9 + 10 + 8 + 1;
 /// Exact byte length of one envelope
 /// `{"id":"<instance>-<seq>","seq":<seq>,"ts_ms":<ts_ms>,"source":<source JSON>,"data":<data>}`,
 /// where `source_json_len` is the length of the source as a JSON string (quotes included, see
-/// [`source_json`]). Compression is not taken into account.
-pub(crate) fn envelope_len(
-    instance_len: usize,
-    seq: u64,
-    ts_ms: i64,
-    source_json_len: usize,
-    data_len: usize,
-) -> usize {
+/// [`source_json`]), plus `,"clock":"<word>"` when the record carries a clock mark.
+/// Compression is not taken into account.
+pub(crate) fn envelope_len(r: &RecordRef, source_json_len: usize) -> usize {
     ENVELOPE_FIXED
-        + instance_len
-        + 2 * dec_len_u64(seq)
-        + dec_len_i64(ts_ms)
+        + r.instance.len()
+        + 2 * dec_len_u64(r.seq)
+        + dec_len_i64(r.ts_ms)
+        + r.clock.word().map_or(0, |w| CLOCK_FIXED + w.len())
         + source_json_len
-        + data_len
+        + r.data.len()
 }
+
+/// `,"clock":""` around the clock word.
+const CLOCK_FIXED: usize = 11;
 
 /// The bytes one record adds to a request body: its envelope and a separator (`,` or `\n`;
 /// the one separator too many pays for `[` and `]`, or is spare).
-pub(crate) fn envelope_cost(
-    instance_len: usize,
-    seq: u64,
-    ts_ms: i64,
-    source_json_len: usize,
-    data_len: usize,
-) -> u64 {
-    envelope_len(instance_len, seq, ts_ms, source_json_len, data_len) as u64 + 1
+pub(crate) fn envelope_cost(r: &RecordRef, source_json_len: usize) -> u64 {
+    envelope_len(r, source_json_len) as u64 + 1
 }
 
 /// Exact byte length of a whole request body (before compression) holding `record_count`
@@ -135,13 +136,7 @@ pub(crate) fn body_len(format: Format, record_count: usize, envelope_bytes: usiz
 
 /// The [`envelope_len`] of one record with the source `source_json`.
 fn record_len(r: &RecordRef, source_json: &str) -> usize {
-    envelope_len(
-        r.instance.len(),
-        r.seq,
-        r.ts_ms,
-        source_json.len(),
-        r.data.len(),
-    )
+    envelope_len(r, source_json.len())
 }
 
 /// The body before compression: json is one JSON array of envelopes; ndjson is one envelope
@@ -300,6 +295,7 @@ mod tests {
                 seq,
                 ts_ms: ts,
                 data: b"{}",
+                clock: ClockMark::Valid,
             }];
             let body = encode(Format::Json, &src, &r);
             assert_eq!(
@@ -308,7 +304,7 @@ mod tests {
             );
             assert_eq!(
                 record_len(&r[0], &src),
-                envelope_len(16, seq, ts, src.len(), 2)
+                ENVELOPE_FIXED + 16 + 2 * dec_len_u64(seq) + dec_len_i64(ts) + src.len() + 2
             );
             let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
             assert_eq!(v[0]["seq"].as_u64(), Some(seq));
@@ -318,6 +314,36 @@ mod tests {
                 Some(format!("{INSTANCE}-{seq}").as_str())
             );
             assert_eq!(v[0]["source"].as_str(), Some("we\"ird\\src"));
+        }
+    }
+
+    #[test]
+    fn a_clock_mark_follows_ts_ms_and_is_counted() {
+        for (mark, word) in [
+            (ClockMark::Repaired, "repaired"),
+            (ClockMark::Unset, "unset"),
+        ] {
+            let mut r = recs(&["{\"p\":0.5}", "[1]"]);
+            r[0].clock = mark;
+            for format in [Format::Json, Format::Ndjson] {
+                let body = encode(format, CAM, &r);
+                assert_eq!(body.len(), total_len(format, CAM, &r), "{format:?} {word}");
+                let text = String::from_utf8(body).expect("utf8");
+                let first = format!(
+                    r#"{{"id":"3f9c2a7e1b4d8c60-42","seq":42,"ts_ms":1764320000123,"clock":"{word}","source":"cam-07","data":{{"p":0.5}}}}"#
+                );
+                assert!(text.contains(&first), "{text}");
+                // A record with a valid clock has no clock field.
+                assert_eq!(text.matches("\"clock\"").count(), 1, "{text}");
+            }
+            let plain = RecordRef {
+                clock: ClockMark::Valid,
+                ..r[0]
+            };
+            assert_eq!(
+                envelope_len(&r[0], CAM.len()),
+                envelope_len(&plain, CAM.len()) + ",\"clock\":\"\"".len() + word.len()
+            );
         }
     }
 

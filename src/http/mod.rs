@@ -456,6 +456,7 @@ fn printable(s: &str) -> String {
 mod tests {
     use super::test_server::{bound_socket, Act, Server};
     use super::*;
+    use crate::clock::ClockMark;
     use crate::config::ProxySetting;
     use crate::error::Code;
     use std::time::Instant;
@@ -489,6 +490,7 @@ mod tests {
                 seq: 42 + i as u64,
                 ts_ms: 1_764_320_000_123 + i as i64,
                 data: d.as_bytes(),
+                clock: ClockMark::Valid,
             })
             .collect()
     }
@@ -1085,6 +1087,7 @@ mod tests {
                 seq: 7,
                 ts_ms: 1,
                 data: b"{}",
+                clock: crate::clock::ClockMark::Valid,
             }]);
             prop_assert_eq!(a.outcome, Outcome::Delivered, "{:?}", a);
             let hit = srv.hits()[n.get()].clone();

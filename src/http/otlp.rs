@@ -212,28 +212,14 @@ impl Encoder {
     }
 
     /// The bytes one record adds to a body, exactly (JSON: its `LogRecord` and a comma;
-    /// protobuf: its `LogRecord` with tag and length prefix). `inst_len` is the length of the
-    /// record's instance.
-    pub fn record_cost(&self, inst_len: usize, seq: u64, ts_ms: i64, data: &[u8]) -> u64 {
-        const ZEROS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-        let long;
-        let instance = if inst_len <= ZEROS.len() {
-            &ZEROS[..inst_len]
-        } else {
-            long = "0".repeat(inst_len);
-            long.as_str()
-        };
-        let lr = log_record(&RecordRef {
-            instance,
-            seq,
-            ts_ms,
-            data,
-        });
+    /// protobuf: its `LogRecord` with tag and length prefix).
+    pub fn record_cost(&self, r: &RecordRef) -> u64 {
+        let lr = log_record(r);
         if self.proto {
             let n = lr.encoded_len();
             (1 + prost::encoding::encoded_len_varint(n as u64) + n) as u64
         } else {
-            let mut out = Vec::with_capacity(2 * data.len() + 256);
+            let mut out = Vec::with_capacity(2 * r.data.len() + 256);
             json_log_record(&mut out, &lr);
             out.len() as u64 + 1
         }
@@ -245,19 +231,23 @@ fn log_record(r: &RecordRef) -> LogRecord {
     let nanos = u64::try_from(r.ts_ms)
         .unwrap_or(0)
         .saturating_mul(1_000_000);
+    let mut attributes = vec![
+        string_kv("edgebuf.id", &format!("{}-{}", r.instance, r.seq)),
+        KeyValue {
+            key: "edgebuf.seq".to_string(),
+            value: Some(AnyValue {
+                value: Some(Value::IntValue(i64::try_from(r.seq).unwrap_or(i64::MAX))),
+            }),
+        },
+    ];
+    if let Some(word) = r.clock.word() {
+        attributes.push(string_kv("edgebuf.clock", word));
+    }
     LogRecord {
         time_unix_nano: nanos,
         severity_number: SEVERITY_INFO,
         body: Some(any_value(r.data)),
-        attributes: vec![
-            string_kv("edgebuf.id", &format!("{}-{}", r.instance, r.seq)),
-            KeyValue {
-                key: "edgebuf.seq".to_string(),
-                value: Some(AnyValue {
-                    value: Some(Value::IntValue(i64::try_from(r.seq).unwrap_or(i64::MAX))),
-                }),
-            },
-        ],
+        attributes,
         observed_time_unix_nano: nanos,
     }
 }
@@ -544,6 +534,7 @@ fn printable_message(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ClockMark;
 
     use crate::http::test_otlp_json::{from_otlp_json, normalised};
 
@@ -555,6 +546,7 @@ mod tests {
             seq,
             ts_ms: 1_764_320_000_000 + seq as i64,
             data: data.as_bytes(),
+            clock: ClockMark::Valid,
         }
     }
 
@@ -831,10 +823,7 @@ mod tests {
             for n in [0, 1, 2, all.len()] {
                 let r = &all[..n];
                 let body = enc.encode(r).len() as u64;
-                let costs: u64 = r
-                    .iter()
-                    .map(|x| enc.record_cost(x.instance.len(), x.seq, x.ts_ms, x.data))
-                    .sum();
+                let costs: u64 = r.iter().map(|x| enc.record_cost(x)).sum();
                 let planned = enc.fixed_cost() + costs;
                 assert!(planned >= body, "proto={proto} n={n}: {planned} < {body}");
                 assert!(
@@ -854,14 +843,57 @@ mod tests {
                     seq,
                     ts_ms: ts,
                     data: big.as_bytes(),
+                    clock: ClockMark::Valid,
                 }];
                 let body = enc.encode(&r).len() as u64;
-                let planned = enc.fixed_cost() + enc.record_cost(16, seq, ts, r[0].data);
+                let planned = enc.fixed_cost() + enc.record_cost(&r[0]);
                 assert!(
                     planned >= body && planned - body <= 8,
                     "proto={proto} {seq} {ts}: {planned} vs {body}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_clock_mark_is_the_edgebuf_clock_attribute_in_both_encodings() {
+        let mut r = vec![rec(1, "{\"a\":1}"), rec(2, "{\"a\":2}"), rec(3, "[]")];
+        r[0].clock = ClockMark::Repaired;
+        r[2].clock = ClockMark::Unset;
+        let words = [Some("repaired"), None, Some("unset")];
+        let v: serde_json::Value =
+            serde_json::from_slice(&encoder(false).encode(&r)).expect("valid JSON");
+        let lrs = v["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+            .as_array()
+            .expect("logRecords");
+        let proto = ExportLogsServiceRequest::decode(encoder(true).encode(&r).as_slice())
+            .expect("protobuf decodes");
+        let plrs = &proto.resource_logs[0].scope_logs[0].log_records;
+        for (i, word) in words.iter().enumerate() {
+            let attrs = lrs[i]["attributes"].as_array().expect("attributes");
+            let clock = attrs.iter().find(|a| a["key"] == "edgebuf.clock");
+            assert_eq!(
+                clock.map(|a| a["value"]["stringValue"].as_str()),
+                word.map(Some),
+                "json record {i}"
+            );
+            let pclock = plrs[i].attributes.iter().find(|a| a.key == "edgebuf.clock");
+            assert_eq!(
+                pclock.and_then(|a| a.value.clone()),
+                word.map(|w| AnyValue {
+                    value: Some(Value::StringValue(w.to_string()))
+                }),
+                "proto record {i}"
+            );
+        }
+        for proto in [false, true] {
+            let enc = encoder(proto);
+            let planned = enc.fixed_cost() + r.iter().map(|x| enc.record_cost(x)).sum::<u64>();
+            let body = enc.encode(&r).len() as u64;
+            assert!(
+                planned >= body && planned - body <= 8,
+                "{planned} vs {body}"
+            );
         }
     }
 

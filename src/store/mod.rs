@@ -50,9 +50,12 @@ pub(crate) struct NewRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StoredRecord {
     pub seq: u64,
+    /// As logged, or repaired when read (see `clock`).
     pub ts_ms: i64,
     pub inst: Option<String>,
     pub data: Vec<u8>,
+    /// Whether `ts_ms` came from a valid wall clock (src/clock.rs).
+    pub clock: crate::clock::ClockMark,
 }
 
 /// What an insert failure means for the caller.

@@ -146,6 +146,7 @@ impl Store {
                     .and_then(|v| v.as_blob().map_err(Into::into))
                     .map_err(|e| sql_storage("bad row", e))?
                     .to_vec(),
+                clock: crate::clock::ClockMark::Valid,
             };
             let c = cost(&rec);
             if !out.is_empty() && bytes + c > max_bytes {
@@ -513,6 +514,7 @@ mod tests {
                     ts_ms: r.ts_ms,
                     inst: None,
                     data: r.data,
+                    clock: crate::clock::ClockMark::Valid,
                 }
             });
             // The oldest batch delivered: the watermark moves, the rows wait as garbage.
