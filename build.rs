@@ -11,6 +11,24 @@ fn main() {
     let minor = env::var("CARGO_PKG_VERSION_MINOR").unwrap_or_else(|_| "0".into());
     let patch = env::var("CARGO_PKG_VERSION_PATCH").unwrap_or_else(|_| "0".into());
 
+    // The default of clock.valid_after_unix_ms (src/config/keys.rs): a wall clock earlier than
+    // the library's build time is not set yet. SOURCE_DATE_EPOCH (seconds) makes it reproducible.
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    let build_ms = match env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+    {
+        Some(secs) => secs.saturating_mul(1000),
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+    };
+    println!(
+        "cargo:rustc-env=EDGEBUF_BUILD_UNIX_MS={}",
+        build_ms.min(i64::MAX as u64)
+    );
+
     if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libedgebuf.so.{major}");
     }

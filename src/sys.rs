@@ -87,3 +87,21 @@ pub fn fsync_dir(path: &std::path::Path) {
         let _ = d.sync_all();
     }
 }
+
+/// CLOCK_BOOTTIME in milliseconds: the time since boot, suspend included, which no one sets
+/// (src/clock.rs). None if the call fails.
+pub fn boottime_ms() -> Option<i64> {
+    // SAFETY: timespec is plain old data; zeroed is a valid value that the call overwrites.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_BOOTTIME is a clock id Linux knows.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    if rc != 0 {
+        return None;
+    }
+    // tv_sec and tv_nsec are 32-bit on some targets (armv7): widen first.
+    #[allow(clippy::unnecessary_cast)]
+    let ms = (ts.tv_sec as i64)
+        .saturating_mul(1000)
+        .saturating_add(ts.tv_nsec as i64 / 1_000_000);
+    Some(ms)
+}

@@ -603,7 +603,10 @@ fn export(a: ExportArgs) -> Outcome {
             seq: r.seq,
             ts_ms: r.ts_ms,
             data: r.data,
-            clock: edgebuf::envelope::ClockMark::Valid,
+            // "unset" for a record logged with an invalid clock: this process cannot know
+            // whether the program's wall clock became valid in the boot the record was
+            // logged in (docs/reference.md, the wire, timestamps).
+            clock: r.clock,
         };
         edgebuf::envelope::push_envelope_fields(line, &rec, &source, true);
     };

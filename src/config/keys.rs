@@ -565,6 +565,13 @@ config_table! {
         "format", Kind::Choice(Format::WORDS), Unset::Never,
         "`json` (one array per request), `ndjson`, `otlp_json` or `otlp_proto` (OTLP/HTTP logs)";
 
+        /// `clock.valid_after_unix_ms`; `None` = the library's build time (see
+        /// [`Config::clock_valid_after_ms`]); 0 disables the check.
+        clock_valid_after_unix_ms: Option<u64> = None;
+        "clock.valid_after_unix_ms", number!(0, I64_MAX, Millis),
+        Unset::Means("the library's build time"),
+        "a wall clock earlier than this, in Unix ms, is not set yet (a board without a real-time clock before NTP): records logged then carry `clock` in their envelope, and their `ts_ms` is repaired from the boot clock when it can be (see Timestamps); 0 = no check";
+
         /// `tls.ca_file`; `None` means the built-in Mozilla roots.
         tls_ca_file: Option<PathBuf> = None;
         "tls.ca_file", Kind::Path, Unset::Means("built-in Mozilla roots"),

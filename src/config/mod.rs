@@ -162,6 +162,15 @@ impl Config {
         host_name()
     }
 
+    /// `clock.valid_after_unix_ms` as the engine uses it: the value set, or the library's build
+    /// time while unset (0: every wall clock is valid).
+    pub fn clock_valid_after_ms(&self) -> i64 {
+        self.clock_valid_after_unix_ms
+            .map_or(crate::clock::BUILD_UNIX_MS, |v| {
+                v.min(i64::MAX as u64) as i64
+            })
+    }
+
     /// The endpoint with user info, query and fragment removed, safe for messages and status
     /// (e.g. "https://host:8443/ingest"); characters outside printable ASCII are
     /// percent-encoded. "" when no endpoint is set.
@@ -283,6 +292,7 @@ mod tests {
         ("http.compression", "gzip"),
         ("http.proxy", "none"),
         ("format", "ndjson"),
+        ("clock.valid_after_unix_ms", "1764320000000"),
         ("tls.ca_file", "/etc/edgebuf/ca.pem"),
         ("tls.cert_file", "/etc/edgebuf/client.pem"),
         ("tls.key_file", "/etc/edgebuf/client.key"),
@@ -369,6 +379,8 @@ mod tests {
         ("disk.min_free_bytes", "-1"),
         ("disk.min_free_bytes", "32MiB"),
         ("disk.min_free_bytes", "99999999999999999999999"),
+        ("clock.valid_after_unix_ms", "-1"),
+        ("clock.valid_after_unix_ms", "9223372036854775808"),
     ];
 
     /// The number rows: the row, its min and its max.
@@ -446,7 +458,7 @@ mod tests {
 
     #[test]
     fn keys_are_complete_and_unique() {
-        assert_eq!(Config::KEYS.len(), 31);
+        assert_eq!(Config::KEYS.len(), 32);
         for (i, k) in Config::KEYS.iter().enumerate() {
             assert!(!Config::KEYS[..i].contains(k), "{k} twice");
             assert!(GOOD.iter().any(|(g, _)| g == k), "{k} has no good value");
@@ -860,6 +872,22 @@ mod tests {
                 .set(k, "0")
                 .unwrap_or_else(|e| panic!("{k}: {e}"));
         }
+    }
+
+    #[test]
+    fn clock_valid_after_is_the_build_time_until_set() {
+        let mut c = Config::new();
+        assert_eq!(c.clock_valid_after_unix_ms, None);
+        assert_eq!(c.clock_valid_after_ms(), crate::clock::BUILD_UNIX_MS);
+        c.set("clock.valid_after_unix_ms", "0").unwrap();
+        assert_eq!(c.clock_valid_after_ms(), 0);
+        c.set("clock.valid_after_unix_ms", "9223372036854775807")
+            .unwrap();
+        assert_eq!(c.clock_valid_after_ms(), i64::MAX);
+        c.set("clock.valid_after_unix_ms", "").unwrap();
+        assert_eq!(c.clock_valid_after_ms(), crate::clock::BUILD_UNIX_MS);
+        let row = Key::find("clock.valid_after_unix_ms").unwrap();
+        assert_eq!(row.default_text(), "the library's build time");
     }
 
     #[test]

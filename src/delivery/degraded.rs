@@ -2,7 +2,6 @@
 //! and the worker delivers them from there, under an instance of their own.
 
 use super::{Flow, Transport, Worker};
-use crate::clock::ClockMark;
 use crate::http::{Outcome, RecordRef};
 use crate::store::StoredRecord;
 use std::sync::atomic::Ordering::Relaxed;
@@ -28,15 +27,20 @@ impl<T: Transport> Worker<T> {
             return None;
         }
         let mut q = sh.queue.lock();
-        let out = q.take_for_delivery(self.sizing.cap(), self.body_budget(), |instance, r| {
-            self.costing.record(&RecordRef {
-                instance,
-                seq: r.seq,
-                ts_ms: r.ts_ms,
-                data: &r.data,
-                clock: ClockMark::Valid,
-            })
-        })?;
+        let out = q.take_for_delivery(
+            self.sizing.cap(),
+            self.body_budget(),
+            &sh.clock,
+            |instance, r, ts_ms, clock| {
+                self.costing.record(&RecordRef {
+                    instance,
+                    seq: r.seq,
+                    ts_ms,
+                    data: &r.data,
+                    clock,
+                })
+            },
+        )?;
         sh.queue.room_cv.notify_all();
         Some(out)
     }
@@ -76,6 +80,75 @@ mod tests {
     use std::sync::atomic::Ordering::Relaxed;
     use std::sync::{Arc, Mutex};
 
+    /// Records held in memory that were logged with an invalid wall clock are repaired as
+    /// those read from the file are (src/clock.rs), counted with their mark, and given back
+    /// as logged.
+    #[test]
+    fn records_in_memory_are_repaired_and_given_back_as_logged() {
+        use crate::clock::{BootClock, ClockMark};
+        use crate::engine::queue::QueueState;
+        let boot = crate::sys::boottime_ms().expect("CLOCK_BOOTTIME");
+        let mut q = QueueState::new(1);
+        q.push(5, Some(boot - 2_000), 0, b"1".to_vec());
+        q.push(1_764_320_000_000, None, 0, b"2".to_vec());
+        let valid = BootClock {
+            valid_after_ms: 1,
+            boot_id: Some("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0".into()),
+        };
+        let marks = Mutex::new(Vec::new());
+        let before = crate::store::testing_unix_ms();
+        let out = q
+            .take_for_delivery(10, u64::MAX, &valid, |_, r, ts, mark| {
+                marks.lock().unwrap().push((r.seq, ts, mark));
+                1
+            })
+            .expect("taken");
+        let after = crate::store::testing_unix_ms();
+        assert_eq!(out[0].clock, ClockMark::Repaired);
+        assert!(
+            (before - 2_050..=after - 1_950).contains(&out[0].ts_ms),
+            "{} not 2 s before {before}..{after}",
+            out[0].ts_ms
+        );
+        assert_eq!(
+            (out[1].ts_ms, out[1].clock),
+            (1_764_320_000_000, ClockMark::Valid)
+        );
+        assert_eq!(
+            *marks.lock().unwrap(),
+            vec![
+                (1, out[0].ts_ms, ClockMark::Repaired),
+                (2, 1_764_320_000_000, ClockMark::Valid)
+            ],
+            "the batch is costed with the marks it is sent with"
+        );
+        assert!(q.delivery_done());
+        q.give_back(out, 0);
+        // The wall clock not valid yet, or this boot's id unknown: as logged, unset.
+        for clock in [
+            BootClock {
+                valid_after_ms: i64::MAX,
+                ..valid.clone()
+            },
+            BootClock {
+                boot_id: None,
+                ..valid.clone()
+            },
+        ] {
+            let out = q
+                .take_for_delivery(10, u64::MAX, &clock, |_, _, _, _| 1)
+                .expect("taken");
+            assert_eq!((out[0].ts_ms, out[0].clock), (5, ClockMark::Unset));
+            assert_eq!(out[1].clock, ClockMark::Valid);
+            assert!(q.delivery_done());
+            q.give_back(out, 0);
+        }
+        assert_eq!(
+            q.first().map(|r| (r.ts_ms, r.boot_ms)),
+            Some((5, Some(boot - 2_000)))
+        );
+    }
+
     /// While storage is degraded, records in memory are delivered from there; what is not
     /// accepted goes back in front of the queue, in order, and is not counted twice.
     #[test]
@@ -94,7 +167,7 @@ mod tests {
         for i in 0..3 {
             let data = format!("{{\"m\":{i}}}").into_bytes();
             let len = data.len() as u64;
-            sh.queue.lock().push(0, sh.now_ms(), data);
+            sh.queue.lock().push(0, None, sh.now_ms(), data);
             sh.counters.logged(len);
         }
         assert_eq!(

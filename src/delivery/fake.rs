@@ -92,6 +92,7 @@ pub fn worker(
             t_acc_ms: 0,
             inst: None,
             data: format!("{{\"n\":{seq}}}").into_bytes(),
+            boot_ms: None,
         })
         .collect();
     store.insert(&recs, false).unwrap();

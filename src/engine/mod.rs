@@ -163,7 +163,9 @@ impl Buffer {
             }
         }
         let t_acc_ms = sh.now_ms();
-        let seq = q.push(ts_ms, t_acc_ms, data);
+        // One comparison for a valid wall clock; else the boot clock too (src/clock.rs).
+        let boot_ms = sh.clock.at_log(ts_ms);
+        let seq = q.push(ts_ms, boot_ms, t_acc_ms, data);
         sh.counters.logged(len);
         // Wake the writer only when it may be waiting for this: a syscall per record would
         // double the cost of a log while the writer is busy committing.

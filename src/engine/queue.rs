@@ -25,6 +25,7 @@
 //! prefetch helper happens with no lock held except `threads` in `close`, which none of the
 //! joined threads takes.
 
+use crate::clock::{BootClock, ClockMark};
 use crate::config::Config;
 use crate::error::Code;
 use crate::events::Events;
@@ -106,9 +107,10 @@ impl QueueState {
 
     // --- Intake ---
 
-    /// Queues a record; returns its seq.
+    /// Queues a record; returns its seq. `boot_ms`: the boot clock of a record logged with an
+    /// invalid wall clock (src/clock.rs).
     #[inline]
-    pub fn push(&mut self, ts_ms: i64, t_acc_ms: u64, data: Vec<u8>) -> u64 {
+    pub fn push(&mut self, ts_ms: i64, boot_ms: Option<i64>, t_acc_ms: u64, data: Vec<u8>) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.bytes += data.len() as u64;
@@ -118,6 +120,7 @@ impl QueueState {
             t_acc_ms,
             inst: None,
             data,
+            boot_ms,
         });
         seq
     }
@@ -347,14 +350,17 @@ impl QueueState {
     // --- Delivery from memory (storage degraded) ---
 
     /// Takes the oldest records for one request from memory: at most `max_records`, within
-    /// `max_bytes` of body as `cost` (instance, record) counts it. They carry an
-    /// instance of their own, drawn when first needed. None when nothing is queued, a request
-    /// from memory is in flight already, or close abandoned the queue.
+    /// `max_bytes` of body as `cost` (instance, record, ts_ms and clock mark as sent) counts
+    /// it. They carry an instance of their own, drawn when first needed, and the `ts_ms` of
+    /// those logged with an invalid clock is repaired as from the file (src/clock.rs). None
+    /// when nothing is queued, a request from memory is in flight already, or close abandoned
+    /// the queue.
     pub fn take_for_delivery(
         &mut self,
         max_records: u64,
         max_bytes: u64,
-        cost: impl Fn(&str, &NewRecord) -> u64,
+        clock: &BootClock,
+        cost: impl Fn(&str, &NewRecord, i64, ClockMark) -> u64,
     ) -> Option<Vec<StoredRecord>> {
         if self.items.is_empty() || self.memory.inflight.is_some() || self.memory.abandoned {
             return None;
@@ -367,9 +373,15 @@ impl QueueState {
                 i
             }
         };
+        let now = clock.now();
+        let sent = |r: &NewRecord| match r.boot_ms {
+            None => (r.ts_ms, ClockMark::Valid),
+            Some(boot_ms) => now.repair(r.ts_ms, boot_ms, clock.boot_id.as_deref()),
+        };
         let (mut n, mut body) = (0usize, 2u64);
         for r in self.items.iter() {
-            let len = cost(&inst, r);
+            let (ts_ms, mark) = sent(r);
+            let len = cost(&inst, r, ts_ms, mark);
             if n as u64 >= max_records || (n > 0 && body + len > max_bytes) {
                 break;
             }
@@ -381,12 +393,14 @@ impl QueueState {
         for mut r in self.items.drain(..n) {
             bytes += r.data.len() as u64;
             let inst = r.inst.get_or_insert_with(|| inst.clone()).clone();
+            let (ts_ms, clock) = sent(&r);
             out.push(StoredRecord {
                 seq: r.seq,
-                ts_ms: r.ts_ms,
+                ts_ms,
                 inst: Some(inst),
                 data: std::mem::take(&mut r.data),
-                clock: crate::clock::ClockMark::Valid,
+                clock,
+                logged_clock: r.boot_ms.map(|b| (r.ts_ms, b)),
             });
         }
         self.bytes = self.bytes.saturating_sub(bytes);
@@ -407,12 +421,18 @@ impl QueueState {
     pub fn give_back(&mut self, recs: Vec<StoredRecord>, now_ms: u64) {
         for r in recs.into_iter().rev() {
             self.bytes += r.data.len() as u64;
+            // As logged: a record logged with an invalid clock keeps its boot clock.
+            let (ts_ms, boot_ms) = match r.logged_clock {
+                Some((ts, boot)) => (ts, Some(boot)),
+                None => (r.ts_ms, None),
+            };
             self.items.push_front(NewRecord {
                 seq: r.seq,
-                ts_ms: r.ts_ms,
+                ts_ms,
                 t_acc_ms: now_ms,
                 inst: r.inst,
                 data: r.data,
+                boot_ms,
             });
         }
     }
@@ -563,6 +583,8 @@ pub struct Shared {
     pub events: Events,
     pub path: PathBuf,
     pub instance: String,
+    /// The bound of a valid wall clock and this boot's id, read at open (src/clock.rs).
+    pub clock: BootClock,
     pub opened: Instant,
     /// None once close has taken the file away: an abandoned request then touches nothing.
     pub store: Mutex<Option<Store>>,
@@ -606,6 +628,7 @@ impl Shared {
             events,
             path: store.path().to_path_buf(),
             instance: store.instance().to_string(),
+            clock: store.boot_clock().clone(),
             opened: Instant::now(),
             mirror: StoreMirror {
                 disk_pending: AtomicU64::new(store.disk_records),

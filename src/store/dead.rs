@@ -42,10 +42,16 @@ impl Store {
                     n += 1;
                     bytes += len as u64;
                 }
+                // A dead letter keeps its ts_ms as logged; its boot clock goes.
+                if self.clock_rows {
+                    super::records::delete_clock_rows(&tx, s, s)
+                        .map_err(|e| sql_storage("cannot store a dead letter", e))?;
+                }
             }
         }
         tx.commit()
             .map_err(|e| sql_storage("cannot commit dead letters", e))?;
+        self.recheck_clock_rows();
         self.disk_records -= n.min(self.disk_records);
         self.disk_bytes -= bytes.min(self.disk_bytes);
         self.dead_records += n;

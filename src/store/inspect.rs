@@ -12,6 +12,7 @@ pub use super::open::is_ours;
 use super::open::{immutable_uri, sibling};
 use super::schema::{check_for_reading, valid_instance, APPLICATION_ID, SCHEMA_VERSION};
 use super::{is_damage, LARGEST_RECORD};
+use crate::clock::ClockMark;
 use crate::error::{Code, Error, Result};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
@@ -62,6 +63,11 @@ pub struct Record<'a> {
     pub instance: &'a str,
     /// The record as logged (`null` for a row without data).
     pub data: &'a [u8],
+    /// [`ClockMark::Unset`] for a record logged while the wall clock was not valid: the tool is
+    /// another process, maybe in another boot, and does not know the program's
+    /// `clock.valid_after_unix_ms`, so `ts_ms` is as logged. [`ClockMark::Valid`] otherwise
+    /// (and for every dead letter, which keeps `ts_ms` as logged).
+    pub clock: ClockMark,
 }
 
 /// One dead letter, as [`BufferFile::each_dead_letter`] reads it.
@@ -319,9 +325,16 @@ impl BufferFile {
         limit: Option<u64>,
         mut f: impl FnMut(&Record<'_>) -> ControlFlow<()>,
     ) -> Result<()> {
+        // Version 1 had no clock table.
         self.each_row(
-            "SELECT seq, ts_ms, inst, CASE WHEN octet_length(data) <= ?3 THEN data END, \
-             octet_length(data) FROM records WHERE seq > ?2 ORDER BY seq LIMIT ?1",
+            if self.schema >= 2 {
+                "SELECT seq, ts_ms, inst, CASE WHEN octet_length(data) <= ?3 THEN data END, \
+                 octet_length(data), EXISTS(SELECT 1 FROM clock WHERE clock.seq = records.seq) \
+                 FROM records WHERE seq > ?2 ORDER BY seq LIMIT ?1"
+            } else {
+                "SELECT seq, ts_ms, inst, CASE WHEN octet_length(data) <= ?3 THEN data END, \
+                 octet_length(data), 0 FROM records WHERE seq > ?2 ORDER BY seq LIMIT ?1"
+            },
             limit,
             |r| f(&r.record),
         )
@@ -336,7 +349,7 @@ impl BufferFile {
     ) -> Result<()> {
         self.each_row(
             "SELECT seq, ts_ms, inst, CASE WHEN octet_length(data) <= ?3 THEN data END, \
-             octet_length(data), status, \
+             octet_length(data), 0, status, \
              CASE WHEN octet_length(reason) <= ?3 THEN reason END, octet_length(reason), \
              dead_unix_ms FROM dead_letters WHERE ?2 = ?2 ORDER BY seq, id LIMIT ?1",
             limit,
@@ -345,7 +358,8 @@ impl BufferFile {
     }
 
     /// The rows of `sql` (parameters: limit, watermark, largest row), read and checked. The
-    /// first five columns are a record's; a dead letter's four more follow.
+    /// first six columns are a record's (the sixth: logged with an invalid clock); a dead
+    /// letter's four more follow.
     fn each_row(
         &self,
         sql: &str,
@@ -357,7 +371,7 @@ impl BufferFile {
         let wm = self.watermark()?;
         let limit = limit.map_or(-1, |n| n.min(i64::MAX as u64) as i64);
         let mut st = tx.prepare(sql).map_err(&rd)?;
-        let dead = st.column_count() > 5;
+        let dead = st.column_count() > 6;
         let mut rows = st
             .query([limit, wm as i64, LARGEST_RECORD as i64])
             .map_err(&rd)?;
@@ -417,11 +431,16 @@ impl BufferFile {
                 "{what} (seq {seq}) holds data that is not one JSON value"
             )));
         }
+        let clock = match r.get_ref(5).map_err(&rd)? {
+            ValueRef::Integer(0) => ClockMark::Valid,
+            _ => ClockMark::Unset,
+        };
         let record = Record {
             seq,
             ts_ms,
             instance,
             data,
+            clock,
         };
         if !dead {
             return Ok(DeadLetter {
@@ -431,7 +450,7 @@ impl BufferFile {
                 dead_unix_ms: 0,
             });
         }
-        let status = match r.get_ref(5).map_err(&rd)? {
+        let status = match r.get_ref(6).map_err(&rd)? {
             ValueRef::Integer(n) => n,
             _ => {
                 return Err(self.damaged(&format!(
@@ -439,12 +458,12 @@ impl BufferFile {
                 )))
             }
         };
-        if too_large(7)? {
+        if too_large(8)? {
             return Err(self.damaged(&format!(
                 "a dead letter (seq {seq}) has a reason larger than {LARGEST_RECORD} bytes"
             )));
         }
-        let reason = match r.get_ref(6).map_err(&rd)? {
+        let reason = match r.get_ref(7).map_err(&rd)? {
             ValueRef::Text(t) => std::str::from_utf8(t).ok(),
             _ => None,
         }
@@ -453,7 +472,7 @@ impl BufferFile {
                 "a dead letter (seq {seq}) has a reason that is not UTF-8 text"
             ))
         })?;
-        let dead_unix_ms = match r.get_ref(8).map_err(&rd)? {
+        let dead_unix_ms = match r.get_ref(9).map_err(&rd)? {
             ValueRef::Integer(n) => n,
             _ => {
                 return Err(self.damaged(&format!(
@@ -588,6 +607,38 @@ mod tests {
         s.dead_letter(&[5], 400, "bad \"five\"").expect("dead");
         s.dead_letter(&[7], 422, "bad seven").expect("dead");
         s.instance().to_string()
+    }
+
+    #[test]
+    fn records_logged_with_an_invalid_clock_read_as_unset() {
+        let (_dir, path) = buffer_path();
+        sample(&path);
+        // As the store writes them for records logged before the wall clock was valid.
+        raw(&path)
+            .execute_batch(
+                "INSERT INTO clock VALUES (4, 1000, '0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0'), \
+                 (9, 'hostile', x'00'), (2, 5, 'under the watermark')",
+            )
+            .expect("clock rows");
+        let b = BufferFile::open(&path).expect("open");
+        let mut marks = Vec::new();
+        b.each_pending(None, |r| {
+            marks.push((r.seq, r.clock));
+            ControlFlow::Continue(())
+        })
+        .expect("read");
+        use ClockMark::{Unset, Valid};
+        assert_eq!(
+            marks,
+            vec![(4, Unset), (6, Valid), (8, Valid), (9, Unset), (10, Valid)]
+        );
+        let mut dead_marks = Vec::new();
+        b.each_dead_letter(None, |d| {
+            dead_marks.push(d.record.clock);
+            ControlFlow::Continue(())
+        })
+        .expect("read");
+        assert_eq!(dead_marks, vec![Valid, Valid]);
     }
 
     /// The sample buffer, changed by `sql`.

@@ -44,6 +44,9 @@ pub(crate) struct NewRecord {
     /// The instance for records accepted while storage was degraded; None = the file's.
     pub inst: Option<String>,
     pub data: Vec<u8>,
+    /// The boot clock (CLOCK_BOOTTIME, ms; -1 unreadable) at edgebuf_log when the wall clock
+    /// was not valid then; None for a valid clock (src/clock.rs).
+    pub boot_ms: Option<i64>,
 }
 
 /// A pending record read back from the file.
@@ -56,6 +59,10 @@ pub(crate) struct StoredRecord {
     pub data: Vec<u8>,
     /// Whether `ts_ms` came from a valid wall clock (src/clock.rs).
     pub clock: crate::clock::ClockMark,
+    /// A record delivered from memory (storage degraded) that was logged with an invalid
+    /// clock: its `ts_ms` as logged and its boot clock, to give it back unchanged. None for
+    /// records read from the file, which keeps them.
+    pub logged_clock: Option<(i64, i64)>,
 }
 
 /// What an insert failure means for the caller.
@@ -104,6 +111,11 @@ pub struct Store {
     /// like `inflight` until the worker sends it or lets it go.
     prefetched: Option<(u64, u64)>,
     synchronous_full: bool,
+    /// The bound of a valid wall clock and this boot's id, read at open (src/clock.rs).
+    boot: crate::clock::BootClock,
+    /// The `clock` table may hold rows: a batch is read joined with it (otherwise not, so
+    /// that records logged with a valid clock cost nothing more).
+    clock_rows: bool,
 }
 
 /// SQLite's word for a damaged file (or not a database at all).
@@ -194,6 +206,17 @@ impl Store {
         self.run_first_seq = seq;
     }
 
+    /// The bound of a valid wall clock and this boot's id, as read at open.
+    pub(crate) fn boot_clock(&self) -> &crate::clock::BootClock {
+        &self.boot
+    }
+
+    /// Tests: records read from now on are repaired as in a boot with this id.
+    #[cfg(test)]
+    pub(crate) fn set_boot_id(&mut self, id: Option<&str>) {
+        self.boot.boot_id = id.map(str::to_owned);
+    }
+
     /// Pending records in the file (above the delivered watermark).
     pub fn pending_records(&self) -> u64 {
         self.disk_records
@@ -203,6 +226,12 @@ impl Store {
     pub fn dead_letter_records(&self) -> u64 {
         self.dead_records
     }
+}
+
+/// Tests: the wall clock in Unix milliseconds, as the store reads it.
+#[cfg(test)]
+pub(crate) fn testing_unix_ms() -> i64 {
+    unix_ms()
 }
 
 /// What the tests of the store's files share: buffers in a temp dir, records, raw access.
@@ -244,6 +273,7 @@ pub(crate) mod testing {
             t_acc_ms: 0,
             inst: None,
             data: data.as_bytes().to_vec(),
+            boot_ms: None,
         }
     }
 

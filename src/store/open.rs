@@ -2,7 +2,9 @@
 //! and moving a damaged file of ours aside (quarantine). A file that is not provably
 //! edgebuf's is never moved or changed.
 
-use super::schema::{check_schema, harden, valid_instance, APPLICATION_ID, SCHEMA, SCHEMA_VERSION};
+use super::schema::{
+    check_schema, harden, upgrade, valid_instance, APPLICATION_ID, SCHEMA, SCHEMA_VERSION,
+};
 use super::{describe, io_hint, is_damage, storage_err, unix_ms, OpenReport, Store};
 use crate::config::{Config, OnCorrupt};
 use crate::error::{Code, Error, Result};
@@ -200,7 +202,7 @@ impl Store {
         // Before anything reads a table: the schema must be exactly edgebuf's, so that no
         // trigger, view or altered table of someone else's runs inside the host.
         if tables > 0 {
-            check_schema(&conn)?;
+            check_schema(&conn, version)?;
         }
         let exec = |sql: &str| {
             conn.execute_batch(sql)
@@ -236,6 +238,10 @@ impl Store {
                  INSERT INTO meta(key, value) VALUES('instance', '{instance}'), ('hwm', 0);
                  COMMIT;"
             ))?;
+        }
+        if tables > 0 && version == 1 {
+            // A file of the version before the clock table: add it, in one transaction.
+            upgrade(&conn).map_err(|e| OpenFailure::from_sql("cannot upgrade buffer file", e))?;
         }
         // Read as bytes: text that is not UTF-8 (a flipped byte, found by tests/filefuzz) is
         // not an id edgebuf wrote, like any other that is not 16 hexadecimal digits.
@@ -313,6 +319,11 @@ impl Store {
             .max(max_rec.unwrap_or(0))
             .max(max_dead.unwrap_or(0))
             .max(0) as u64;
+        // Rows of records logged while the wall clock was not valid (src/clock.rs): while
+        // there are none, reading a batch does not look for them.
+        let clock_rows: bool = conn
+            .query_row("SELECT EXISTS(SELECT 1 FROM clock)", [], |r| r.get(0))
+            .map_err(|e| OpenFailure::from_sql("cannot read buffer file", e))?;
         let min_free = match cfg.disk_min_free_bytes {
             Some(v) => v,
             None => {
@@ -336,6 +347,8 @@ impl Store {
             dead_max: cfg.dead_letter_max_records,
             min_free,
             synchronous_full: sync_full,
+            boot: crate::clock::BootClock::open(cfg.clock_valid_after_ms()),
+            clock_rows,
         })
     }
 }
@@ -354,6 +367,8 @@ struct PartialStore {
     dead_max: u64,
     min_free: u64,
     synchronous_full: bool,
+    boot: crate::clock::BootClock,
+    clock_rows: bool,
 }
 
 // `open_locked` builds the Store from the parts and the lock.
@@ -381,6 +396,8 @@ impl Store {
             inflight: None,
             prefetched: None,
             synchronous_full: p.synchronous_full,
+            boot: p.boot,
+            clock_rows: p.clock_rows,
         }
     }
 }

@@ -23,6 +23,7 @@ impl Store {
             .map_err(|e| sql_err("cannot begin a transaction", e))?;
         let mut added = 0u64;
         let mut max_seq = self.hwm;
+        let mut clock_rows = false;
         {
             let mut st = tx
                 .prepare_cached(
@@ -38,6 +39,22 @@ impl Store {
                     &r.data
                 ])
                 .map_err(|e| sql_err("cannot store a record", e))?;
+                if let Some(boot_ms) = r.boot_ms {
+                    // Logged with an invalid wall clock: its boot clock and this boot's id
+                    // ("" when unreadable: sent "unset"), for the repair at send time.
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO clock(seq, boot_ms, boot_id) VALUES (?1, ?2, ?3)",
+                    )
+                    .and_then(|mut c| {
+                        c.execute(params![
+                            r.seq as i64,
+                            boot_ms,
+                            self.boot.boot_id.as_deref().unwrap_or("")
+                        ])
+                    })
+                    .map_err(|e| sql_err("cannot store a record's boot clock", e))?;
+                    clock_rows = true;
+                }
                 added += r.data.len() as u64;
                 max_seq = max_seq.max(r.seq);
             }
@@ -51,6 +68,7 @@ impl Store {
             }
         }
         tx.commit().map_err(|e| sql_err("cannot commit", e))?;
+        self.clock_rows |= clock_rows;
         self.hwm = max_seq;
         self.disk_records += recs.len() as u64;
         self.disk_bytes += added;
@@ -83,13 +101,21 @@ impl Store {
     ) -> Result<Vec<StoredRecord>> {
         let (lo, hi) = range.unwrap_or((0, i64::MAX as u64));
         let lo = lo.max(self.wm + 1);
+        // With rows in the clock table, each record's is read with it and the clocks of now
+        // repair them (src/clock.rs); otherwise the records table alone.
+        let now = self.clock_rows.then(|| self.boot.now());
         let mut st = self
             .conn
-            .prepare_cached(
+            .prepare_cached(if now.is_some() {
+                "SELECT r.seq, r.ts_ms, r.inst, CASE WHEN octet_length(r.data) <= ?4 THEN r.data END, \
+                 octet_length(r.data), c.seq IS NOT NULL, c.boot_ms, c.boot_id \
+                 FROM records r LEFT JOIN clock c ON c.seq = r.seq \
+                 WHERE r.seq BETWEEN ?1 AND ?2 ORDER BY r.seq LIMIT ?3"
+            } else {
                 // A row larger than any record edgebuf accepts is not loaded (a hostile file).
                 "SELECT seq, ts_ms, inst, CASE WHEN octet_length(data) <= ?4 THEN data END, \
-                 octet_length(data) FROM records WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq LIMIT ?3",
-            )
+                 octet_length(data) FROM records WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq LIMIT ?3"
+            })
             .map_err(|e| sql_storage("cannot read pending records", e))?;
         let mut rows = st
             .query(params![
@@ -117,7 +143,7 @@ impl Store {
                     "a record is larger than the largest record edgebuf accepts",
                 ));
             }
-            let rec = StoredRecord {
+            let mut rec = StoredRecord {
                 seq: row
                     .get::<_, i64>(0)
                     .map_err(|e| sql_storage("bad row", e))? as u64,
@@ -147,7 +173,24 @@ impl Store {
                     .map_err(|e| sql_storage("bad row", e))?
                     .to_vec(),
                 clock: crate::clock::ClockMark::Valid,
+                logged_clock: None,
             };
+            if let Some(now) = &now {
+                let logged_invalid: bool = row.get(5).map_err(|e| sql_storage("bad row", e))?;
+                if logged_invalid {
+                    // Values from the file: a boot clock that is not an integer, or a boot id
+                    // that is not a UUID, repairs nothing (the record goes "unset").
+                    let boot_ms = match row.get_ref(6).map_err(|e| sql_storage("bad row", e))? {
+                        rusqlite::types::ValueRef::Integer(n) => n,
+                        _ => -1,
+                    };
+                    let boot_id = match row.get_ref(7).map_err(|e| sql_storage("bad row", e))? {
+                        rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).ok(),
+                        _ => None,
+                    };
+                    (rec.ts_ms, rec.clock) = now.repair(rec.ts_ms, boot_ms, boot_id);
+                }
+            }
             let c = cost(&rec);
             if !out.is_empty() && bytes + c > max_bytes {
                 break;
@@ -205,12 +248,21 @@ impl Store {
                     }
                 }
             }
+            if self.clock_rows {
+                if contiguous {
+                    delete_clock_rows(&tx, min_seq, max_seq)
+                } else {
+                    seqs.iter().try_for_each(|&s| delete_clock_rows(&tx, s, s))
+                }
+                .map_err(|e| sql_storage("cannot delete records' boot clocks", e))?;
+            }
             tx.prepare_cached("UPDATE meta SET value=max(value, ?1) WHERE key='hwm'")
                 .and_then(|mut s| s.execute(params![max_seq as i64]))
                 .map_err(|e| sql_storage("cannot store the seq high-water mark", e))?;
         }
         tx.commit()
             .map_err(|e| sql_storage("cannot commit the deletion of delivered records", e))?;
+        self.recheck_clock_rows();
         self.disk_records -= n.min(self.disk_records);
         self.disk_bytes -= bytes.min(self.disk_bytes);
         Ok((n, bytes))
@@ -234,11 +286,16 @@ impl Store {
             tx.prepare_cached("DELETE FROM records WHERE seq BETWEEN ?1 AND ?2")
                 .and_then(|mut st| st.execute(params![lo as i64, hi as i64]))
                 .map_err(|e| sql_storage("cannot delete delivered records", e))? as u64;
+        if self.clock_rows {
+            delete_clock_rows(&tx, lo, hi)
+                .map_err(|e| sql_storage("cannot delete records' boot clocks", e))?;
+        }
         tx.prepare_cached("UPDATE meta SET value=max(value, ?1) WHERE key='hwm'")
             .and_then(|mut s| s.execute(params![hi as i64]))
             .map_err(|e| sql_storage("cannot store the seq high-water mark", e))?;
         tx.commit()
             .map_err(|e| sql_storage("cannot commit the deletion of delivered records", e))?;
+        self.recheck_clock_rows();
         self.disk_records -= removed.min(self.disk_records);
         if removed == n {
             self.disk_bytes -= bytes.min(self.disk_bytes);
@@ -325,12 +382,22 @@ impl Store {
             })
             .map_err(|e| sql_storage("cannot read delivered records", e))?;
         let upto = bound.map_or(self.wm as i64, |b| b.min(self.wm as i64));
-        let removed = self
+        let tx = self
             .conn
+            .transaction()
+            .map_err(|e| sql_storage("cannot begin a transaction", e))?;
+        let removed = tx
             .prepare_cached("DELETE FROM records WHERE seq <= ?1")
             .and_then(|mut st| st.execute(params![upto]))
             .map_err(|e| sql_storage("cannot reclaim delivered records", e))?
             as u64;
+        if self.clock_rows {
+            delete_clock_rows(&tx, 0, upto.max(0) as u64)
+                .map_err(|e| sql_storage("cannot reclaim delivered records' boot clocks", e))?;
+        }
+        tx.commit()
+            .map_err(|e| sql_storage("cannot reclaim delivered records", e))?;
+        self.recheck_clock_rows();
         if bound.is_none() || removed >= self.garbage_records {
             self.garbage_records = 0;
             self.garbage_bytes = 0;
@@ -340,6 +407,18 @@ impl Store {
             self.garbage_bytes = self.garbage_bytes.saturating_sub(per * removed);
         }
         Ok(removed)
+    }
+
+    /// After deleting rows of the clock table: whether any are left (reading batches joins the
+    /// table only while there are).
+    pub(super) fn recheck_clock_rows(&mut self) {
+        if self.clock_rows {
+            self.clock_rows = self
+                .conn
+                .prepare_cached("SELECT EXISTS(SELECT 1 FROM clock)")
+                .and_then(|mut st| st.query_row([], |r| r.get(0)))
+                .unwrap_or(true);
+        }
     }
 
     /// The worker sends the records `range` (first and last seq; None: none): the capacity
@@ -493,6 +572,18 @@ impl Store {
     }
 }
 
+/// Deletes the boot clocks of the records `lo..=hi` (src/clock.rs), in the caller's
+/// transaction.
+pub(super) fn delete_clock_rows(
+    c: &rusqlite::Connection,
+    lo: u64,
+    hi: u64,
+) -> rusqlite::Result<()> {
+    c.prepare_cached("DELETE FROM clock WHERE seq BETWEEN ?1 AND ?2")
+        .and_then(|mut st| st.execute(params![lo as i64, hi.min(i64::MAX as u64) as i64]))
+        .map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::{buffer_path, insert, open, pending_seqs, raw, rec};
@@ -515,6 +606,7 @@ mod tests {
                     inst: None,
                     data: r.data,
                     clock: crate::clock::ClockMark::Valid,
+                    logged_clock: None,
                 }
             });
             // The oldest batch delivered: the watermark moves, the rows wait as garbage.
@@ -651,6 +743,145 @@ mod tests {
             e.message().contains("larger than the largest record"),
             "{e:?}"
         );
+    }
+
+    const BOOT: &str = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+
+    fn clock_rows(s: &Store) -> Vec<i64> {
+        let mut st = s
+            .conn
+            .prepare("SELECT seq FROM clock ORDER BY seq")
+            .expect("prepare");
+        let rows = st.query_map([], |r| r.get(0)).expect("query");
+        rows.collect::<rusqlite::Result<_>>().expect("rows")
+    }
+
+    /// Stores records `seqs` logged with an invalid wall clock (ts_ms = seq) `ago_ms` of boot
+    /// clock before now.
+    fn insert_unset(s: &mut Store, seqs: std::ops::RangeInclusive<u64>, ago_ms: i64) {
+        let boot = crate::sys::boottime_ms().expect("CLOCK_BOOTTIME");
+        let recs: Vec<NewRecord> = seqs
+            .map(|i| NewRecord {
+                ts_ms: i as i64,
+                boot_ms: Some(boot - ago_ms),
+                ..rec(i, &format!("{{\"i\":{i}}}"))
+            })
+            .collect();
+        s.insert(&recs, false)
+            .map_err(|e| format!("{e:?}"))
+            .expect("insert");
+    }
+
+    fn marks(s: &mut Store) -> Vec<(u64, i64, crate::clock::ClockMark)> {
+        s.fetch(None, 100, u64::MAX, |_| 0)
+            .expect("fetch")
+            .iter()
+            .map(|r| (r.seq, r.ts_ms, r.clock))
+            .collect()
+    }
+
+    #[test]
+    fn records_logged_with_an_invalid_clock_are_repaired_in_the_same_boot_only() {
+        use crate::clock::ClockMark::{Repaired, Unset, Valid};
+        let (_dir, path) = buffer_path();
+        let mut s = open(&path);
+        s.set_boot_id(Some(BOOT));
+        insert(&mut s, 1..=2);
+        insert_unset(&mut s, 3..=4, 5_000);
+        assert_eq!(
+            clock_rows(&s),
+            vec![3, 4],
+            "only records logged with an invalid clock"
+        );
+        let before = super::super::unix_ms();
+        let got = marks(&mut s);
+        let after = super::super::unix_ms();
+        assert_eq!(got[0], (1, rec(1, "").ts_ms, Valid));
+        assert_eq!(got[1].2, Valid);
+        for &(seq, ts, mark) in &got[2..] {
+            assert_eq!(mark, Repaired, "{seq}");
+            // Logged 5 s of boot clock ago: the wall clock of then, within the read's time.
+            assert!(
+                (before - 5_000 - 50..=after - 5_000 + 50).contains(&ts),
+                "{seq}: {ts} not 5 s before {before}..{after}"
+            );
+        }
+        // Another boot (the file read after a reboot): as logged, unset.
+        s.set_boot_id(Some("11111111-2222-3333-4444-555555555555"));
+        assert_eq!(&marks(&mut s)[2..], &[(3, 3, Unset), (4, 4, Unset)]);
+        // This boot's id unreadable: unset too.
+        s.set_boot_id(None);
+        assert_eq!(&marks(&mut s)[2..], &[(3, 3, Unset), (4, 4, Unset)]);
+        drop(s);
+        // The wall clock still not valid when sent: unset.
+        let far = (super::super::unix_ms() + 3_600_000).to_string();
+        let cfg = super::super::testing::config(&path, &[("clock.valid_after_unix_ms", &far)]);
+        let (mut s, _) = Store::open(&cfg).expect("open");
+        s.set_boot_id(Some(BOOT));
+        assert_eq!(&marks(&mut s)[2..], &[(3, 3, Unset), (4, 4, Unset)]);
+    }
+
+    #[test]
+    fn hostile_clock_rows_send_the_record_unset_never_raw() {
+        use crate::clock::ClockMark::Unset;
+        let (_dir, path) = buffer_path();
+        {
+            let mut s = open(&path);
+            s.set_boot_id(Some(BOOT));
+            insert_unset(&mut s, 1..=5, 1_000);
+        }
+        raw(&path)
+            .execute_batch(&format!(
+                "UPDATE clock SET boot_id = '\u{1b}[31m\"evil' WHERE seq = 1;
+                 UPDATE clock SET boot_id = x'ff00ff' WHERE seq = 2;
+                 UPDATE clock SET boot_ms = 'soon', boot_id = '{BOOT}' WHERE seq = 3;
+                 UPDATE clock SET boot_ms = -9223372036854775808, boot_id = '{BOOT}' WHERE seq = 4;
+                 UPDATE clock SET boot_ms = 9223372036854775807, boot_id = '{BOOT}' WHERE seq = 5;"
+            ))
+            .expect("tamper");
+        let mut s = open(&path);
+        s.set_boot_id(Some(BOOT));
+        assert_eq!(
+            marks(&mut s),
+            (1..=5).map(|i| (i, i as i64, Unset)).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn boot_clocks_go_with_their_records() {
+        let (_dir, path) = buffer_path();
+        let mut s = open(&path);
+        insert_unset(&mut s, 1..=20, 0);
+        insert(&mut s, 21..=22);
+        assert!(s.clock_rows);
+        // Capacity and TTL (delete), a batch behind pending ones (delete_delivered), dead
+        // letters, the delivered watermark and its garbage collection.
+        s.delete(&[2, 4]).expect("delete");
+        s.delete(&[5, 6, 7]).expect("delete");
+        s.delete_delivered(9, 10, 2, 16).expect("delivered");
+        s.dead_letter(&[11], 400, "bad").expect("dead letter");
+        assert_eq!(
+            clock_rows(&s),
+            vec![1, 3, 8, 12, 13, 14, 15, 16, 17, 18, 19, 20]
+        );
+        s.settle_delivered(1, 3, 2, 14).expect("settle");
+        assert_eq!(
+            clock_rows(&s)[0],
+            1,
+            "garbage keeps its row until collected"
+        );
+        s.collect_garbage(100).expect("gc");
+        assert_eq!(clock_rows(&s), vec![8, 12, 13, 14, 15, 16, 17, 18, 19, 20]);
+        s.delete_delivered(8, 20, 10, 80).expect("delivered");
+        assert!(clock_rows(&s).is_empty());
+        assert!(
+            !s.clock_rows,
+            "no rows left: batches are read without the join"
+        );
+        assert_eq!(pending_seqs(&mut s), vec![21, 22]);
+        drop(s);
+        let s = open(&path);
+        assert!(!s.clock_rows);
     }
 
     #[test]

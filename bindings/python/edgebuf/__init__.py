@@ -269,6 +269,7 @@ _KEYS = (
     "http.compression",
     "http.proxy",
     "format",
+    "clock.valid_after_unix_ms",
     "tls.ca_file",
     "tls.cert_file",
     "tls.key_file",
