@@ -413,6 +413,38 @@ fn export_prints_wire_envelopes_with_the_data_verbatim() {
 }
 
 #[test]
+fn export_marks_records_logged_before_the_clock_was_valid_unset() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("buf.db");
+    let url = format!("http://127.0.0.1:{}/ingest", dead_port());
+    let mut c = config(dir.path(), &url);
+    c.set("http.proxy", "none").unwrap();
+    let b = Buffer::open(&c, None).unwrap();
+    b.log(b"{\"valid\":true}").unwrap();
+    b.sync(Duration::from_secs(10)).unwrap();
+    let _ = b.close(Duration::from_millis(50));
+    // Reopened with the wall clock taken as not set yet (the bound an hour ahead).
+    let ahead = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 3_600_000;
+    c.set("clock.valid_after_unix_ms", &ahead.to_string())
+        .unwrap();
+    let b = Buffer::open(&c, None).unwrap();
+    b.log(b"{\"valid\":false}").unwrap();
+    b.sync(Duration::from_secs(10)).unwrap();
+    let _ = b.close(Duration::from_millis(50));
+    // The tool cannot know whether that boot's clock became valid: "unset", ts_ms as logged.
+    let env = export(&[p(&path)]);
+    assert_eq!(env.len(), 2, "{env:?}");
+    assert_eq!(env[0]["data"]["valid"], true);
+    assert!(env[0].get("clock").is_none(), "{}", env[0]);
+    assert_eq!(env[1]["data"]["valid"], false);
+    assert_eq!(env[1]["clock"], "unset", "{}", env[1]);
+}
+
+#[test]
 fn check_tells_a_sound_file_from_a_damaged_one() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("buf.db");

@@ -136,6 +136,8 @@ impl Buffer {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
+        // One comparison for a valid wall clock; else the boot clock too (src/clock.rs).
+        let boot_ms = sh.clock.at_log(ts_ms);
         let mut q = sh.queue.lock();
         if q.closing() {
             return Err(closed_err());
@@ -163,8 +165,6 @@ impl Buffer {
             }
         }
         let t_acc_ms = sh.now_ms();
-        // One comparison for a valid wall clock; else the boot clock too (src/clock.rs).
-        let boot_ms = sh.clock.at_log(ts_ms);
         let seq = q.push(ts_ms, boot_ms, t_acc_ms, data);
         sh.counters.logged(len);
         // Wake the writer only when it may be waiting for this: a syscall per record would

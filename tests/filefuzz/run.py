@@ -12,7 +12,7 @@ Each case must:
 Seeds of failures are printed; FILEFUZZ_SEED replays one.
 
 usage: run.py LOGGER CASES SEED"""
-import hashlib, os, random, shutil, subprocess, sys, tempfile, time
+import hashlib, os, random, shutil, sqlite3, subprocess, sys, tempfile, time
 
 driver, cases, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 OURS = {"buf.db", "buf.db-wal", "buf.db-shm", "buf.db.lock"}
@@ -24,21 +24,25 @@ def digest(p):
 
 def make_source(dir):
     """A buffer with records in the file itself (checkpointed at a close) and more committed
-    in its -wal (a copy taken while it is open)."""
+    in its -wal (a copy taken while it is open). Their wall clock counts as not set yet
+    (clock.valid_after_unix_ms far ahead), so the clock table holds rows to damage too."""
+    env = dict(os.environ, EDGEBUF_CLOCK_VALID_AFTER_UNIX_MS="9000000000000")
     live = os.path.join(dir, "live")
     os.makedirs(live)
     db = os.path.join(live, "buf.db")
     for _ in range(2):
         p = subprocess.Popen([driver, "log", db, "http://127.0.0.1:9/ingest", "sync", "0", "2"],
                              stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+                             stderr=subprocess.DEVNULL,
+                             env=env)
         time.sleep(0.4)
         p.kill()
         p.wait()
         subprocess.run([driver, "check", db], check=True, capture_output=True, timeout=60)
     p = subprocess.Popen([driver, "log", db, "http://127.0.0.1:9/ingest", "sync", "0", "2"],
                          stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+                         stderr=subprocess.DEVNULL,
+                         env=env)
     time.sleep(0.4)
     src = os.path.join(dir, "src")
     os.makedirs(src)
@@ -49,7 +53,13 @@ def make_source(dir):
     sizes = {n: os.path.getsize(os.path.join(src, n)) for n in ("buf.db", "buf.db-wal")}
     if min(sizes.values()) < 4096:
         sys.exit(f"the source buffer is too small to damage meaningfully: {sizes}")
-    print(f"file fuzz: source buffer {sizes}")
+    probe = os.path.join(dir, "probe")
+    shutil.copytree(src, probe)
+    with sqlite3.connect(os.path.join(probe, "buf.db")) as c:
+        clock_rows = c.execute("SELECT count(*) FROM clock").fetchone()[0]
+    if clock_rows == 0:
+        sys.exit("the source buffer has no rows in its clock table")
+    print(f"file fuzz: source buffer {sizes}, {clock_rows} records with a boot clock")
     return src
 
 
