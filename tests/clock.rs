@@ -98,10 +98,21 @@ fn records_logged_before_the_clock_was_valid_arrive_repaired() {
 
 #[test]
 fn records_sent_while_the_clock_is_not_valid_arrive_unset_as_logged() {
+    for durability in ["async", "sync"] {
+        sent_while_the_clock_is_not_valid(durability);
+    }
+}
+
+fn sent_while_the_clock_is_not_valid(durability: &str) {
     let dir = tempfile::tempdir().unwrap();
     let srv = Server::receiver();
     let b = Buffer::open(
-        &cfg(dir.path(), &srv.url(), now_ms() + 3_600_000, &[]),
+        &cfg(
+            dir.path(),
+            &srv.url(),
+            now_ms() + 3_600_000,
+            &[("durability", durability)],
+        ),
         None,
     )
     .unwrap();
@@ -111,9 +122,12 @@ fn records_sent_while_the_clock_is_not_valid_arrive_unset_as_logged() {
     let got = by_i(&got);
     assert_eq!(got.len(), 3);
     for (i, e) in got.iter().enumerate() {
-        assert_eq!(e["clock"], "unset", "{e}");
+        assert_eq!(e["clock"], "unset", "{durability}: {e}");
         let (before, after) = logged[i];
-        assert!(ts(e) >= before && ts(e) <= after, "as logged: {e}");
+        assert!(
+            ts(e) >= before && ts(e) <= after,
+            "{durability}: as logged: {e}"
+        );
     }
     // The field follows ts_ms, as the reference shows the envelope.
     let body = String::from_utf8(srv.hits()[0].plain()).unwrap();

@@ -87,6 +87,7 @@ mod tests {
     fn records_in_memory_are_repaired_and_given_back_as_logged() {
         use crate::clock::{BootClock, ClockMark};
         use crate::engine::queue::QueueState;
+        let before = crate::store::testing_unix_ms();
         let boot = crate::sys::boottime_ms().expect("CLOCK_BOOTTIME");
         let mut q = QueueState::new(1);
         q.push(5, Some(boot - 2_000), 0, b"1".to_vec());
@@ -96,7 +97,6 @@ mod tests {
             boot_id: Some("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0".into()),
         };
         let marks = Mutex::new(Vec::new());
-        let before = crate::store::testing_unix_ms();
         let out = q
             .take_for_delivery(10, u64::MAX, &valid, |_, r, ts, mark| {
                 marks.lock().unwrap().push((r.seq, ts, mark));

@@ -787,13 +787,13 @@ mod tests {
         let mut s = open(&path);
         s.set_boot_id(Some(BOOT));
         insert(&mut s, 1..=2);
+        let before = super::super::unix_ms();
         insert_unset(&mut s, 3..=4, 5_000);
         assert_eq!(
             clock_rows(&s),
             vec![3, 4],
             "only records logged with an invalid clock"
         );
-        let before = super::super::unix_ms();
         let got = marks(&mut s);
         let after = super::super::unix_ms();
         assert_eq!(got[0], (1, rec(1, "").ts_ms, Valid));
