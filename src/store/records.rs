@@ -108,7 +108,8 @@ impl Store {
             .conn
             .prepare_cached(if now.is_some() {
                 "SELECT r.seq, r.ts_ms, r.inst, CASE WHEN octet_length(r.data) <= ?4 THEN r.data END, \
-                 octet_length(r.data), c.seq IS NOT NULL, c.boot_ms, c.boot_id \
+                 octet_length(r.data), c.seq IS NOT NULL, c.boot_ms, \
+                 CASE WHEN octet_length(c.boot_id) <= 64 THEN c.boot_id END \
                  FROM records r LEFT JOIN clock c ON c.seq = r.seq \
                  WHERE r.seq BETWEEN ?1 AND ?2 ORDER BY r.seq LIMIT ?3"
             } else {
@@ -828,12 +829,13 @@ mod tests {
         {
             let mut s = open(&path);
             s.set_boot_id(Some(BOOT));
-            insert_unset(&mut s, 1..=5, 1_000);
+            insert_unset(&mut s, 1..=6, 1_000);
         }
         raw(&path)
             .execute_batch(&format!(
                 "UPDATE clock SET boot_id = '\u{1b}[31m\"evil' WHERE seq = 1;
                  UPDATE clock SET boot_id = x'ff00ff' WHERE seq = 2;
+                 UPDATE clock SET boot_ms = 1, boot_id = '{BOOT}' || zeroblob(100000) WHERE seq = 6;
                  UPDATE clock SET boot_ms = 'soon', boot_id = '{BOOT}' WHERE seq = 3;
                  UPDATE clock SET boot_ms = -9223372036854775808, boot_id = '{BOOT}' WHERE seq = 4;
                  UPDATE clock SET boot_ms = 9223372036854775807, boot_id = '{BOOT}' WHERE seq = 5;"
@@ -843,7 +845,7 @@ mod tests {
         s.set_boot_id(Some(BOOT));
         assert_eq!(
             marks(&mut s),
-            (1..=5).map(|i| (i, i as i64, Unset)).collect::<Vec<_>>()
+            (1..=6).map(|i| (i, i as i64, Unset)).collect::<Vec<_>>()
         );
     }
 
