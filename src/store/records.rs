@@ -4,6 +4,7 @@
 
 use super::schema::valid_instance;
 use super::{sql_err, sql_storage, NewRecord, Store, StoredRecord, WriteError, LARGEST_RECORD};
+use crate::config::DeliveryOrder;
 use crate::error::{Error, Result};
 use rusqlite::{params, OptionalExtension};
 
@@ -81,15 +82,43 @@ impl Store {
         max_bytes: u64,
         cost: impl Fn(&StoredRecord) -> u64,
     ) -> Result<Vec<StoredRecord>> {
+        self.fetch_in(
+            DeliveryOrder::OldestFirst,
+            range,
+            max_records,
+            max_bytes,
+            cost,
+        )
+    }
+
+    /// [`Store::fetch`] in the given `delivery.order` (docs/reference.md, configuration):
+    /// `newest_first` takes the pending records from the highest seq down (the newest is
+    /// always included, then each older one while `max_bytes` allows) and returns them in seq
+    /// order.
+    pub(crate) fn fetch_in(
+        &mut self,
+        order: DeliveryOrder,
+        range: Option<(u64, u64)>,
+        max_records: u64,
+        max_bytes: u64,
+        cost: impl Fn(&StoredRecord) -> u64,
+    ) -> Result<Vec<StoredRecord>> {
         let (lo, hi) = range.unwrap_or((0, i64::MAX as u64));
         let lo = lo.max(self.wm + 1);
+        // A row larger than any record edgebuf accepts is not loaded (a hostile file).
+        let sql = match order {
+            DeliveryOrder::OldestFirst => {
+                "SELECT seq, ts_ms, inst, CASE WHEN octet_length(data) <= ?4 THEN data END, \
+                 octet_length(data) FROM records WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq LIMIT ?3"
+            }
+            DeliveryOrder::NewestFirst => {
+                "SELECT seq, ts_ms, inst, CASE WHEN octet_length(data) <= ?4 THEN data END, \
+                 octet_length(data) FROM records WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq DESC LIMIT ?3"
+            }
+        };
         let mut st = self
             .conn
-            .prepare_cached(
-                // A row larger than any record edgebuf accepts is not loaded (a hostile file).
-                "SELECT seq, ts_ms, inst, CASE WHEN octet_length(data) <= ?4 THEN data END, \
-                 octet_length(data) FROM records WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq LIMIT ?3",
-            )
+            .prepare_cached(sql)
             .map_err(|e| sql_storage("cannot read pending records", e))?;
         let mut rows = st
             .query(params![
@@ -153,6 +182,9 @@ impl Store {
             }
             bytes += c;
             out.push(rec);
+        }
+        if order == DeliveryOrder::NewestFirst {
+            out.reverse();
         }
         Ok(out)
     }
@@ -564,6 +596,83 @@ mod tests {
         assert_eq!(got.len(), 1);
         let got = s.fetch(None, 4, u64::MAX, |_| 0).expect("fetch");
         assert_eq!(got.len(), 4);
+    }
+
+    fn seqs(recs: &[StoredRecord]) -> Vec<u64> {
+        recs.iter().map(|r| r.seq).collect()
+    }
+
+    #[test]
+    fn newest_first_fetch_takes_the_top_seqs_in_seq_order() {
+        let (_dir, path) = buffer_path();
+        let mut s = open(&path);
+        insert(&mut s, 1..=10);
+        let newest = DeliveryOrder::NewestFirst;
+        let got = s.fetch_in(newest, None, 4, u64::MAX, |_| 0).expect("fetch");
+        assert_eq!(seqs(&got), vec![7, 8, 9, 10]);
+        assert_eq!(
+            got[3].data,
+            b"{\"i\":10}".to_vec(),
+            "each row is its own record"
+        );
+        // The byte budget counts from the newest down: 8 + 7 + 7 bytes fit in 25, not a fourth.
+        let got = s
+            .fetch_in(newest, None, 10, 25, |r| r.data.len() as u64)
+            .expect("fetch");
+        assert_eq!(seqs(&got), vec![8, 9, 10]);
+        // At least one record, however small the budget.
+        let got = s
+            .fetch_in(newest, None, 10, 1, |r| r.data.len() as u64)
+            .expect("fetch");
+        assert_eq!(seqs(&got), vec![10]);
+        // A retry of a range reads the same records again, less any removed meanwhile.
+        let got = s
+            .fetch_in(newest, Some((5, 8)), 10, u64::MAX, |_| 0)
+            .expect("fetch");
+        assert_eq!(seqs(&got), vec![5, 6, 7, 8]);
+        assert_eq!(s.delete(&[6]).expect("drop").0, 1);
+        let got = s
+            .fetch_in(newest, Some((5, 8)), 10, u64::MAX, |_| 0)
+            .expect("fetch");
+        assert_eq!(seqs(&got), vec![5, 7, 8]);
+        // The range below a batch: the next one of a newest-first drain.
+        let got = s
+            .fetch_in(newest, Some((0, 6)), 3, u64::MAX, |_| 0)
+            .expect("fetch");
+        assert_eq!(seqs(&got), vec![3, 4, 5]);
+    }
+
+    #[test]
+    fn newest_first_settling_deletes_then_the_oldest_moves_the_watermark() {
+        let (_dir, path) = buffer_path();
+        let mut s = open(&path);
+        insert(&mut s, 1..=9);
+        let newest = DeliveryOrder::NewestFirst;
+        let mut delivered = Vec::new();
+        for _ in 0..3 {
+            let got = s.fetch_in(newest, None, 3, u64::MAX, |_| 0).expect("fetch");
+            let (lo, hi) = (got[0].seq, got[got.len() - 1].seq);
+            let bytes: u64 = got.iter().map(|r| r.data.len() as u64).sum();
+            let settled = s
+                .settle_delivered(lo, hi, got.len() as u64, bytes)
+                .expect("settle");
+            assert_eq!(settled, (3, bytes));
+            delivered.push(seqs(&got));
+        }
+        assert_eq!(delivered, vec![vec![7, 8, 9], vec![4, 5, 6], vec![1, 2, 3]]);
+        // The two newer batches were deleted at once; the oldest moved the watermark.
+        assert_eq!((s.disk_records, s.disk_bytes), (0, 0));
+        assert_eq!((s.wm, s.garbage_records), (3, 3));
+        assert_eq!(s.collect_garbage(100).expect("gc"), 3);
+        assert_eq!(s.garbage_records, 0);
+        // Records logged afterwards go next, and seqs are not reused after a reopen.
+        insert(&mut s, 10..=11);
+        let got = s.fetch_in(newest, None, 3, u64::MAX, |_| 0).expect("fetch");
+        assert_eq!(seqs(&got), vec![10, 11]);
+        drop(s);
+        let mut s = open(&path);
+        assert_eq!(s.next_seq(), 12);
+        assert_eq!(pending_seqs(&mut s), vec![10, 11]);
     }
 
     #[test]
