@@ -75,7 +75,21 @@ pub fn worker(
     max_records: u64,
     answer: impl FnMut(&[u64]) -> Outcome + Send + 'static,
 ) -> Worker<Fake> {
+    worker_with(dir, records, max_records, &[], answer)
+}
+
+/// [`worker`] with the configuration `keys` set as well.
+pub fn worker_with(
+    dir: &std::path::Path,
+    records: u64,
+    max_records: u64,
+    keys: &[(&str, &str)],
+    answer: impl FnMut(&[u64]) -> Outcome + Send + 'static,
+) -> Worker<Fake> {
     let mut cfg = Config::new();
+    for (k, v) in keys {
+        cfg.set(k, v).unwrap();
+    }
     let path = dir.join("buf.db");
     cfg.set("path", path.to_str().unwrap()).unwrap();
     cfg.set("endpoint", "http://127.0.0.1:9/ingest").unwrap();

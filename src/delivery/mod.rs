@@ -1,11 +1,13 @@
-//! The delivery worker: forms batches from the file in seq order, one request in flight,
-//! and applies the response handling of docs/reference.md, the wire. This file is the worker's loop; the policy
+//! The delivery worker: forms batches from the file in `delivery.order` (the oldest pending
+//! records, or the newest: docs/reference.md, configuration), one request in flight, and
+//! applies the response handling of docs/reference.md, the wire. This file is the worker's loop; the policy
 //! lives beside it:
 //!
 //! - `retry`: when the next attempt may go out (backoff, Retry-After, configuration problems);
 //! - `sizing`: how many records a batch may hold (timeouts, 413 and regrowth);
 //! - `reject`: 413 split, bisection of 400/422 with dead letters, and the probe that tells
 //!   refused records from an endpoint that refuses everything;
+//! - `order`: `delivery.order`, where newest_first reads ahead and probes;
 //! - `degraded`: delivery from memory while the buffer file cannot be written;
 //! - `prefetch`: reading the next batch of a backlog while one is in flight.
 //!
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 mod degraded;
 #[cfg(test)]
 mod fake;
+mod order;
 mod prefetch;
 mod reject;
 pub(crate) mod retry;
@@ -77,6 +80,9 @@ pub(crate) struct Worker<T: Transport> {
     delivered_whole: bool,
     /// A delivered batch could not be settled in the file (it is sent again).
     settle_failed: bool,
+    /// The file's next seq when the last batch was read from it: with newest_first, records
+    /// stored after that are newer than a batch read ahead, and go before it.
+    next_seq_at_fetch: u64,
 }
 
 enum Flow {
@@ -98,6 +104,7 @@ impl<T: Transport> Worker<T> {
             prefetch: Prefetcher::new(Arc::clone(&sh)),
             delivered_whole: false,
             settle_failed: false,
+            next_seq_at_fetch: 0,
         }
     }
 
@@ -171,11 +178,12 @@ impl<T: Transport> Worker<T> {
         let store = g.as_mut()?;
         let instance_len = sh.instance.len();
         let recs = store
-            .fetch(range, max, self.body_budget(), |r| {
+            .fetch_in(sh.cfg.delivery_order, range, max, self.body_budget(), |r| {
                 let il = r.inst.as_ref().map_or(instance_len, |i| i.len());
                 self.record_cost(il, r.seq, r.ts_ms, &r.data)
             })
             .unwrap_or_default();
+        self.next_seq_at_fetch = store.next_seq();
         store.protect_in_flight(match (recs.first(), recs.last()) {
             (Some(a), Some(b)) => Some((a.seq, b.seq)),
             _ => None,
@@ -192,7 +200,8 @@ impl<T: Transport> Worker<T> {
             self.sh.notify_progress();
             return flow;
         }
-        let ahead = self.prefetch.take_for_send();
+        let stale_from = self.read_ahead_stale_from();
+        let ahead = self.prefetch.take_for_send(stale_from);
         let batch = match ahead {
             Some(recs) => recs,
             None => match self.fetch(self.retry_range, self.sizing.cap()) {
@@ -208,9 +217,8 @@ impl<T: Transport> Worker<T> {
         // A backlog: read the next full batch while this one is in flight.
         let next_full = batch.len() as u64 + self.sizing.cap();
         if self.retry_range.is_none() && self.sh.mirror.disk_pending() >= next_full {
-            let after = batch.last().map_or(0, |r| r.seq) + 1;
             self.prefetch.ask(
-                after,
+                self.read_ahead_range(&batch),
                 self.sizing.cap(),
                 self.body_budget(),
                 self.costing.clone(),
@@ -390,8 +398,8 @@ impl<T: Transport> Worker<T> {
         if outcome != Outcome::Timeout {
             self.sizing.failed();
         } else if self.sizing.timed_out() {
-            // The next attempt sends the first half of the batch: formed afresh from the
-            // lowest pending seq, at most the halved cap of records.
+            // The next attempt sends half the batch: formed afresh, at most the halved cap of
+            // records, from the lowest pending seq (newest_first: from the highest).
             self.retry_range = None;
         }
         let delay = self.clock.failed(outcome, a.retry_after, Instant::now());

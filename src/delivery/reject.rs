@@ -143,10 +143,14 @@ impl<T: Transport> Worker<T> {
 
     /// Sends the pending records from seq `after` on (a batch of them) to tell refused records
     /// from an endpoint that refuses everything, then protects `keep` (the batch being
-    /// bisected) again. None: close took the file away; Some(None): nothing to send;
-    /// Some(Some(accepted)).
+    /// bisected) again. With newest_first, where the batch is usually the newest, the records
+    /// below it are asked when none is newer. None: close took the file away; Some(None):
+    /// nothing to send; Some(Some(accepted)).
     fn probe(&mut self, after: u64, keep: (u64, u64)) -> Option<Option<bool>> {
-        let probe = self.fetch(Some((after, i64::MAX as u64)), self.sizing.cap())?;
+        let mut probe = self.fetch(Some((after, i64::MAX as u64)), self.sizing.cap())?;
+        if let Some(below) = self.probe_below(&probe, keep) {
+            probe = self.fetch(Some(below), self.sizing.cap())?;
+        }
         let result = if probe.is_empty() {
             None
         } else {

@@ -74,7 +74,8 @@ impl Store {
 
     /// Up to `max_records` pending records in seq order, stopping before `max_bytes` of
     /// `cost` (the first record is always included). With `range`, only seqs inside it
-    /// (a retry of the same batch).
+    /// (a retry of the same batch). The tests' shorthand for [`Store::fetch_in`].
+    #[cfg(test)]
     pub(crate) fn fetch(
         &mut self,
         range: Option<(u64, u64)>,
