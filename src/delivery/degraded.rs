@@ -19,17 +19,22 @@ impl<T: Transport> Worker<T> {
             .saturating_sub(self.sh.mirror.disk_pending())
     }
 
-    /// Takes the oldest records held in memory (storage degraded) for one request. They
-    /// carry an instance of their own: their seqs were never committed to the file.
+    /// Takes the oldest records held in memory (storage degraded; newest_first: the newest)
+    /// for one request. They carry an instance of their own: their seqs were never committed
+    /// to the file.
     pub(super) fn take_memory(&mut self) -> Option<Vec<StoredRecord>> {
         let sh = Arc::clone(&self.sh);
         if sh.counters.storage_degraded.load(Relaxed) == 0 {
             return None;
         }
         let mut q = sh.queue.lock();
-        let out = q.take_for_delivery(self.sizing.cap(), self.body_budget(), |inst_len, r| {
-            self.record_cost(inst_len, r.seq, r.ts_ms, &r.data)
-        })?;
+        let newest = self.newest_first();
+        let out = q.take_for_delivery(
+            newest,
+            self.sizing.cap(),
+            self.body_budget(),
+            |inst_len, r| self.record_cost(inst_len, r.seq, r.ts_ms, &r.data),
+        )?;
         sh.queue.room_cv.notify_all();
         Some(out)
     }
@@ -64,7 +69,7 @@ impl<T: Transport> Worker<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fake::worker;
+    use super::super::fake::{worker, worker_with};
     use crate::http::Outcome;
     use std::sync::atomic::Ordering::Relaxed;
     use std::sync::{Arc, Mutex};
@@ -117,5 +122,71 @@ mod tests {
         assert_eq!(sh.counters.delivered_total.load(Relaxed), 3);
         assert_eq!(sh.counters.pending_records(), 0);
         assert_eq!(sh.counters.pending_bytes.load(Relaxed), 0);
+    }
+
+    /// newest_first: the newest records in memory go first; what is not accepted goes back
+    /// in seq order, before records logged meanwhile.
+    #[test]
+    fn newest_first_takes_the_newest_records_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let accept = Arc::new(Mutex::new(false));
+        let a2 = Arc::clone(&accept);
+        let newest = &[("delivery.order", "newest_first")];
+        let mut w = worker_with(dir.path(), 0, 2, newest, move |_| {
+            if *a2.lock().unwrap() {
+                Outcome::Delivered
+            } else {
+                Outcome::Retry
+            }
+        });
+        let sh = Arc::clone(&w.sh);
+        let push = |i: u64| {
+            let data = format!("{{\"m\":{i}}}").into_bytes();
+            let len = data.len() as u64;
+            sh.queue.lock().push(0, sh.now_ms(), data);
+            sh.counters.logged(len);
+        };
+        for i in 1..=5 {
+            push(i);
+        }
+        sh.counters.storage_degraded.store(1, Relaxed);
+        w.attempt();
+        assert_eq!(w.transport.sent, [vec![4, 5]]);
+        let queued = |sh: &crate::engine::queue::Shared| -> Vec<u64> {
+            let mut q = sh.queue.lock();
+            let n = q.len();
+            let all = q
+                .take_for_delivery(false, n as u64, u64::MAX, |_, _| 0)
+                .unwrap();
+            let seqs = all.iter().map(|r| r.seq).collect();
+            assert!(q.delivery_done());
+            q.give_back(all, 0);
+            seqs
+        };
+        assert_eq!(queued(&sh), [1, 2, 3, 4, 5], "given back in seq order");
+        // Taken from the back, and a record logged while they were out: back before it.
+        let out = {
+            let mut q = sh.queue.lock();
+            q.take_for_delivery(true, 2, u64::MAX, |_, _| 0).unwrap()
+        };
+        push(6);
+        {
+            let mut q = sh.queue.lock();
+            assert_eq!(q.lowest_unsettled(), Some(1));
+            assert!(q.delivery_done());
+            q.give_back(out, 0);
+        }
+        assert_eq!(queued(&sh), [1, 2, 3, 4, 5, 6]);
+        *accept.lock().unwrap() = true;
+        for _ in 0..3 {
+            w.attempt();
+        }
+        assert_eq!(
+            w.transport.sent,
+            [vec![4, 5], vec![5, 6], vec![3, 4], vec![1, 2]]
+        );
+        assert!(sh.queue.lock().is_empty());
+        assert_eq!(sh.counters.delivered_total.load(Relaxed), 6);
+        assert_eq!(sh.counters.pending_records(), 0);
     }
 }

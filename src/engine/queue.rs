@@ -346,12 +346,14 @@ impl QueueState {
 
     // --- Delivery from memory (storage degraded) ---
 
-    /// Takes the oldest records for one request from memory: at most `max_records`, within
-    /// `max_bytes` of body as `cost` (instance length, record) counts it. They carry an
-    /// instance of their own, drawn when first needed. None when nothing is queued, a request
-    /// from memory is in flight already, or close abandoned the queue.
+    /// Takes the oldest records (with `newest`, the newest) for one request from memory, in
+    /// seq order: at most `max_records`, within `max_bytes` of body as `cost` (instance
+    /// length, record) counts it. They carry an instance of their own, drawn when first
+    /// needed. None when nothing is queued, a request from memory is in flight already, or
+    /// close abandoned the queue.
     pub fn take_for_delivery(
         &mut self,
+        newest: bool,
         max_records: u64,
         max_bytes: u64,
         cost: impl Fn(usize, &NewRecord) -> u64,
@@ -368,7 +370,12 @@ impl QueueState {
             }
         };
         let (mut n, mut body) = (0usize, 2u64);
-        for r in self.items.iter() {
+        let mut candidates: Box<dyn Iterator<Item = &NewRecord>> = if newest {
+            Box::new(self.items.iter().rev())
+        } else {
+            Box::new(self.items.iter())
+        };
+        for r in &mut candidates {
             let len = cost(inst.len(), r);
             if n as u64 >= max_records || (n > 0 && body + len > max_bytes) {
                 break;
@@ -376,9 +383,15 @@ impl QueueState {
             body += len;
             n += 1;
         }
+        drop(candidates);
+        let taken = if newest {
+            self.items.len() - n..self.items.len()
+        } else {
+            0..n
+        };
         let mut out = Vec::with_capacity(n);
         let mut bytes = 0u64;
-        for mut r in self.items.drain(..n) {
+        for mut r in self.items.drain(taken) {
             bytes += r.data.len() as u64;
             let inst = r.inst.get_or_insert_with(|| inst.clone()).clone();
             out.push(StoredRecord {
@@ -400,19 +413,24 @@ impl QueueState {
         !self.memory.abandoned
     }
 
-    /// Puts records a request from memory did not deliver back in front of the queue (the
-    /// writer stores them once the disk works). Their acceptance time is not known any more;
+    /// Puts records a request from memory did not deliver back in the queue, in seq order
+    /// (the oldest go in front; the newest behind older ones, before any logged meanwhile); the
+    /// writer stores them once the disk works. Their acceptance time is not known any more;
     /// only TTL uses it: `now_ms`.
     pub fn give_back(&mut self, recs: Vec<StoredRecord>, now_ms: u64) {
         for r in recs.into_iter().rev() {
             self.bytes += r.data.len() as u64;
-            self.items.push_front(NewRecord {
-                seq: r.seq,
-                ts_ms: r.ts_ms,
-                t_acc_ms: now_ms,
-                inst: r.inst,
-                data: r.data,
-            });
+            let at = self.items.partition_point(|q| q.seq < r.seq);
+            self.items.insert(
+                at,
+                NewRecord {
+                    seq: r.seq,
+                    ts_ms: r.ts_ms,
+                    t_acc_ms: now_ms,
+                    inst: r.inst,
+                    data: r.data,
+                },
+            );
         }
     }
 }
