@@ -94,34 +94,57 @@ fn after_an_outage_the_first_request_holds_the_newest_records() {
     b.close(Duration::from_secs(5)).unwrap();
 }
 
-#[test]
-fn an_outage_without_a_restart_retries_its_batch_then_sends_the_newest() {
+/// An outage in one open (no restart) that `begin` starts and `end` ends, with 10,000 records
+/// logged during it: the first request accepted afterwards holds the newest records (the top
+/// 500, in seq order), not the batch that was failing when the outage began, and the backlog
+/// drains behind it.
+fn outage_without_a_restart(
+    mut rx: Server,
+    begin: impl FnOnce(&mut Server),
+    end: impl FnOnce(&mut Server),
+) {
     let dir = tempfile::tempdir().unwrap();
-    let mut rx = Server::receiver();
-    rx.down();
+    begin(&mut rx);
     let b = Buffer::open(&newest_first(dir.path(), &rx.url(), &[]), None).unwrap();
-    log_range(&b, 1..=10_000);
+    // A batch fails while only 1..=5,000 are stored; then 5,001..=10,000 come.
+    log_range(&b, 1..=5_000);
     b.sync(Duration::from_secs(30)).unwrap();
     assert!(wait_until(Duration::from_secs(10), || b
         .status()
         .failed_attempts_total
         >= 1));
+    log_range(&b, 5_001..=10_000);
+    b.sync(Duration::from_secs(30)).unwrap();
     assert_eq!(b.status().pending_records, 10_000);
-    rx.up();
+    assert!(accepted(&rx).is_empty());
+    end(&mut rx);
     b.retry_now();
     b.flush(Duration::from_secs(60)).unwrap();
     let reqs = accepted(&rx);
-    // The batch that failed during the outage is retried as it was (the same records, formed
-    // from the newest records stored then); after it, the newest go first.
-    let top: Vec<u64> = (9_501..=10_000).collect();
-    let fresh = usize::from(reqs[0] != top);
-    assert_eq!(reqs[fresh], top);
-    assert_eq!(reqs[0].len(), 500);
-    newest_to_oldest(&reqs[fresh..]);
+    assert_eq!(reqs[0], (9_501..=10_000).collect::<Vec<_>>());
+    assert_eq!(reqs.len(), 20);
+    newest_to_oldest(&reqs);
     exactly_once(&rx, 1..=10_000);
     let st = b.status();
     assert_eq!((st.pending_records, st.delivered_total), (0, 10_000));
     b.close(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn after_an_outage_of_refused_connections_without_a_restart_the_newest_go_first() {
+    outage_without_a_restart(Server::receiver(), |rx| rx.down(), |rx| rx.up());
+}
+
+#[test]
+fn after_an_outage_answered_503_without_a_restart_the_newest_go_first() {
+    outage_without_a_restart(
+        Server::receiver(),
+        |rx| rx.set_status(503),
+        |rx| {
+            assert!(rx.hits().iter().all(|h| h.status == 503));
+            rx.set_status(200)
+        },
+    );
 }
 
 #[test]

@@ -70,6 +70,9 @@ pub(crate) struct Worker<T: Transport> {
     sizing: Sizing,
     /// The seq range of the batch to send again (same records as its first attempt).
     retry_range: Option<(u64, u64)>,
+    /// newest_first: the failed batch never reached the endpoint and is formed afresh from
+    /// the newest records (`order`); a retry all the same (no linger).
+    retry_afresh: bool,
     linger_since: Option<Instant>,
     /// Last failing status reported by OFFLINE (to fire again when it changes).
     offline_status: Option<i32>,
@@ -99,6 +102,7 @@ impl<T: Transport> Worker<T> {
             clock: RetryClock::new(sh.cfg.retry_initial_ms, sh.cfg.retry_max_ms),
             sizing: Sizing::new(sh.cfg.batch_max_records),
             retry_range: None,
+            retry_afresh: false,
             linger_since: None,
             offline_status: None,
             prefetch: Prefetcher::new(Arc::clone(&sh)),
@@ -158,7 +162,8 @@ impl<T: Transport> Worker<T> {
                 s.set_wants_records(false);
                 continue;
             }
-            if self.retry_range.is_some() || pending >= self.sizing.cap() || s.flushing() {
+            let retry = self.retry_range.is_some() || self.retry_afresh;
+            if retry || pending >= self.sizing.cap() || s.flushing() {
                 return Flow::Continue;
             }
             let since = *self.linger_since.get_or_insert(now);
@@ -194,6 +199,7 @@ impl<T: Transport> Worker<T> {
     /// Forms (or re-forms) the batch and delivers it.
     fn attempt(&mut self) -> Flow {
         self.linger_since = None;
+        self.retry_afresh = false;
         if let Some(batch) = self.take_memory() {
             self.prefetch.release();
             let flow = self.deliver_memory(batch);

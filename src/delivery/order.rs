@@ -5,8 +5,19 @@
 //! outage the freshest records arrive first and the backlog drains behind them, batch by batch
 //! downwards; records stored meanwhile are newer than all of it and go next.
 //!
-//! What does not change with the order: a retried batch is the same seq range (the same
-//! records, less any dropped); two timeouts form the next batch afresh (newest_first: the
+//! A failed batch that the endpoint is known not to have processed (no connection was made:
+//! refused, DNS, connect timeout, TLS handshake; or it answered 429 or 503:
+//! `Attempt::not_processed`) is formed afresh with newest_first: the newest pending records
+//! again, so the first request accepted after an outage holds the newest records, not the
+//! batch that was failing when the outage began. Sending other records is safe there: the
+//! Idempotency-Key of a request the endpoint never processed need not repeat, since nothing
+//! on the other side can hold it. After a timeout, a connection broken once the request went
+//! out, or any other answer, the endpoint may have processed it, and the batch is sent again
+//! as it was (the same records, the same key). oldest_first needs no such rule: its retried
+//! batch is formed from the head, the same records either way.
+//!
+//! What does not change with the order otherwise: a retried batch is the same seq range (the
+//! same records, less any dropped); two timeouts form the next batch afresh (newest_first: the
 //! newest records again, at most the halved cap); a 413 or a 400 splits the batch in flight
 //! wherever it sits; the capacity policy and TTL drop the oldest records outside the seqs in
 //! flight and read ahead; a settled batch that is not the oldest pending is deleted at once
@@ -17,11 +28,19 @@
 
 use super::{Transport, Worker};
 use crate::config::DeliveryOrder;
+use crate::http::Attempt;
 use crate::store::StoredRecord;
 
 impl<T: Transport> Worker<T> {
     pub(super) fn newest_first(&self) -> bool {
         self.sh.cfg.delivery_order == DeliveryOrder::NewestFirst
+    }
+
+    /// After the failed attempt `a`: is the batch formed afresh from the newest records (true)
+    /// rather than sent again as it was? Only with newest_first, and only when the endpoint
+    /// never processed the request.
+    pub(super) fn retry_afresh_after(&self, a: &Attempt) -> bool {
+        self.newest_first() && a.not_processed
     }
 
     /// The seqs the batch after `batch` comes from: above it (oldest_first), or below it
@@ -53,10 +72,10 @@ impl<T: Transport> Worker<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fake::{refuse_if, worker_with, Fake};
+    use super::super::fake::{refuse_if, refused, status, worker_with, Fake};
     use super::super::Worker;
     use crate::engine::queue::lock;
-    use crate::http::Outcome;
+    use crate::http::{Attempt, Outcome};
     use crate::store::NewRecord;
     use std::sync::atomic::Ordering::Relaxed;
     use std::sync::{Arc, Mutex};
@@ -156,6 +175,80 @@ mod tests {
         );
         assert_eq!(file(&w), (0, 0));
         assert_eq!(delivered(&w), 8);
+    }
+
+    /// Records 1..=6 in batches of 3 (`keys`): the first request is answered `fail`, then
+    /// records 7..=8 are stored, and everything else is accepted. The requests made.
+    fn first_attempt_fails(keys: &[(&str, &str)], fail: Attempt) -> Vec<Vec<u64>> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = Some(fail);
+        let mut w = worker_with(dir.path(), 6, 3, keys, move |_| {
+            first.take().unwrap_or_else(|| Outcome::Delivered.into())
+        });
+        w.attempt();
+        log(&w, 7..=8);
+        w.clock.cut_short(std::time::Instant::now());
+        for _ in 0..3 {
+            w.attempt();
+        }
+        assert_eq!(file(&w), (0, 0));
+        assert_eq!(delivered(&w), 8);
+        w.transport.sent
+    }
+
+    #[test]
+    fn a_batch_the_endpoint_never_processed_is_formed_afresh_from_the_newest() {
+        for (why, fail) in [
+            ("refused", refused()),
+            ("503", status(503)),
+            ("429", status(429)),
+        ] {
+            assert_eq!(
+                first_attempt_fails(NEWEST, fail),
+                [seqs(4..=6), seqs(6..=8), seqs(3..=5), seqs(1..=2)],
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_batch_the_endpoint_may_have_processed_is_sent_again_as_it_was() {
+        for (why, fail) in [
+            ("timeout", Attempt::from(Outcome::Timeout)),
+            ("500", status(500)),
+            ("reset", Attempt::unanswered(Outcome::Retry, "reset".into())),
+        ] {
+            assert_eq!(
+                first_attempt_fails(NEWEST, fail),
+                [seqs(4..=6), seqs(4..=6), vec![3, 7, 8], seqs(1..=2)],
+                "{why}"
+            );
+        }
+        // oldest_first: the same records either way.
+        for (why, fail) in [("refused", refused()), ("500", status(500))] {
+            assert_eq!(
+                first_attempt_fails(&[], fail),
+                [seqs(1..=3), seqs(1..=3), seqs(4..=6), seqs(7..=8)],
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_retry_goes_out_without_linger() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = Some(refused());
+        let keys = [NEWEST[0], ("batch.linger_ms", "600000")];
+        let mut w = worker_with(dir.path(), 2, 3, &keys, move |_| {
+            first.take().unwrap_or_else(|| Outcome::Delivered.into())
+        });
+        w.attempt();
+        assert!(w.retry_afresh && w.retry_range.is_none());
+        w.clock.cut_short(std::time::Instant::now());
+        assert!(matches!(w.wait_for_work(), super::super::Flow::Continue));
+        w.attempt();
+        assert_eq!(w.transport.sent, [seqs(1..=2), seqs(1..=2)]);
+        assert!(!w.retry_afresh);
     }
 
     #[test]

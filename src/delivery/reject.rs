@@ -77,11 +77,17 @@ impl<T: Transport> Worker<T> {
                     }
                 }
                 other => {
-                    // Retry later: what is left of this batch is sent again as it is.
+                    // Retry later: what is left of this batch is sent again as it is (with
+                    // newest_first, formed afresh when the endpoint never processed it).
                     let mut rest: Vec<&StoredRecord> = part.iter().collect();
                     rest.extend(stack.iter().flatten());
                     rest.extend(isolated.iter().map(|i| &i.0));
-                    self.retry_range = range_of(rest.into_iter());
+                    self.retry_afresh = self.retry_afresh_after(&a);
+                    self.retry_range = if self.retry_afresh {
+                        None
+                    } else {
+                        range_of(rest.into_iter())
+                    };
                     self.fail_and_wait(&a, other);
                     return Flow::Continue;
                 }
