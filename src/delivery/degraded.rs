@@ -189,4 +189,71 @@ mod tests {
         assert_eq!(sh.counters.delivered_total.load(Relaxed), 6);
         assert_eq!(sh.counters.pending_records(), 0);
     }
+
+    /// Stores what the memory queue holds, as the writer does once the disk works again.
+    fn store_queued(sh: &crate::engine::queue::Shared) {
+        let mut g = crate::engine::queue::lock(&sh.store);
+        let s = g.as_mut().unwrap();
+        let mut q = sh.queue.lock();
+        let (batch, target) = q.take_for_commit();
+        s.insert(&batch, false).unwrap();
+        q.finish_commit(None, target, false);
+        drop(q);
+        sh.mirror_store(s);
+    }
+
+    /// Records 1..=2 are out in a request from memory while storage is degraded; the disk
+    /// recovers and records 3..=4, logged meanwhile, are stored; the request fails and 1..=2
+    /// go back to memory; 3..=4 are delivered from the file. The delivered watermark must not
+    /// pass 1..=2 (it did, in either order, and the writer then stored them below it, where
+    /// nothing reads): once the writer stores them they are sent.
+    #[test]
+    fn the_watermark_never_passes_records_held_in_memory() {
+        for order in ["oldest_first", "newest_first"] {
+            let dir = tempfile::tempdir().unwrap();
+            let accept = Arc::new(Mutex::new(false));
+            let a2 = Arc::clone(&accept);
+            let keys = [("delivery.order", order)];
+            let mut w = worker_with(dir.path(), 0, 2, &keys, move |_| {
+                if *a2.lock().unwrap() {
+                    Outcome::Delivered
+                } else {
+                    Outcome::Retry
+                }
+            });
+            let sh = Arc::clone(&w.sh);
+            let push = |i: u64| {
+                let data = format!("{{\"m\":{i}}}").into_bytes();
+                let len = data.len() as u64;
+                sh.queue.lock().push(0, sh.now_ms(), data);
+                sh.counters.logged(len);
+            };
+            push(1);
+            push(2);
+            sh.counters.storage_degraded.store(1, Relaxed);
+            let batch = w.take_memory().unwrap();
+            // The disk works again while 1..=2 are in flight.
+            sh.counters.storage_degraded.store(0, Relaxed);
+            push(3);
+            push(4);
+            store_queued(&sh);
+            w.deliver_memory(batch);
+            *accept.lock().unwrap() = true;
+            w.clock.cut_short(std::time::Instant::now());
+            w.attempt();
+            assert_eq!(w.transport.sent, [vec![1, 2], vec![3, 4]], "{order}");
+            store_queued(&sh);
+            for _ in 0..3 {
+                w.attempt();
+            }
+            assert_eq!(
+                w.transport.sent,
+                [vec![1, 2], vec![3, 4], vec![1, 2]],
+                "{order}"
+            );
+            assert_eq!(sh.counters.delivered_total.load(Relaxed), 4, "{order}");
+            assert_eq!(sh.counters.pending_records(), 0, "{order}");
+            assert_eq!(sh.mirror.disk_pending(), 0, "{order}");
+        }
+    }
 }

@@ -297,7 +297,10 @@ impl<T: Transport> Worker<T> {
         let contiguous = hi + 1 - lo == part.len() as u64;
         let deleted = if contiguous {
             let bytes = part.iter().map(|r| r.data.len() as u64).sum();
-            store.settle_delivered(lo, hi, part.len() as u64, bytes)
+            // Records held in memory below this batch (given back by a request from memory
+            // after the disk recovered) keep the watermark below them (store → queue).
+            let held = sh.queue.lock().lowest_unsettled();
+            store.settle_delivered(lo, hi, part.len() as u64, bytes, held)
         } else {
             let seqs: Vec<u64> = part.iter().map(|r| r.seq).collect();
             store.delete(&seqs)

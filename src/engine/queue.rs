@@ -15,7 +15,8 @@
 //!    Never held across a network request.
 //! 3. `queue`: memory operations only (and one `getrandom`, for the instance of records
 //!    delivered from memory). The writer takes it under `store` to fail sync-mode records and
-//!    to expire the memory queue.
+//!    to expire the memory queue; the worker, to read the lowest seq held in memory when it
+//!    moves the delivered watermark (`QueueState::lowest_unsettled`).
 //! 4. `signals`: memory operations only; never held together with `store`, `queue` or the
 //!    event queue.
 //! 5. The event queue (events.rs): innermost; `emit` never blocks, so events may be emitted

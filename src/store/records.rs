@@ -292,13 +292,17 @@ impl Store {
     /// Settles a delivered batch `lo..=hi` (`n` records, `bytes` payload bytes) that is the
     /// oldest pending: advances the delivered watermark, one small write, and leaves the rows
     /// to `collect_garbage`. Anything else (a batch behind records still pending) is deleted
-    /// at once.
+    /// at once. `held_from` is the lowest seq not in the file yet but not settled either (held
+    /// in memory: queued, being written, or out in a request from memory while storage is
+    /// degraded): the watermark never passes it, or the writer would store those records
+    /// below it, where nothing reads them.
     pub(crate) fn settle_delivered(
         &mut self,
         lo: u64,
         hi: u64,
         n: u64,
         bytes: u64,
+        held_from: Option<u64>,
     ) -> Result<(u64, u64)> {
         let behind: Option<i64> = self
             .conn
@@ -308,7 +312,8 @@ impl Store {
                     .optional()
             })
             .map_err(|e| sql_storage("cannot read pending records", e))?;
-        if behind.is_some() || hi < lo || lo <= self.wm {
+        let held_behind = held_from.is_some_and(|h| h <= hi);
+        if behind.is_some() || held_behind || hi < lo || lo <= self.wm {
             return self.delete_delivered(lo, hi, n, bytes);
         }
         let tx = self
@@ -551,7 +556,7 @@ mod tests {
             // The oldest batch delivered: the watermark moves, the rows wait as garbage.
             let bytes: u64 = got[..3].iter().map(|r| r.data.len() as u64).sum();
             assert_eq!(
-                s.settle_delivered(1, 3, 3, bytes).expect("settle"),
+                s.settle_delivered(1, 3, 3, bytes, None).expect("settle"),
                 (3, bytes)
             );
             assert_eq!((s.disk_records, s.garbage_records), (2, 3));
@@ -572,7 +577,10 @@ mod tests {
             assert_eq!(pending_seqs(&mut s), vec![4, 5]);
             // A batch behind a pending record is deleted at once.
             insert(&mut s, 6..=7);
-            assert_eq!(s.settle_delivered(6, 7, 2, 14).expect("settle"), (2, 14));
+            assert_eq!(
+                s.settle_delivered(6, 7, 2, 14, None).expect("settle"),
+                (2, 14)
+            );
             assert_eq!(s.garbage_records, 0);
             assert_eq!(pending_seqs(&mut s), vec![4, 5]);
             assert_eq!(s.next_seq(), 8);
@@ -655,7 +663,7 @@ mod tests {
             let (lo, hi) = (got[0].seq, got[got.len() - 1].seq);
             let bytes: u64 = got.iter().map(|r| r.data.len() as u64).sum();
             let settled = s
-                .settle_delivered(lo, hi, got.len() as u64, bytes)
+                .settle_delivered(lo, hi, got.len() as u64, bytes, None)
                 .expect("settle");
             assert_eq!(settled, (3, bytes));
             delivered.push(seqs(&got));
@@ -674,6 +682,26 @@ mod tests {
         let mut s = open(&path);
         assert_eq!(s.next_seq(), 12);
         assert_eq!(pending_seqs(&mut s), vec![10, 11]);
+    }
+
+    #[test]
+    fn the_watermark_never_passes_a_seq_held_in_memory() {
+        let (_dir, path) = buffer_path();
+        let mut s = open(&path);
+        // 1..=2 are held in memory; 3..=4 were stored and are delivered.
+        insert(&mut s, 3..=4);
+        let bytes = s.disk_bytes;
+        assert_eq!(
+            s.settle_delivered(3, 4, 2, bytes, Some(1)).expect("settle"),
+            (2, bytes)
+        );
+        assert_eq!((s.wm, s.garbage_records, s.disk_records), (0, 0, 0));
+        // Stored afterwards, they are pending, and their delivery moves the watermark.
+        insert(&mut s, 1..=2);
+        assert_eq!(pending_seqs(&mut s), vec![1, 2]);
+        let bytes = s.disk_bytes;
+        s.settle_delivered(1, 2, 2, bytes, Some(5)).expect("settle");
+        assert_eq!((s.wm, s.garbage_records, s.disk_records), (2, 2, 0));
     }
 
     #[test]
