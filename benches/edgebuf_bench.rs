@@ -2,7 +2,8 @@
 //! prints one table. Run: `cargo bench --bench edgebuf_bench` (EDGEBUF_BENCH_ONLY=drain,sync runs
 //! only those parts; EDGEBUF_BENCH_QUICK=1 for a
 //! smaller run; EDGEBUF_BENCH_FORMAT=otlp_json or otlp_proto drains in that format, against the
-//! same bare json client). Records are ~300-byte predictions.
+//! same bare json client; EDGEBUF_BENCH_ORDER=newest_first drains newest first). Records are
+//! ~300-byte predictions.
 
 use ::edgebuf::ffi::*;
 use hdrhistogram::Histogram;
@@ -442,7 +443,16 @@ fn drain(rows: &mut Vec<Row>, n: u64) {
     // The format of the drain (json unless EDGEBUF_BENCH_FORMAT says otherwise); the bare
     // client posts json either way, so the ratio says what the format costs as well.
     let format = std::env::var("EDGEBUF_BENCH_FORMAT").unwrap_or_else(|_| "json".into());
-    let h = open(&path, &url, &[("format", format.as_str())]);
+    // The order of the drain (EDGEBUF_BENCH_ORDER=newest_first; oldest_first unless set).
+    let order = std::env::var("EDGEBUF_BENCH_ORDER").unwrap_or_else(|_| "oldest_first".into());
+    let h = open(
+        &path,
+        &url,
+        &[
+            ("format", format.as_str()),
+            ("delivery.order", order.as_str()),
+        ],
+    );
     let t = Instant::now();
     let mut peak_drain = 0u64;
     loop {
@@ -481,7 +491,7 @@ fn drain(rows: &mut Vec<Row>, n: u64) {
     let _ = &got;
     row(
         rows,
-        &format!("drain {n} records to 127.0.0.1 ({format}), records/s"),
+        &format!("drain {n} records to 127.0.0.1 ({format}, {order}), records/s"),
         format!("{rate:.0}"),
         format!("{bare:.0} (bare ureq client)"),
         format!("{:.2}", rate / bare),

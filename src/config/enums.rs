@@ -91,6 +91,16 @@ choice_enum! {
 }
 
 choice_enum! {
+    /// Which pending records a batch takes (`delivery.order`).
+    pub enum DeliveryOrder {
+        /// `oldest_first`: batches in seq order.
+        OldestFirst = "oldest_first",
+        /// `newest_first`: each batch takes the newest pending records (seq order inside it).
+        NewestFirst = "newest_first",
+    }
+}
+
+choice_enum! {
     /// What happens to a record that does not fit (`capacity.when_full`).
     pub enum WhenFull {
         /// `drop_oldest`: the oldest pending records are dropped to make room.

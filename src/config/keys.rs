@@ -7,7 +7,9 @@
 //! Configuration table shows. Adding a key is adding a row; the README and the Python binding
 //! must follow (tests/docs.rs fails until they do).
 
-use super::enums::{Choice, Compression, Durability, Format, OnCorrupt, ProxySetting, WhenFull};
+use super::enums::{
+    Choice, Compression, DeliveryOrder, Durability, Format, OnCorrupt, ProxySetting, WhenFull,
+};
 use super::env::env_name;
 use super::values::{
     parse_digits, parse_path, parse_proxy, redact_url, valid_path, valid_proxy_url,
@@ -529,6 +531,11 @@ config_table! {
         batch_linger_ms: u64 = 200;
         "batch.linger_ms", number!(0, 3_600_000, Millis), Unset::Never,
         "wait for a fuller batch when fewer are pending";
+
+        /// `delivery.order`.
+        delivery_order: DeliveryOrder = DeliveryOrder::OldestFirst;
+        "delivery.order", Kind::Choice(DeliveryOrder::WORDS), Unset::Never,
+        "`oldest_first` (batches in seq order) or `newest_first` (each batch takes the newest pending records, in seq order inside it; the backlog drains behind them)";
 
         /// `retry.initial_ms`.
         retry_initial_ms: u64 = 500;

@@ -24,7 +24,9 @@ mod env;
 mod keys;
 mod values;
 
-pub use enums::{Compression, Durability, Format, OnCorrupt, ProxySetting, WhenFull};
+pub use enums::{
+    Compression, DeliveryOrder, Durability, Format, OnCorrupt, ProxySetting, WhenFull,
+};
 pub use keys::{Config, Key, Kind, Unit, Unset, TABLE};
 // The one home of the reserved header names; the sender uses them too.
 pub(crate) use values::is_reserved_header;
@@ -285,6 +287,7 @@ mod tests {
         ("batch.max_records", "100"),
         ("batch.max_bytes", "65536"),
         ("batch.linger_ms", "0"),
+        ("delivery.order", "newest_first"),
         ("retry.initial_ms", "1000"),
         ("retry.max_ms", "120000"),
         ("http.timeout_ms", "10000"),
@@ -318,6 +321,7 @@ mod tests {
         ("batch.max_records", "500"),
         ("batch.max_bytes", "262144"),
         ("batch.linger_ms", "200"),
+        ("delivery.order", "oldest_first"),
         ("retry.initial_ms", "500"),
         ("retry.max_ms", "60000"),
         ("http.timeout_ms", "30000"),
@@ -458,7 +462,7 @@ mod tests {
 
     #[test]
     fn keys_are_complete_and_unique() {
-        assert_eq!(Config::KEYS.len(), 32);
+        assert_eq!(Config::KEYS.len(), 33);
         for (i, k) in Config::KEYS.iter().enumerate() {
             assert!(!Config::KEYS[..i].contains(k), "{k} twice");
             assert!(GOOD.iter().any(|(g, _)| g == k), "{k} has no good value");
@@ -572,6 +576,13 @@ mod tests {
         for (v, want) in [("ndjson", Format::Ndjson), ("json", Format::Json)] {
             c.set("format", v).unwrap();
             assert_eq!(c.format, want);
+        }
+        for (v, want) in [
+            ("Newest_First", DeliveryOrder::NewestFirst),
+            ("oldest_first", DeliveryOrder::OldestFirst),
+        ] {
+            c.set("delivery.order", v).unwrap();
+            assert_eq!(c.delivery_order, want);
         }
         for (v, want) in [
             ("drop_newest", WhenFull::DropNewest),

@@ -19,15 +19,18 @@ impl<T: Transport> Worker<T> {
             .saturating_sub(self.sh.mirror.disk_pending())
     }
 
-    /// Takes the oldest records held in memory (storage degraded) for one request. They
-    /// carry an instance of their own: their seqs were never committed to the file.
+    /// Takes the oldest records held in memory (storage degraded; newest_first: the newest)
+    /// for one request. They carry an instance of their own: their seqs were never committed
+    /// to the file.
     pub(super) fn take_memory(&mut self) -> Option<Vec<StoredRecord>> {
         let sh = Arc::clone(&self.sh);
         if sh.counters.storage_degraded.load(Relaxed) == 0 {
             return None;
         }
         let mut q = sh.queue.lock();
+        let newest = self.newest_first();
         let out = q.take_for_delivery(
+            newest,
             self.sizing.cap(),
             self.body_budget(),
             &sh.clock,
@@ -75,7 +78,7 @@ impl<T: Transport> Worker<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fake::worker;
+    use super::super::fake::{worker, worker_with};
     use crate::http::Outcome;
     use std::sync::atomic::Ordering::Relaxed;
     use std::sync::{Arc, Mutex};
@@ -98,7 +101,7 @@ mod tests {
         };
         let marks = Mutex::new(Vec::new());
         let out = q
-            .take_for_delivery(10, u64::MAX, &valid, |_, r, ts, mark| {
+            .take_for_delivery(false, 10, u64::MAX, &valid, |_, r, ts, mark| {
                 marks.lock().unwrap().push((r.seq, ts, mark));
                 1
             })
@@ -136,7 +139,7 @@ mod tests {
             },
         ] {
             let out = q
-                .take_for_delivery(10, u64::MAX, &clock, |_, _, _, _| 1)
+                .take_for_delivery(false, 10, u64::MAX, &clock, |_, _, _, _| 1)
                 .expect("taken");
             assert_eq!((out[0].ts_ms, out[0].clock), (5, ClockMark::Unset));
             assert_eq!(out[1].clock, ClockMark::Valid);
@@ -197,5 +200,139 @@ mod tests {
         assert_eq!(sh.counters.delivered_total.load(Relaxed), 3);
         assert_eq!(sh.counters.pending_records(), 0);
         assert_eq!(sh.counters.pending_bytes.load(Relaxed), 0);
+    }
+
+    /// newest_first: the newest records in memory go first; what is not accepted goes back
+    /// in seq order, before records logged meanwhile.
+    #[test]
+    fn newest_first_takes_the_newest_records_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let accept = Arc::new(Mutex::new(false));
+        let a2 = Arc::clone(&accept);
+        let newest = &[("delivery.order", "newest_first")];
+        let mut w = worker_with(dir.path(), 0, 2, newest, move |_| {
+            if *a2.lock().unwrap() {
+                Outcome::Delivered
+            } else {
+                Outcome::Retry
+            }
+        });
+        let sh = Arc::clone(&w.sh);
+        let push = |i: u64| {
+            let data = format!("{{\"m\":{i}}}").into_bytes();
+            let len = data.len() as u64;
+            sh.queue.lock().push(0, None, sh.now_ms(), data);
+            sh.counters.logged(len);
+        };
+        for i in 1..=5 {
+            push(i);
+        }
+        sh.counters.storage_degraded.store(1, Relaxed);
+        w.attempt();
+        assert_eq!(w.transport.sent, [vec![4, 5]]);
+        let queued = |sh: &crate::engine::queue::Shared| -> Vec<u64> {
+            let mut q = sh.queue.lock();
+            let n = q.len();
+            let all = q
+                .take_for_delivery(false, n as u64, u64::MAX, &sh.clock, |_, _, _, _| 0)
+                .unwrap();
+            let seqs = all.iter().map(|r| r.seq).collect();
+            assert!(q.delivery_done());
+            q.give_back(all, 0);
+            seqs
+        };
+        assert_eq!(queued(&sh), [1, 2, 3, 4, 5], "given back in seq order");
+        // Taken from the back, and a record logged while they were out: back before it.
+        let out = {
+            let mut q = sh.queue.lock();
+            q.take_for_delivery(true, 2, u64::MAX, &sh.clock, |_, _, _, _| 0)
+                .unwrap()
+        };
+        push(6);
+        {
+            let mut q = sh.queue.lock();
+            assert_eq!(q.lowest_unsettled(), Some(1));
+            assert!(q.delivery_done());
+            q.give_back(out, 0);
+        }
+        assert_eq!(queued(&sh), [1, 2, 3, 4, 5, 6]);
+        *accept.lock().unwrap() = true;
+        for _ in 0..3 {
+            w.attempt();
+        }
+        assert_eq!(
+            w.transport.sent,
+            [vec![4, 5], vec![5, 6], vec![3, 4], vec![1, 2]]
+        );
+        assert!(sh.queue.lock().is_empty());
+        assert_eq!(sh.counters.delivered_total.load(Relaxed), 6);
+        assert_eq!(sh.counters.pending_records(), 0);
+    }
+
+    /// Stores what the memory queue holds, as the writer does once the disk works again.
+    fn store_queued(sh: &crate::engine::queue::Shared) {
+        let mut g = crate::engine::queue::lock(&sh.store);
+        let s = g.as_mut().unwrap();
+        let mut q = sh.queue.lock();
+        let (batch, target) = q.take_for_commit();
+        s.insert(&batch, false).unwrap();
+        q.finish_commit(None, target, false);
+        drop(q);
+        sh.mirror_store(s);
+    }
+
+    /// Records 1..=2 are out in a request from memory while storage is degraded; the disk
+    /// recovers and records 3..=4, logged meanwhile, are stored; the request fails and 1..=2
+    /// go back to memory; 3..=4 are delivered from the file. The delivered watermark must not
+    /// pass 1..=2 (it did, in either order, and the writer then stored them below it, where
+    /// nothing reads): once the writer stores them they are sent.
+    #[test]
+    fn the_watermark_never_passes_records_held_in_memory() {
+        for order in ["oldest_first", "newest_first"] {
+            let dir = tempfile::tempdir().unwrap();
+            let accept = Arc::new(Mutex::new(false));
+            let a2 = Arc::clone(&accept);
+            let keys = [("delivery.order", order)];
+            let mut w = worker_with(dir.path(), 0, 2, &keys, move |_| {
+                if *a2.lock().unwrap() {
+                    Outcome::Delivered
+                } else {
+                    Outcome::Retry
+                }
+            });
+            let sh = Arc::clone(&w.sh);
+            let push = |i: u64| {
+                let data = format!("{{\"m\":{i}}}").into_bytes();
+                let len = data.len() as u64;
+                sh.queue.lock().push(0, None, sh.now_ms(), data);
+                sh.counters.logged(len);
+            };
+            push(1);
+            push(2);
+            sh.counters.storage_degraded.store(1, Relaxed);
+            let batch = w.take_memory().unwrap();
+            // The disk works again while 1..=2 are in flight.
+            sh.counters.storage_degraded.store(0, Relaxed);
+            push(3);
+            push(4);
+            store_queued(&sh);
+            w.deliver_memory(batch);
+            *accept.lock().unwrap() = true;
+            w.clock.cut_short(std::time::Instant::now());
+            w.attempt();
+            assert_eq!(w.transport.sent, [vec![1, 2], vec![3, 4]], "{order}");
+            store_queued(&sh);
+            for _ in 0..3 {
+                w.attempt();
+            }
+            assert_eq!(
+                w.transport.sent,
+                [vec![1, 2], vec![3, 4], vec![1, 2]],
+                "{order}"
+            );
+            assert_eq!(sh.counters.delivered_total.load(Relaxed), 4, "{order}");
+            assert_eq!(sh.counters.pending_records(), 0, "{order}");
+            assert_eq!(sh.mirror.disk_pending(), 0, "{order}");
+        }
     }
 }

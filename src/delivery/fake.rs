@@ -9,7 +9,45 @@ use crate::http::{Attempt, Outcome, RecordRef};
 use crate::store::{NewRecord, Store};
 use std::sync::Arc;
 
-type Answer = Box<dyn FnMut(&[u64]) -> Outcome + Send>;
+type Answer = Box<dyn FnMut(&[u64]) -> Attempt + Send>;
+
+/// The attempt an answer makes: 200, 413, 400, 401, 500 (a retry the endpoint may have
+/// processed) or a timeout.
+impl From<Outcome> for Attempt {
+    fn from(outcome: Outcome) -> Attempt {
+        let http_status = match outcome {
+            Outcome::Delivered => 200,
+            Outcome::Split => 413,
+            Outcome::Bisect => 400,
+            Outcome::Config => 401,
+            Outcome::Retry => 500,
+            Outcome::Timeout => 0,
+        };
+        Attempt {
+            outcome,
+            http_status,
+            retry_after: None,
+            detail: format!("answered {http_status}"),
+            sent_bytes: 0,
+            rejected: None,
+            not_processed: false,
+        }
+    }
+}
+
+/// An answer with this HTTP status, classified as the sender does.
+pub fn status(code: u16) -> Attempt {
+    Attempt {
+        http_status: i32::from(code),
+        not_processed: crate::http::status_not_processed(code),
+        ..Attempt::from(crate::http::classify_status(code))
+    }
+}
+
+/// A connection the endpoint refused: no request was made.
+pub fn refused() -> Attempt {
+    Attempt::not_sent(Outcome::Retry, "connection refused".to_string())
+}
 
 /// Answers `refused` to the requests `cond` picks, 200 to the others.
 pub fn refuse_if(
@@ -25,7 +63,8 @@ pub fn refuse_if(
     }
 }
 
-/// A transport without sockets: answers each request with `answer(seqs)` and keeps the
+/// A transport without sockets: answers each request with `answer(seqs)` (an [`Outcome`], or
+/// an [`Attempt`] such as [`status`] or [`refused`] make) and keeps the
 /// seqs of every request.
 pub struct Fake {
     answer: Answer,
@@ -35,24 +74,9 @@ pub struct Fake {
 impl Transport for Fake {
     fn send(&mut self, records: &[RecordRef]) -> Attempt {
         let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
-        let outcome = (self.answer)(&seqs);
+        let a = (self.answer)(&seqs);
         self.sent.push(seqs);
-        let http_status = match outcome {
-            Outcome::Delivered => 200,
-            Outcome::Split => 413,
-            Outcome::Bisect => 400,
-            Outcome::Config => 401,
-            Outcome::Retry => 503,
-            Outcome::Timeout => 0,
-        };
-        Attempt {
-            outcome,
-            http_status,
-            retry_after: None,
-            detail: format!("answered {http_status}"),
-            sent_bytes: 0,
-            rejected: None,
-        }
+        a
     }
     fn resends(&self) -> u64 {
         0
@@ -75,7 +99,21 @@ pub fn worker(
     max_records: u64,
     answer: impl FnMut(&[u64]) -> Outcome + Send + 'static,
 ) -> Worker<Fake> {
+    worker_with(dir, records, max_records, &[], answer)
+}
+
+/// [`worker`] with the configuration `keys` set as well.
+pub fn worker_with<A: Into<Attempt>>(
+    dir: &std::path::Path,
+    records: u64,
+    max_records: u64,
+    keys: &[(&str, &str)],
+    answer: impl FnMut(&[u64]) -> A + Send + 'static,
+) -> Worker<Fake> {
     let mut cfg = Config::new();
+    for (k, v) in keys {
+        cfg.set(k, v).unwrap();
+    }
     let path = dir.join("buf.db");
     cfg.set("path", path.to_str().unwrap()).unwrap();
     cfg.set("endpoint", "http://127.0.0.1:9/ingest").unwrap();
@@ -97,8 +135,9 @@ pub fn worker(
         .collect();
     store.insert(&recs, false).unwrap();
     let sh = Arc::new(Shared::new(&cfg, store, Events::none()));
+    let mut answer = answer;
     let fake = Fake {
-        answer: Box::new(answer),
+        answer: Box::new(move |seqs| answer(seqs).into()),
         sent: Vec::new(),
     };
     Worker::new(sh, fake)

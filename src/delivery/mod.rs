@@ -1,11 +1,13 @@
-//! The delivery worker: forms batches from the file in seq order, one request in flight,
-//! and applies the response handling of docs/reference.md, the wire. This file is the worker's loop; the policy
+//! The delivery worker: forms batches from the file in `delivery.order` (the oldest pending
+//! records, or the newest: docs/reference.md, configuration), one request in flight, and
+//! applies the response handling of docs/reference.md, the wire. This file is the worker's loop; the policy
 //! lives beside it:
 //!
 //! - `retry`: when the next attempt may go out (backoff, Retry-After, configuration problems);
 //! - `sizing`: how many records a batch may hold (timeouts, 413 and regrowth);
 //! - `reject`: 413 split, bisection of 400/422 with dead letters, and the probe that tells
 //!   refused records from an endpoint that refuses everything;
+//! - `order`: `delivery.order`, where newest_first reads ahead and probes;
 //! - `degraded`: delivery from memory while the buffer file cannot be written;
 //! - `prefetch`: reading the next batch of a backlog while one is in flight.
 //!
@@ -26,6 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 mod degraded;
 #[cfg(test)]
 mod fake;
+mod order;
 mod prefetch;
 mod reject;
 pub(crate) mod retry;
@@ -67,6 +70,9 @@ pub(crate) struct Worker<T: Transport> {
     sizing: Sizing,
     /// The seq range of the batch to send again (same records as its first attempt).
     retry_range: Option<(u64, u64)>,
+    /// newest_first: the failed batch never reached the endpoint and is formed afresh from
+    /// the newest records (`order`); a retry all the same (no linger).
+    retry_afresh: bool,
     linger_since: Option<Instant>,
     /// Last failing status reported by OFFLINE (to fire again when it changes).
     offline_status: Option<i32>,
@@ -77,6 +83,9 @@ pub(crate) struct Worker<T: Transport> {
     delivered_whole: bool,
     /// A delivered batch could not be settled in the file (it is sent again).
     settle_failed: bool,
+    /// The file's next seq when the last batch was read from it: with newest_first, records
+    /// stored after that are newer than a batch read ahead, and go before it.
+    next_seq_at_fetch: u64,
 }
 
 enum Flow {
@@ -93,11 +102,13 @@ impl<T: Transport> Worker<T> {
             clock: RetryClock::new(sh.cfg.retry_initial_ms, sh.cfg.retry_max_ms),
             sizing: Sizing::new(sh.cfg.batch_max_records),
             retry_range: None,
+            retry_afresh: false,
             linger_since: None,
             offline_status: None,
             prefetch: Prefetcher::new(Arc::clone(&sh)),
             delivered_whole: false,
             settle_failed: false,
+            next_seq_at_fetch: 0,
         }
     }
 
@@ -151,7 +162,8 @@ impl<T: Transport> Worker<T> {
                 s.set_wants_records(false);
                 continue;
             }
-            if self.retry_range.is_some() || pending >= self.sizing.cap() || s.flushing() {
+            let retry = self.retry_range.is_some() || self.retry_afresh;
+            if retry || pending >= self.sizing.cap() || s.flushing() {
                 return Flow::Continue;
             }
             let since = *self.linger_since.get_or_insert(now);
@@ -170,10 +182,11 @@ impl<T: Transport> Worker<T> {
         let mut g = lock(&sh.store);
         let store = g.as_mut()?;
         let recs = store
-            .fetch(range, max, self.body_budget(), |r| {
+            .fetch_in(sh.cfg.delivery_order, range, max, self.body_budget(), |r| {
                 self.costing.record(&record_ref(r, &sh.instance))
             })
             .unwrap_or_default();
+        self.next_seq_at_fetch = store.next_seq();
         store.protect_in_flight(match (recs.first(), recs.last()) {
             (Some(a), Some(b)) => Some((a.seq, b.seq)),
             _ => None,
@@ -184,13 +197,15 @@ impl<T: Transport> Worker<T> {
     /// Forms (or re-forms) the batch and delivers it.
     fn attempt(&mut self) -> Flow {
         self.linger_since = None;
+        self.retry_afresh = false;
         if let Some(batch) = self.take_memory() {
             self.prefetch.release();
             let flow = self.deliver_memory(batch);
             self.sh.notify_progress();
             return flow;
         }
-        let ahead = self.prefetch.take_for_send();
+        let stale_from = self.read_ahead_stale_from();
+        let ahead = self.prefetch.take_for_send(stale_from);
         let batch = match ahead {
             Some(recs) => recs,
             None => match self.fetch(self.retry_range, self.sizing.cap()) {
@@ -206,9 +221,8 @@ impl<T: Transport> Worker<T> {
         // A backlog: read the next full batch while this one is in flight.
         let next_full = batch.len() as u64 + self.sizing.cap();
         if self.retry_range.is_none() && self.sh.mirror.disk_pending() >= next_full {
-            let after = batch.last().map_or(0, |r| r.seq) + 1;
             self.prefetch.ask(
-                after,
+                self.read_ahead_range(&batch),
                 self.sizing.cap(),
                 self.body_budget(),
                 self.costing.clone(),
@@ -270,7 +284,10 @@ impl<T: Transport> Worker<T> {
         let contiguous = hi + 1 - lo == part.len() as u64;
         let deleted = if contiguous {
             let bytes = part.iter().map(|r| r.data.len() as u64).sum();
-            store.settle_delivered(lo, hi, part.len() as u64, bytes)
+            // Records held in memory below this batch (given back by a request from memory
+            // after the disk recovered) keep the watermark below them (store → queue).
+            let held = sh.queue.lock().lowest_unsettled();
+            store.settle_delivered(lo, hi, part.len() as u64, bytes, held)
         } else {
             let seqs: Vec<u64> = part.iter().map(|r| r.seq).collect();
             store.delete(&seqs)
@@ -377,8 +394,8 @@ impl<T: Transport> Worker<T> {
         if outcome != Outcome::Timeout {
             self.sizing.failed();
         } else if self.sizing.timed_out() {
-            // The next attempt sends the first half of the batch: formed afresh from the
-            // lowest pending seq, at most the halved cap of records.
+            // The next attempt sends half the batch: formed afresh, at most the halved cap of
+            // records, from the lowest pending seq (newest_first: from the highest).
             self.retry_range = None;
         }
         let delay = self.clock.failed(outcome, a.retry_after, Instant::now());

@@ -14,10 +14,11 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-/// One read: the next `max_records` pending records from seq `after` on, within `max_bytes`
-/// of records' cost (each record costs its envelope plus a separator, or its OTLP LogRecord).
+/// One read: the next `max_records` pending records within the seqs `range` (in
+/// `delivery.order`), within `max_bytes` of records' cost (each record costs its envelope plus
+/// a separator, or its OTLP LogRecord).
 struct Job {
-    after: u64,
+    range: (u64, u64),
     max_records: u64,
     max_bytes: u64,
     costing: Costing,
@@ -50,9 +51,17 @@ impl Prefetcher {
         }
     }
 
-    /// Starts reading the pending records from seq `after` on. False when no read could be
-    /// started (the helper thread did not start): the worker reads the next batch itself.
-    pub fn ask(&mut self, after: u64, max_records: u64, max_bytes: u64, costing: Costing) -> bool {
+    /// Starts reading the next batch from the pending records within the seqs `range` (above
+    /// the batch in flight for oldest_first, below it for newest_first). False when no read
+    /// could be started (the helper thread did not start): the worker reads the next batch
+    /// itself.
+    pub fn ask(
+        &mut self,
+        range: (u64, u64),
+        max_records: u64,
+        max_bytes: u64,
+        costing: Costing,
+    ) -> bool {
         if self.asked || self.unavailable {
             return false;
         }
@@ -86,7 +95,7 @@ impl Prefetcher {
             return false;
         };
         let job = Job {
-            after,
+            range,
             max_records,
             max_bytes,
             costing,
@@ -98,12 +107,15 @@ impl Prefetcher {
     /// The records read ahead, made the request in flight (the protection moves from
     /// `prefetched` to `inflight` in one step), waiting for the read if it still runs. `None`
     /// when nothing was read, or nothing usable: the caller reads the next batch itself.
-    pub fn take_for_send(&mut self) -> Option<Vec<StoredRecord>> {
+    /// With `stale_from` (newest_first: the file's next seq when the batch in flight was
+    /// read), records stored since then are newer than the read and go first: the read is let
+    /// go.
+    pub fn take_for_send(&mut self, stale_from: Option<u64>) -> Option<Vec<StoredRecord>> {
         let recs = self.take()?;
         let mut g = lock(&self.sh.store);
         let store = g.as_mut()?;
         store.release_read_ahead();
-        if recs.is_empty() {
+        if recs.is_empty() || stale_from.is_some_and(|next| store.next_seq() > next) {
             return None;
         }
         store.protect_in_flight(recs.first().zip(recs.last()).map(|(a, b)| (a.seq, b.seq)));
@@ -149,8 +161,9 @@ fn read(sh: &Shared, job: &Job) -> Vec<StoredRecord> {
         return Vec::new();
     };
     let recs = store
-        .fetch(
-            Some((job.after, i64::MAX as u64)),
+        .fetch_in(
+            sh.cfg.delivery_order,
+            Some(job.range),
             job.max_records,
             job.max_bytes,
             |r| job.costing.record(&super::record_ref(r, &sh.instance)),

@@ -77,11 +77,17 @@ impl<T: Transport> Worker<T> {
                     }
                 }
                 other => {
-                    // Retry later: what is left of this batch is sent again as it is.
+                    // Retry later: what is left of this batch is sent again as it is (with
+                    // newest_first, formed afresh when the endpoint never processed it).
                     let mut rest: Vec<&StoredRecord> = part.iter().collect();
                     rest.extend(stack.iter().flatten());
                     rest.extend(isolated.iter().map(|i| &i.0));
-                    self.retry_range = range_of(rest.into_iter());
+                    self.retry_afresh = self.retry_afresh_after(&a);
+                    self.retry_range = if self.retry_afresh {
+                        None
+                    } else {
+                        range_of(rest.into_iter())
+                    };
                     self.fail_and_wait(&a, other);
                     return Flow::Continue;
                 }
@@ -143,10 +149,14 @@ impl<T: Transport> Worker<T> {
 
     /// Sends the pending records from seq `after` on (a batch of them) to tell refused records
     /// from an endpoint that refuses everything, then protects `keep` (the batch being
-    /// bisected) again. None: close took the file away; Some(None): nothing to send;
-    /// Some(Some(accepted)).
+    /// bisected) again. With newest_first, where the batch is usually the newest, the records
+    /// below it are asked when none is newer. None: close took the file away; Some(None):
+    /// nothing to send; Some(Some(accepted)).
     fn probe(&mut self, after: u64, keep: (u64, u64)) -> Option<Option<bool>> {
-        let probe = self.fetch(Some((after, i64::MAX as u64)), self.sizing.cap())?;
+        let mut probe = self.fetch(Some((after, i64::MAX as u64)), self.sizing.cap())?;
+        if let Some(below) = self.probe_below(&probe, keep) {
+            probe = self.fetch(Some(below), self.sizing.cap())?;
+        }
         let result = if probe.is_empty() {
             None
         } else {

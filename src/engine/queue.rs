@@ -15,7 +15,8 @@
 //!    Never held across a network request.
 //! 3. `queue`: memory operations only (and one `getrandom`, for the instance of records
 //!    delivered from memory). The writer takes it under `store` to fail sync-mode records and
-//!    to expire the memory queue.
+//!    to expire the memory queue; the worker, to read the lowest seq held in memory when it
+//!    moves the delivered watermark (`QueueState::lowest_unsettled`).
 //! 4. `signals`: memory operations only; never held together with `store`, `queue` or the
 //!    event queue.
 //! 5. The event queue (events.rs): innermost; `emit` never blocks, so events may be emitted
@@ -349,14 +350,15 @@ impl QueueState {
 
     // --- Delivery from memory (storage degraded) ---
 
-    /// Takes the oldest records for one request from memory: at most `max_records`, within
-    /// `max_bytes` of body as `cost` (instance, record, ts_ms and clock mark as sent) counts
-    /// it. They carry an instance of their own, drawn when first needed, and the `ts_ms` of
-    /// those logged with an invalid clock is repaired as from the file (src/clock.rs). None
-    /// when nothing is queued, a request from memory is in flight already, or close abandoned
-    /// the queue.
+    /// Takes the oldest records (with `newest`, the newest) for one request from memory, in
+    /// seq order: at most `max_records`, within `max_bytes` of body as `cost` (instance,
+    /// record, ts_ms and clock mark as sent) counts it. They carry an instance of their own,
+    /// drawn when first needed, and the `ts_ms` of those logged with an invalid clock is
+    /// repaired as from the file (src/clock.rs). None when nothing is queued, a request from
+    /// memory is in flight already, or close abandoned the queue.
     pub fn take_for_delivery(
         &mut self,
+        newest: bool,
         max_records: u64,
         max_bytes: u64,
         clock: &BootClock,
@@ -379,7 +381,12 @@ impl QueueState {
             Some(boot_ms) => now.repair(r.ts_ms, boot_ms, clock.boot_id.as_deref()),
         };
         let (mut n, mut body) = (0usize, 2u64);
-        for r in self.items.iter() {
+        let mut candidates: Box<dyn Iterator<Item = &NewRecord>> = if newest {
+            Box::new(self.items.iter().rev())
+        } else {
+            Box::new(self.items.iter())
+        };
+        for r in &mut candidates {
             let (ts_ms, mark) = sent(r);
             let len = cost(&inst, r, ts_ms, mark);
             if n as u64 >= max_records || (n > 0 && body + len > max_bytes) {
@@ -388,9 +395,15 @@ impl QueueState {
             body += len;
             n += 1;
         }
+        drop(candidates);
+        let taken = if newest {
+            self.items.len() - n..self.items.len()
+        } else {
+            0..n
+        };
         let mut out = Vec::with_capacity(n);
         let mut bytes = 0u64;
-        for mut r in self.items.drain(..n) {
+        for mut r in self.items.drain(taken) {
             bytes += r.data.len() as u64;
             let inst = r.inst.get_or_insert_with(|| inst.clone()).clone();
             let (ts_ms, clock) = sent(&r);
@@ -415,8 +428,9 @@ impl QueueState {
         !self.memory.abandoned
     }
 
-    /// Puts records a request from memory did not deliver back in front of the queue (the
-    /// writer stores them once the disk works). Their acceptance time is not known any more;
+    /// Puts records a request from memory did not deliver back in the queue, in seq order
+    /// (the oldest go in front; the newest behind older ones, before any logged meanwhile); the
+    /// writer stores them once the disk works. Their acceptance time is not known any more;
     /// only TTL uses it: `now_ms`.
     pub fn give_back(&mut self, recs: Vec<StoredRecord>, now_ms: u64) {
         for r in recs.into_iter().rev() {
@@ -426,14 +440,18 @@ impl QueueState {
                 Some((ts, boot)) => (ts, Some(boot)),
                 None => (r.ts_ms, None),
             };
-            self.items.push_front(NewRecord {
-                seq: r.seq,
-                ts_ms,
-                t_acc_ms: now_ms,
-                inst: r.inst,
-                data: r.data,
-                boot_ms,
-            });
+            let at = self.items.partition_point(|q| q.seq < r.seq);
+            self.items.insert(
+                at,
+                NewRecord {
+                    seq: r.seq,
+                    ts_ms,
+                    t_acc_ms: now_ms,
+                    inst: r.inst,
+                    data: r.data,
+                    boot_ms,
+                },
+            );
         }
     }
 }

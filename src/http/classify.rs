@@ -44,10 +44,16 @@ pub(crate) struct Attempt {
     /// (at most the records of the request) and its message (printable ASCII, at most 200
     /// bytes). The batch is delivered all the same.
     pub rejected: Option<(u64, String)>,
+    /// The endpoint is known not to have processed the request: no connection to it was made
+    /// (refused, unreachable, DNS failure, connect timeout, TLS handshake failure, a proxy that
+    /// would not open the tunnel, or no request at all), or it answered 429 or 503. False
+    /// whenever it may have: a timeout or a connection broken after the request went out,
+    /// any other answer, or a failure on a reused connection resent on a new one.
+    pub not_processed: bool,
 }
 
 impl Attempt {
-    /// An attempt that got no answer.
+    /// An attempt that got no answer (and may have reached the endpoint).
     pub(crate) fn unanswered(outcome: Outcome, detail: String) -> Attempt {
         Attempt {
             outcome,
@@ -56,8 +62,23 @@ impl Attempt {
             detail,
             sent_bytes: 0,
             rejected: None,
+            not_processed: false,
         }
     }
+
+    /// An attempt that never reached the endpoint.
+    pub(crate) fn not_sent(outcome: Outcome, detail: String) -> Attempt {
+        Attempt {
+            not_processed: true,
+            ..Attempt::unanswered(outcome, detail)
+        }
+    }
+}
+
+/// The answers that say the endpoint did not take the request: 429 (too many requests) and
+/// 503 (unavailable).
+pub(crate) fn status_not_processed(status: u16) -> bool {
+    matches!(status, 429 | 503)
 }
 
 /// Classifies an HTTP status code (docs/reference.md, the wire).
@@ -141,6 +162,7 @@ impl Classifier {
             detail,
             sent_bytes: 0,
             rejected: None,
+            not_processed: status_not_processed(a.status),
         }
     }
 
@@ -157,7 +179,7 @@ impl Classifier {
             Failure::Transport(ureq::Error::ConnectProxyFailed(reason)) => {
                 match proxy_refusal_status(reason) {
                     Some(status) => self.proxy_refused(status),
-                    None => Attempt::unanswered(
+                    None => Attempt::not_sent(
                         Outcome::Retry,
                         format!("the proxy could not open a tunnel to {ep}"),
                     ),
@@ -165,7 +187,11 @@ impl Classifier {
             }
             Failure::Transport(e) => {
                 let (outcome, detail) = self.transport_error(e);
-                Attempt::unanswered(outcome, detail)
+                if self.never_connected(e) {
+                    Attempt::not_sent(outcome, detail)
+                } else {
+                    Attempt::unanswered(outcome, detail)
+                }
             }
         }
     }
@@ -193,6 +219,32 @@ impl Classifier {
             detail,
             sent_bytes: 0,
             rejected: None,
+            not_processed: true,
+        }
+    }
+
+    /// The failures that happen before a request goes out: no connection to the endpoint was
+    /// made (refused, unreachable, DNS, the connect timeout, the TLS handshake, which ureq
+    /// completes while connecting, before it writes the request).
+    fn never_connected(&self, e: &ureq::Error) -> bool {
+        match e {
+            ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve)
+            | ureq::Error::HostNotFound
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::ConnectProxyFailed(_)
+            | ureq::Error::Tls(_)
+            | ureq::Error::Rustls(_) => true,
+            ureq::Error::Io(io) => match io.kind() {
+                io::ErrorKind::ConnectionRefused
+                | io::ErrorKind::HostUnreachable
+                | io::ErrorKind::NetworkUnreachable
+                | io::ErrorKind::NetworkDown
+                | io::ErrorKind::AddrNotAvailable => true,
+                // rustls reports a failed handshake this way.
+                io::ErrorKind::InvalidData => self.tls,
+                _ => false,
+            },
+            _ => false,
         }
     }
 
@@ -399,5 +451,59 @@ mod tests {
         assert_eq!((a.outcome, a.http_status), (Outcome::Retry, 0));
         let a = c.failed(&Failure::Panic);
         assert_eq!(a.outcome, Outcome::Config);
+    }
+
+    #[test]
+    fn not_processed_only_when_the_endpoint_never_took_the_request() {
+        let c = Classifier {
+            endpoint: "http://h/x".into(),
+            tls: false,
+            timeout_ms: 700,
+            connect_timeout_ms: 300,
+        };
+        let answer = |status| {
+            c.answered(Answer {
+                status,
+                retry_after: None,
+                reusable: true,
+                body: Vec::new(),
+            })
+            .not_processed
+        };
+        for s in [429, 503] {
+            assert!(answer(s), "{s}");
+        }
+        for s in [200, 400, 401, 408, 413, 500, 502, 504] {
+            assert!(!answer(s), "{s}");
+        }
+        let io = |kind| ureq::Error::Io(io::Error::new(kind, "x"));
+        let fail = |e| c.failed(&Failure::Transport(e)).not_processed;
+        for e in [
+            io(io::ErrorKind::ConnectionRefused),
+            io(io::ErrorKind::NetworkUnreachable),
+            ureq::Error::HostNotFound,
+            ureq::Error::ConnectionFailed,
+            ureq::Error::Timeout(ureq::Timeout::Connect),
+            ureq::Error::Tls("handshake"),
+            ureq::Error::ConnectProxyFailed("proxy server responded 503".into()),
+            ureq::Error::ConnectProxyFailed("no status".into()),
+        ] {
+            let shown = e.to_string();
+            assert!(fail(e), "{shown}");
+        }
+        for e in [
+            ureq::Error::Timeout(ureq::Timeout::Global),
+            ureq::Error::Timeout(ureq::Timeout::RecvResponse),
+            io(io::ErrorKind::TimedOut),
+            io(io::ErrorKind::ConnectionReset),
+            io(io::ErrorKind::BrokenPipe),
+            io(io::ErrorKind::UnexpectedEof),
+            io(io::ErrorKind::InvalidData),
+            ureq::Error::BodyStalled,
+        ] {
+            let shown = e.to_string();
+            assert!(!fail(e), "{shown}");
+        }
+        assert!(!c.failed(&Failure::Panic).not_processed);
     }
 }

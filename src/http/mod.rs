@@ -48,6 +48,8 @@ use ureq::Agent;
 pub(crate) use body::Costing;
 /// `pub` for `edgebuf::envelope`, which re-exports them for the CLI's export.
 pub use body::{push_envelope_fields, RecordRef};
+#[cfg(test)]
+pub(crate) use classify::{classify_status, status_not_processed};
 pub(crate) use classify::{Attempt, Outcome};
 
 use crate::config::{is_reserved_header, Compression, Config, Format};
@@ -260,7 +262,7 @@ impl Sender {
         let body = match compress(self.compression, plain) {
             Ok(b) => b,
             Err(_) => {
-                return Attempt::unanswered(
+                return Attempt::not_sent(
                     Outcome::Retry,
                     "the request body could not be compressed".to_string(),
                 )
@@ -290,6 +292,10 @@ impl Sender {
         };
         let mut attempt = self.classify(result);
         attempt.sent_bytes = posts * body.len() as u64;
+        if posts == 2 {
+            // The first post, on the reused connection, may have reached the endpoint.
+            attempt.not_processed = false;
+        }
         if attempt.outcome == Outcome::Delivered {
             // The endpoint cannot reject more records than the request held.
             attempt.rejected = partial.map(|r| (r.count.min(records.len() as u64), r.message));

@@ -603,7 +603,7 @@ mod tests {
     fn sample(path: &Path) -> String {
         let mut s = open(path);
         insert(&mut s, 1..=10);
-        s.settle_delivered(1, 3, 3, 21).expect("settle");
+        s.settle_delivered(1, 3, 3, 21, None).expect("settle");
         s.dead_letter(&[5], 400, "bad \"five\"").expect("dead");
         s.dead_letter(&[7], 422, "bad seven").expect("dead");
         s.instance().to_string()

@@ -4,6 +4,7 @@
 
 use super::schema::valid_instance;
 use super::{sql_err, sql_storage, NewRecord, Store, StoredRecord, WriteError, LARGEST_RECORD};
+use crate::config::DeliveryOrder;
 use crate::error::{Error, Result};
 use rusqlite::{params, OptionalExtension};
 
@@ -91,9 +92,31 @@ impl Store {
 
     /// Up to `max_records` pending records in seq order, stopping before `max_bytes` of
     /// `cost` (the first record is always included). With `range`, only seqs inside it
-    /// (a retry of the same batch).
+    /// (a retry of the same batch). The tests' shorthand for [`Store::fetch_in`].
+    #[cfg(test)]
     pub(crate) fn fetch(
         &mut self,
+        range: Option<(u64, u64)>,
+        max_records: u64,
+        max_bytes: u64,
+        cost: impl Fn(&StoredRecord) -> u64,
+    ) -> Result<Vec<StoredRecord>> {
+        self.fetch_in(
+            DeliveryOrder::OldestFirst,
+            range,
+            max_records,
+            max_bytes,
+            cost,
+        )
+    }
+
+    /// [`Store::fetch`] in the given `delivery.order` (docs/reference.md, configuration):
+    /// `newest_first` takes the pending records from the highest seq down (the newest is
+    /// always included, then each older one while `max_bytes` allows) and returns them in seq
+    /// order.
+    pub(crate) fn fetch_in(
+        &mut self,
+        order: DeliveryOrder,
         range: Option<(u64, u64)>,
         max_records: u64,
         max_bytes: u64,
@@ -102,21 +125,36 @@ impl Store {
         let (lo, hi) = range.unwrap_or((0, i64::MAX as u64));
         let lo = lo.max(self.wm + 1);
         // With rows in the clock table, each record's is read with it and the clocks of now
-        // repair them (src/clock.rs); otherwise the records table alone.
+        // repair them (src/clock.rs); otherwise the records table alone. A row larger than any
+        // record edgebuf accepts is not loaded (a hostile file).
         let now = self.clock_rows.then(|| self.boot.now());
-        let mut st = self
-            .conn
-            .prepare_cached(if now.is_some() {
+        let sql = match (now.is_some(), order) {
+            (false, DeliveryOrder::OldestFirst) => {
+                "SELECT seq, ts_ms, inst, CASE WHEN octet_length(data) <= ?4 THEN data END, \
+                 octet_length(data) FROM records WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq LIMIT ?3"
+            }
+            (false, DeliveryOrder::NewestFirst) => {
+                "SELECT seq, ts_ms, inst, CASE WHEN octet_length(data) <= ?4 THEN data END, \
+                 octet_length(data) FROM records WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq DESC LIMIT ?3"
+            }
+            (true, DeliveryOrder::OldestFirst) => {
                 "SELECT r.seq, r.ts_ms, r.inst, CASE WHEN octet_length(r.data) <= ?4 THEN r.data END, \
                  octet_length(r.data), c.seq IS NOT NULL, c.boot_ms, \
                  CASE WHEN octet_length(c.boot_id) <= 64 THEN c.boot_id END \
                  FROM records r LEFT JOIN clock c ON c.seq = r.seq \
                  WHERE r.seq BETWEEN ?1 AND ?2 ORDER BY r.seq LIMIT ?3"
-            } else {
-                // A row larger than any record edgebuf accepts is not loaded (a hostile file).
-                "SELECT seq, ts_ms, inst, CASE WHEN octet_length(data) <= ?4 THEN data END, \
-                 octet_length(data) FROM records WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq LIMIT ?3"
-            })
+            }
+            (true, DeliveryOrder::NewestFirst) => {
+                "SELECT r.seq, r.ts_ms, r.inst, CASE WHEN octet_length(r.data) <= ?4 THEN r.data END, \
+                 octet_length(r.data), c.seq IS NOT NULL, c.boot_ms, \
+                 CASE WHEN octet_length(c.boot_id) <= 64 THEN c.boot_id END \
+                 FROM records r LEFT JOIN clock c ON c.seq = r.seq \
+                 WHERE r.seq BETWEEN ?1 AND ?2 ORDER BY r.seq DESC LIMIT ?3"
+            }
+        };
+        let mut st = self
+            .conn
+            .prepare_cached(sql)
             .map_err(|e| sql_storage("cannot read pending records", e))?;
         let mut rows = st
             .query(params![
@@ -198,6 +236,9 @@ impl Store {
             }
             bytes += c;
             out.push(rec);
+        }
+        if order == DeliveryOrder::NewestFirst {
+            out.reverse();
         }
         Ok(out)
     }
@@ -318,13 +359,17 @@ impl Store {
     /// Settles a delivered batch `lo..=hi` (`n` records, `bytes` payload bytes) that is the
     /// oldest pending: advances the delivered watermark, one small write, and leaves the rows
     /// to `collect_garbage`. Anything else (a batch behind records still pending) is deleted
-    /// at once.
+    /// at once. `held_from` is the lowest seq not in the file yet but not settled either (held
+    /// in memory: queued, being written, or out in a request from memory while storage is
+    /// degraded): the watermark never passes it, or the writer would store those records
+    /// below it, where nothing reads them.
     pub(crate) fn settle_delivered(
         &mut self,
         lo: u64,
         hi: u64,
         n: u64,
         bytes: u64,
+        held_from: Option<u64>,
     ) -> Result<(u64, u64)> {
         let behind: Option<i64> = self
             .conn
@@ -334,7 +379,8 @@ impl Store {
                     .optional()
             })
             .map_err(|e| sql_storage("cannot read pending records", e))?;
-        if behind.is_some() || hi < lo || lo <= self.wm {
+        let held_behind = held_from.is_some_and(|h| h <= hi);
+        if behind.is_some() || held_behind || hi < lo || lo <= self.wm {
             return self.delete_delivered(lo, hi, n, bytes);
         }
         let tx = self
@@ -613,7 +659,7 @@ mod tests {
             // The oldest batch delivered: the watermark moves, the rows wait as garbage.
             let bytes: u64 = got[..3].iter().map(|r| r.data.len() as u64).sum();
             assert_eq!(
-                s.settle_delivered(1, 3, 3, bytes).expect("settle"),
+                s.settle_delivered(1, 3, 3, bytes, None).expect("settle"),
                 (3, bytes)
             );
             assert_eq!((s.disk_records, s.garbage_records), (2, 3));
@@ -634,7 +680,10 @@ mod tests {
             assert_eq!(pending_seqs(&mut s), vec![4, 5]);
             // A batch behind a pending record is deleted at once.
             insert(&mut s, 6..=7);
-            assert_eq!(s.settle_delivered(6, 7, 2, 14).expect("settle"), (2, 14));
+            assert_eq!(
+                s.settle_delivered(6, 7, 2, 14, None).expect("settle"),
+                (2, 14)
+            );
             assert_eq!(s.garbage_records, 0);
             assert_eq!(pending_seqs(&mut s), vec![4, 5]);
             assert_eq!(s.next_seq(), 8);
@@ -659,6 +708,103 @@ mod tests {
         assert_eq!(got.len(), 1);
         let got = s.fetch(None, 4, u64::MAX, |_| 0).expect("fetch");
         assert_eq!(got.len(), 4);
+    }
+
+    fn seqs(recs: &[StoredRecord]) -> Vec<u64> {
+        recs.iter().map(|r| r.seq).collect()
+    }
+
+    #[test]
+    fn newest_first_fetch_takes_the_top_seqs_in_seq_order() {
+        let (_dir, path) = buffer_path();
+        let mut s = open(&path);
+        insert(&mut s, 1..=10);
+        let newest = DeliveryOrder::NewestFirst;
+        let got = s.fetch_in(newest, None, 4, u64::MAX, |_| 0).expect("fetch");
+        assert_eq!(seqs(&got), vec![7, 8, 9, 10]);
+        assert_eq!(
+            got[3].data,
+            b"{\"i\":10}".to_vec(),
+            "each row is its own record"
+        );
+        // The byte budget counts from the newest down: 8 + 7 + 7 bytes fit in 25, not a fourth.
+        let got = s
+            .fetch_in(newest, None, 10, 25, |r| r.data.len() as u64)
+            .expect("fetch");
+        assert_eq!(seqs(&got), vec![8, 9, 10]);
+        // At least one record, however small the budget.
+        let got = s
+            .fetch_in(newest, None, 10, 1, |r| r.data.len() as u64)
+            .expect("fetch");
+        assert_eq!(seqs(&got), vec![10]);
+        // A retry of a range reads the same records again, less any removed meanwhile.
+        let got = s
+            .fetch_in(newest, Some((5, 8)), 10, u64::MAX, |_| 0)
+            .expect("fetch");
+        assert_eq!(seqs(&got), vec![5, 6, 7, 8]);
+        assert_eq!(s.delete(&[6]).expect("drop").0, 1);
+        let got = s
+            .fetch_in(newest, Some((5, 8)), 10, u64::MAX, |_| 0)
+            .expect("fetch");
+        assert_eq!(seqs(&got), vec![5, 7, 8]);
+        // The range below a batch: the next one of a newest-first drain.
+        let got = s
+            .fetch_in(newest, Some((0, 6)), 3, u64::MAX, |_| 0)
+            .expect("fetch");
+        assert_eq!(seqs(&got), vec![3, 4, 5]);
+    }
+
+    #[test]
+    fn newest_first_settling_deletes_then_the_oldest_moves_the_watermark() {
+        let (_dir, path) = buffer_path();
+        let mut s = open(&path);
+        insert(&mut s, 1..=9);
+        let newest = DeliveryOrder::NewestFirst;
+        let mut delivered = Vec::new();
+        for _ in 0..3 {
+            let got = s.fetch_in(newest, None, 3, u64::MAX, |_| 0).expect("fetch");
+            let (lo, hi) = (got[0].seq, got[got.len() - 1].seq);
+            let bytes: u64 = got.iter().map(|r| r.data.len() as u64).sum();
+            let settled = s
+                .settle_delivered(lo, hi, got.len() as u64, bytes, None)
+                .expect("settle");
+            assert_eq!(settled, (3, bytes));
+            delivered.push(seqs(&got));
+        }
+        assert_eq!(delivered, vec![vec![7, 8, 9], vec![4, 5, 6], vec![1, 2, 3]]);
+        // The two newer batches were deleted at once; the oldest moved the watermark.
+        assert_eq!((s.disk_records, s.disk_bytes), (0, 0));
+        assert_eq!((s.wm, s.garbage_records), (3, 3));
+        assert_eq!(s.collect_garbage(100).expect("gc"), 3);
+        assert_eq!(s.garbage_records, 0);
+        // Records logged afterwards go next, and seqs are not reused after a reopen.
+        insert(&mut s, 10..=11);
+        let got = s.fetch_in(newest, None, 3, u64::MAX, |_| 0).expect("fetch");
+        assert_eq!(seqs(&got), vec![10, 11]);
+        drop(s);
+        let mut s = open(&path);
+        assert_eq!(s.next_seq(), 12);
+        assert_eq!(pending_seqs(&mut s), vec![10, 11]);
+    }
+
+    #[test]
+    fn the_watermark_never_passes_a_seq_held_in_memory() {
+        let (_dir, path) = buffer_path();
+        let mut s = open(&path);
+        // 1..=2 are held in memory; 3..=4 were stored and are delivered.
+        insert(&mut s, 3..=4);
+        let bytes = s.disk_bytes;
+        assert_eq!(
+            s.settle_delivered(3, 4, 2, bytes, Some(1)).expect("settle"),
+            (2, bytes)
+        );
+        assert_eq!((s.wm, s.garbage_records, s.disk_records), (0, 0, 0));
+        // Stored afterwards, they are pending, and their delivery moves the watermark.
+        insert(&mut s, 1..=2);
+        assert_eq!(pending_seqs(&mut s), vec![1, 2]);
+        let bytes = s.disk_bytes;
+        s.settle_delivered(1, 2, 2, bytes, Some(5)).expect("settle");
+        assert_eq!((s.wm, s.garbage_records, s.disk_records), (2, 2, 0));
     }
 
     #[test]
@@ -866,7 +1012,7 @@ mod tests {
             clock_rows(&s),
             vec![1, 3, 8, 12, 13, 14, 15, 16, 17, 18, 19, 20]
         );
-        s.settle_delivered(1, 3, 2, 14).expect("settle");
+        s.settle_delivered(1, 3, 2, 14, None).expect("settle");
         assert_eq!(
             clock_rows(&s)[0],
             1,

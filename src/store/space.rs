@@ -125,7 +125,7 @@ mod tests {
         assert!(full > 500 * 4002, "{full}");
         // Delivered in one batch: under the watermark, waiting for the collector.
         assert_eq!(
-            s.settle_delivered(1, 490, 490, 490 * 4002)
+            s.settle_delivered(1, 490, 490, 490 * 4002, None)
                 .expect("settle")
                 .0,
             490

@@ -262,6 +262,7 @@ _KEYS = (
     "batch.max_records",
     "batch.max_bytes",
     "batch.linger_ms",
+    "delivery.order",
     "retry.initial_ms",
     "retry.max_ms",
     "http.timeout_ms",
