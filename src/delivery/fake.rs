@@ -5,7 +5,7 @@ use super::{Transport, Worker};
 use crate::config::Config;
 use crate::engine::queue::Shared;
 use crate::events::Events;
-use crate::http::{Attempt, Outcome, RecordRef};
+use crate::http::{Attempt, Outcome, Pieces, RecordRef};
 use crate::store::{NewRecord, Store};
 use std::sync::Arc;
 
@@ -33,7 +33,7 @@ pub struct Fake {
 }
 
 impl Transport for Fake {
-    fn send(&mut self, records: &[RecordRef]) -> Attempt {
+    fn send(&mut self, records: &[RecordRef], _pieces: Option<&Pieces>) -> Attempt {
         let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
         let outcome = (self.answer)(&seqs);
         self.sent.push(seqs);

@@ -7,9 +7,9 @@
 //! the worker takes them as its next batch or lets them go, so a batch is never sent holding a
 //! record that was dropped meanwhile.
 
+use super::Batch;
 use crate::engine::queue::{lock, Shared};
 use crate::http::Costing;
-use crate::store::StoredRecord;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -26,7 +26,7 @@ struct Job {
 /// The helper thread and its two channels.
 struct Helper {
     jobs: Sender<Job>,
-    done: Receiver<Vec<StoredRecord>>,
+    done: Receiver<Batch>,
     thread: JoinHandle<()>,
 }
 
@@ -58,7 +58,7 @@ impl Prefetcher {
         }
         if self.helper.is_none() {
             let (jobs_tx, jobs_rx) = bounded::<Job>(1);
-            let (done_tx, done_rx) = bounded::<Vec<StoredRecord>>(1);
+            let (done_tx, done_rx) = bounded::<Batch>(1);
             let sh = Arc::clone(&self.sh);
             // Like every library thread: named, signals blocked, 1 MiB of stack.
             let spawned = crate::sys::spawn("edgebuf-prefetch", move || {
@@ -98,19 +98,20 @@ impl Prefetcher {
     /// The records read ahead, made the request in flight (the protection moves from
     /// `prefetched` to `inflight` in one step), waiting for the read if it still runs. `None`
     /// when nothing was read, or nothing usable: the caller reads the next batch itself.
-    pub fn take_for_send(&mut self) -> Option<Vec<StoredRecord>> {
-        let recs = self.take()?;
+    pub fn take_for_send(&mut self) -> Option<Batch> {
+        let batch = self.take()?;
         let mut g = lock(&self.sh.store);
         let store = g.as_mut()?;
         store.release_read_ahead();
+        let recs = &batch.recs;
         if recs.is_empty() {
             return None;
         }
         store.protect_in_flight(recs.first().zip(recs.last()).map(|(a, b)| (a.seq, b.seq)));
-        Some(recs)
+        Some(batch)
     }
 
-    fn take(&mut self) -> Option<Vec<StoredRecord>> {
+    fn take(&mut self) -> Option<Batch> {
         if !self.asked {
             return None;
         }
@@ -142,20 +143,25 @@ impl Drop for Prefetcher {
 }
 
 /// Reads one batch and protects it, both under the store lock: nothing can drop a record
-/// between the read and the protection.
-fn read(sh: &Shared, job: &Job) -> Vec<StoredRecord> {
+/// between the read and the protection. Costing it encodes it (OTLP), here too.
+fn read(sh: &Shared, job: &Job) -> Batch {
     let mut g = lock(&sh.store);
     let Some(store) = g.as_mut() else {
-        return Vec::new();
+        return Batch {
+            recs: Vec::new(),
+            pieces: None,
+        };
     };
+    let plan = job.costing.plan();
     let recs = store
         .fetch(
             Some((job.after, i64::MAX as u64)),
             job.max_records,
             job.max_bytes,
-            |r| job.costing.record(&super::record_ref(r, &sh.instance)),
+            |r| plan.cost(&super::record_ref(r, &sh.instance)),
         )
         .unwrap_or_default();
     store.protect_read_ahead(recs.first().zip(recs.last()).map(|(a, b)| (a.seq, b.seq)));
-    recs
+    let pieces = plan.keep(recs.iter().map(|r| r.seq));
+    Batch { recs, pieces }
 }

@@ -7,14 +7,15 @@
 use super::{Flow, Transport, Worker};
 use crate::engine::queue::lock;
 use crate::events::EVENT_DEAD_LETTER;
-use crate::http::Outcome;
+use crate::http::{Outcome, Pieces};
 use crate::store::StoredRecord;
 use std::time::Instant;
 
 impl<T: Transport> Worker<T> {
     /// Sends a batch, splitting and bisecting as the answers ask. Bisection costs at most
     /// 2 × batch.max_records requests, without backoff between them.
-    pub(super) fn deliver(&mut self, batch: Vec<StoredRecord>) -> Flow {
+    /// `pieces`: what costing encoded of the batch (every part of it is a run of them).
+    pub(super) fn deliver(&mut self, batch: Vec<StoredRecord>, pieces: Option<Pieces>) -> Flow {
         self.delivered_whole = false;
         self.settle_failed = false;
         let budget = 2 * self.sh.cfg.batch_max_records.max(1);
@@ -32,7 +33,7 @@ impl<T: Transport> Worker<T> {
                 stack.push(part);
                 continue;
             }
-            let a = self.send(&part);
+            let a = self.send(&part, pieces.as_ref());
             requests += 1;
             if self.abandoned() {
                 return Flow::Exit;
@@ -147,15 +148,15 @@ impl<T: Transport> Worker<T> {
     /// Some(Some(accepted)).
     fn probe(&mut self, after: u64, keep: (u64, u64)) -> Option<Option<bool>> {
         let probe = self.fetch(Some((after, i64::MAX as u64)), self.sizing.cap())?;
-        let result = if probe.is_empty() {
+        let result = if probe.recs.is_empty() {
             None
         } else {
-            let a = self.send(&probe);
+            let a = self.send(&probe.recs, probe.pieces.as_ref());
             if self.abandoned() {
                 return None;
             }
             if a.outcome == Outcome::Delivered {
-                if !self.settle(&probe, &a) {
+                if !self.settle(&probe.recs, &a) {
                     return None;
                 }
                 Some(true)
