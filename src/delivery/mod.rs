@@ -179,9 +179,10 @@ impl<T: Transport> Worker<T> {
         let sh = Arc::clone(&self.sh);
         let mut g = lock(&sh.store);
         let store = g.as_mut()?;
-        let plan = self.costing.plan();
+        let budget = self.body_budget();
+        let plan = self.costing.plan(budget);
         let recs = store
-            .fetch(range, max, self.body_budget(), |r| {
+            .fetch(range, max, budget, |r| {
                 plan.cost(&record_ref(r, &sh.instance))
             })
             .unwrap_or_default();

@@ -152,7 +152,7 @@ fn read(sh: &Shared, job: &Job) -> Batch {
             pieces: None,
         };
     };
-    let plan = job.costing.plan();
+    let plan = job.costing.plan(job.max_bytes);
     let recs = store
         .fetch(
             Some((job.after, i64::MAX as u64)),

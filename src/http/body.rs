@@ -32,11 +32,16 @@ impl Costing {
     }
 
     /// Costs the records of one read ([`Plan::cost`]), keeping what OTLP wrote of each for
-    /// the request body ([`Plan::keep`]), so that each record is encoded once.
-    pub fn plan(&self) -> Plan<'_> {
+    /// the request body ([`Plan::keep`]), so that each record is encoded once. `max_bytes`:
+    /// the read's budget.
+    pub fn plan(&self, max_bytes: u64) -> Plan<'_> {
+        let pieces = match self {
+            Costing::Envelope { .. } => otlp::Pieces::default(),
+            Costing::Otlp { .. } => otlp::Pieces::with_capacity(max_bytes),
+        };
         Plan {
             costing: self,
-            pieces: RefCell::new(otlp::Pieces::default()),
+            pieces: RefCell::new(pieces),
         }
     }
 

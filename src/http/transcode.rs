@@ -11,7 +11,8 @@
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
-/// Writes `data` (one JSON value) as an `AnyValue` through `sink`: in protobuf the message's
+/// Writes `data` (one JSON value, read with serde_json's slice reader: what
+/// [`Sink::string_unescaped`] relies on) as an `AnyValue` through `sink`: in protobuf the message's
 /// fields (the caller writes the tag and length around them), in JSON the object. A record
 /// that does not parse, or nests deeper than a record may (a damaged row that passed the
 /// checks), travels as a string of its bytes.
@@ -44,12 +45,18 @@ pub(crate) trait Sink {
     fn int(&mut self, v: i64);
     fn double(&mut self, v: f64);
     fn string(&mut self, v: &str);
+    /// A string that needs no escaping in JSON: it was not escaped in the record (serde_json
+    /// hands such a string over borrowed, and refuses control characters in strings).
+    fn string_unescaped(&mut self, v: &str) {
+        self.string(v)
+    }
     fn array_begin(&mut self) -> Self::Mark;
     fn element_begin(&mut self, first: bool) -> Self::Mark;
     fn element_end(&mut self, m: Self::Mark);
     fn array_end(&mut self, m: Self::Mark);
     fn map_begin(&mut self) -> Self::Mark;
-    fn member_begin(&mut self, first: bool, key: &str) -> Self::Mark;
+    /// `unescaped`: `key` needs no escaping in JSON (see [`Sink::string_unescaped`]).
+    fn member_begin(&mut self, first: bool, key: &str, unescaped: bool) -> Self::Mark;
     fn member_end(&mut self, m: Self::Mark);
     fn map_end(&mut self, m: Self::Mark);
 }
@@ -71,8 +78,9 @@ const FIELD_1_LEN: u8 = 1 << 3 | 2;
 /// `KeyValue.value`.
 const FIELD_2_LEN: u8 = 2 << 3 | 2;
 
-/// `AnyValue`s in protobuf, appended to a buffer.
-pub(crate) struct Proto<'a>(pub &'a mut Vec<u8>);
+/// `AnyValue`s in protobuf, appended to a buffer. `hint`: about how long the value is (its
+/// JSON's length), for the length prefix of an array or object at the top.
+pub(crate) struct Proto<'a>(pub &'a mut Vec<u8>, pub usize);
 
 pub(crate) fn varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -101,16 +109,51 @@ pub(crate) fn close(out: &mut Vec<u8>, start: usize) {
         out[start - 1] = n as u8;
         return;
     }
+    close_sized(out, Sized { start, reserved: 1 });
+}
+
+/// A length-delimited field begun by [`open_sized`].
+#[derive(Clone, Copy)]
+pub(crate) struct Sized {
+    /// Where the content starts.
+    start: usize,
+    /// The bytes kept for its length.
+    reserved: usize,
+}
+
+/// [`open`] for a field whose length is about `hint`: keeps the bytes that length takes, so
+/// that [`close_sized`] seldom moves the content.
+pub(crate) fn open_sized(out: &mut Vec<u8>, tag: u8, hint: usize) -> Sized {
+    let reserved = varint_len(hint as u64);
+    out.push(tag);
+    out.resize(out.len() + reserved, 0);
+    Sized {
+        start: out.len(),
+        reserved,
+    }
+}
+
+/// Ends the field [`open_sized`] began: writes its length (the shortest varint), moving the
+/// content if that takes more or fewer bytes than were kept.
+pub(crate) fn close_sized(out: &mut Vec<u8>, f: Sized) {
+    let Sized { start, reserved } = f;
+    let n = out.len() - start;
     let k = varint_len(n as u64);
     let end = out.len();
-    out.resize(end + k - 1, 0);
-    out.copy_within(start..end, start + k - 1);
+    if k > reserved {
+        out.resize(end + k - reserved, 0);
+        out.copy_within(start..end, start + k - reserved);
+    } else if k < reserved {
+        out.copy_within(start..end, start - (reserved - k));
+        out.truncate(end - (reserved - k));
+    }
     let mut v = n as u64;
-    for b in &mut out[start - 1..start - 1 + k] {
+    let at = start - reserved;
+    for b in &mut out[at..at + k] {
         *b = v as u8 | 0x80;
         v >>= 7;
     }
-    out[start - 1 + k - 1] &= 0x7f;
+    out[at + k - 1] &= 0x7f;
 }
 
 /// A length-delimited field holding `bytes`.
@@ -120,9 +163,18 @@ pub(crate) fn bytes_field(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+impl Proto<'_> {
+    /// A field for an array or object: sized by the hint at the top (then no more).
+    fn open_value(&mut self, tag: u8) -> (Sized, usize) {
+        let hint = std::mem::take(&mut self.1);
+        (open_sized(self.0, tag, hint), 0)
+    }
+}
+
 impl Sink for Proto<'_> {
-    /// (where the field's content starts, where the member's value starts)
-    type Mark = (usize, usize);
+    /// An array's or object's field, or a member's: (the member's `KeyValue`, where its value
+    /// starts).
+    type Mark = (Sized, usize);
     fn out(&mut self) -> &mut Vec<u8> {
         self.0
     }
@@ -142,22 +194,22 @@ impl Sink for Proto<'_> {
         bytes_field(self.0, ANY_STRING, v.as_bytes());
     }
     fn array_begin(&mut self) -> Self::Mark {
-        (open(self.0, ANY_ARRAY), 0)
+        self.open_value(ANY_ARRAY)
     }
     fn element_begin(&mut self, _first: bool) -> Self::Mark {
-        (open(self.0, FIELD_1_LEN), 0)
+        (open_sized(self.0, FIELD_1_LEN, 0), 0)
     }
     fn element_end(&mut self, m: Self::Mark) {
-        close(self.0, m.0);
+        close_sized(self.0, m.0);
     }
     fn array_end(&mut self, m: Self::Mark) {
-        close(self.0, m.0);
+        close_sized(self.0, m.0);
     }
     fn map_begin(&mut self) -> Self::Mark {
-        (open(self.0, ANY_KVLIST), 0)
+        self.open_value(ANY_KVLIST)
     }
-    fn member_begin(&mut self, _first: bool, key: &str) -> Self::Mark {
-        let kv = open(self.0, FIELD_1_LEN);
+    fn member_begin(&mut self, _first: bool, key: &str, _unescaped: bool) -> Self::Mark {
+        let kv = open_sized(self.0, FIELD_1_LEN, 0);
         // proto3 leaves a string field at its default (empty) out.
         if !key.is_empty() {
             bytes_field(self.0, FIELD_1_LEN, key.as_bytes());
@@ -166,10 +218,10 @@ impl Sink for Proto<'_> {
     }
     fn member_end(&mut self, m: Self::Mark) {
         close(self.0, m.1);
-        close(self.0, m.0);
+        close_sized(self.0, m.0);
     }
     fn map_end(&mut self, m: Self::Mark) {
-        close(self.0, m.0);
+        close_sized(self.0, m.0);
     }
 }
 
@@ -241,6 +293,11 @@ impl Sink for Json<'_> {
         json_str(self.0, v);
         self.0.push(b'}');
     }
+    fn string_unescaped(&mut self, v: &str) {
+        self.0.extend_from_slice(b"{\"stringValue\":\"");
+        self.0.extend_from_slice(v.as_bytes());
+        self.0.extend_from_slice(b"\"}");
+    }
     fn array_begin(&mut self) {
         self.0.extend_from_slice(b"{\"arrayValue\":{\"values\":[");
     }
@@ -256,13 +313,19 @@ impl Sink for Json<'_> {
     fn map_begin(&mut self) {
         self.0.extend_from_slice(b"{\"kvlistValue\":{\"values\":[");
     }
-    fn member_begin(&mut self, first: bool, key: &str) {
+    fn member_begin(&mut self, first: bool, key: &str, unescaped: bool) {
         if !first {
             self.0.push(b',');
         }
-        self.0.extend_from_slice(b"{\"key\":");
-        json_str(self.0, key);
-        self.0.extend_from_slice(b",\"value\":");
+        if unescaped {
+            self.0.extend_from_slice(b"{\"key\":\"");
+            self.0.extend_from_slice(key.as_bytes());
+            self.0.extend_from_slice(b"\",\"value\":");
+        } else {
+            self.0.extend_from_slice(b"{\"key\":");
+            json_str(self.0, key);
+            self.0.extend_from_slice(b",\"value\":");
+        }
     }
     fn member_end(&mut self, _: ()) {
         self.0.push(b'}');
@@ -331,6 +394,10 @@ impl<'de, S: Sink> Visitor<'de> for Val<'_, S> {
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
         self.sink.string(v);
+        Ok(())
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<(), E> {
+        self.sink.string_unescaped(v);
         Ok(())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
@@ -410,6 +477,9 @@ impl<'de, S: Sink> Visitor<'de> for Key<'_, S> {
         f.write_str("a member name")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<S::Mark, E> {
-        Ok(self.sink.member_begin(self.first, v))
+        Ok(self.sink.member_begin(self.first, v, false))
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<S::Mark, E> {
+        Ok(self.sink.member_begin(self.first, v, true))
     }
 }
