@@ -1259,6 +1259,8 @@ mod tests {
         "{\"a\": 1",
         "\u{ff}\u{fe} not JSON",
         "[1] [2]",
+        "[\"a raw \u{1} control character\"]",
+        "{\"raw\u{7f}\": \"del\"}",
     ];
 
     /// Random JSON texts (a fixed seed): nested arrays and objects of every kind of value.
@@ -1344,6 +1346,8 @@ mod tests {
         all[5].clock = ClockMark::Repaired;
         all[6].clock = ClockMark::Unset;
         all[7].instance = "we\"ird-\u{e9}";
+        // Not UTF-8 (a damaged row).
+        all[8].data = b"[\"\xff\xfe\"]";
         for proto in [false, true] {
             let enc = encoder(proto);
             for r in &all {

@@ -11,25 +11,29 @@
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
-/// Writes `data` (one JSON value, read with serde_json's slice reader: what
+/// Writes `data` (one JSON value, read by serde_json's parser: what
 /// [`Sink::string_unescaped`] relies on) as an `AnyValue` through `sink`: in protobuf the message's
 /// fields (the caller writes the tag and length around them), in JSON the object. A record
 /// that does not parse, or nests deeper than a record may (a damaged row that passed the
 /// checks), travels as a string of its bytes.
 pub(crate) fn any_value<S: Sink>(sink: &mut S, data: &[u8]) {
     let start = sink.out().len();
-    let mut de = serde_json::Deserializer::from_slice(data);
-    // The depth is bounded here (Val), at the depth records are checked for when logged;
-    // serde_json's own limit would refuse the deepest of them.
-    de.disable_recursion_limit();
-    let ok = Val {
-        sink: &mut *sink,
-        depth: 0,
-    }
-    .deserialize(&mut de)
-    .and_then(|()| de.end())
-    .is_ok();
-    if !ok {
+    // Valid UTF-8 first, in one go: serde_json's str reader then need not check each string
+    // again. (Invalid UTF-8 can only be inside a string, which serde_json would refuse.)
+    let parsed = std::str::from_utf8(data).ok().is_some_and(|text| {
+        let mut de = serde_json::Deserializer::from_str(text);
+        // The depth is bounded here (Val), at the depth records are checked for when logged;
+        // serde_json's own limit would refuse the deepest of them.
+        de.disable_recursion_limit();
+        Val {
+            sink: &mut *sink,
+            depth: 0,
+        }
+        .deserialize(&mut de)
+        .and_then(|()| de.end())
+        .is_ok()
+    });
+    if !parsed {
         sink.out().truncate(start);
         sink.string(&String::from_utf8_lossy(data));
     }
@@ -46,7 +50,8 @@ pub(crate) trait Sink {
     fn double(&mut self, v: f64);
     fn string(&mut self, v: &str);
     /// A string that needs no escaping in JSON: it was not escaped in the record (serde_json
-    /// hands such a string over borrowed, and refuses control characters in strings).
+    /// hands such a string over borrowed, and refuses control characters in strings, as the
+    /// check when logged does).
     fn string_unescaped(&mut self, v: &str) {
         self.string(v)
     }
@@ -83,6 +88,10 @@ const FIELD_2_LEN: u8 = 2 << 3 | 2;
 pub(crate) struct Proto<'a>(pub &'a mut Vec<u8>, pub usize);
 
 pub(crate) fn varint(out: &mut Vec<u8>, mut v: u64) {
+    if v < 0x80 {
+        out.push(v as u8);
+        return;
+    }
     while v >= 0x80 {
         out.push(v as u8 | 0x80);
         v >>= 7;
@@ -126,7 +135,7 @@ pub(crate) struct Sized {
 pub(crate) fn open_sized(out: &mut Vec<u8>, tag: u8, hint: usize) -> Sized {
     let reserved = varint_len(hint as u64);
     out.push(tag);
-    out.resize(out.len() + reserved, 0);
+    out.extend_from_slice(&[0; 10][..reserved]);
     Sized {
         start: out.len(),
         reserved,
@@ -138,6 +147,10 @@ pub(crate) fn open_sized(out: &mut Vec<u8>, tag: u8, hint: usize) -> Sized {
 pub(crate) fn close_sized(out: &mut Vec<u8>, f: Sized) {
     let Sized { start, reserved } = f;
     let n = out.len() - start;
+    if n < 0x80 && reserved == 1 {
+        out[start - 1] = n as u8;
+        return;
+    }
     let k = varint_len(n as u64);
     let end = out.len();
     if k > reserved {
@@ -158,6 +171,7 @@ pub(crate) fn close_sized(out: &mut Vec<u8>, f: Sized) {
 
 /// A length-delimited field holding `bytes`.
 pub(crate) fn bytes_field(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+    out.reserve(bytes.len() + 11);
     out.push(tag);
     varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
@@ -481,5 +495,55 @@ impl<'de, S: Sink> Visitor<'de> for Key<'_, S> {
     }
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<S::Mark, E> {
         Ok(self.sink.member_begin(self.first, v, true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BENCH: &str = r#"{"model":"mobilenet-v3-small","model_version":"2026.11.3","input_sha256":"9e3779b97f4a7c15deadbeefdeadbeef","frame":1,"scores":[0.00100,0.99900,0.00050,0.00033,0.00025],"argmax":1,"latency_us":1201,"device":"cam-07","temperature_c":41.5}"#;
+
+    /// The serde_json path alone (what `any_value` falls back to).
+    fn slow<S: Sink>(sink: &mut S, data: &[u8]) {
+        let mut de = serde_json::Deserializer::from_slice(data);
+        de.disable_recursion_limit();
+        Val { sink, depth: 0 }
+            .deserialize(&mut de)
+            .and_then(|()| de.end())
+            .expect("JSON");
+    }
+
+    /// `cargo test --release --lib transcode_speed -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn transcode_speed() {
+        let time = |what: &str, f: &mut dyn FnMut(&mut Vec<u8>)| {
+            let mut best = f64::MAX;
+            let mut out = Vec::with_capacity(1 << 20);
+            for _ in 0..20 {
+                let t = std::time::Instant::now();
+                for _ in 0..5000 {
+                    out.clear();
+                    f(&mut out);
+                }
+                best = best.min(t.elapsed().as_secs_f64() * 1e6 / 5000.0);
+            }
+            println!("{what}: {best:.3} us/record");
+        };
+        let d = BENCH.as_bytes();
+        time("any_value proto", &mut |o| {
+            any_value(&mut Proto(o, d.len()), d)
+        });
+        time("serde proto", &mut |o| slow(&mut Proto(o, d.len()), d));
+        time("any_value json", &mut |o| any_value(&mut Json(o), d));
+        time("serde json", &mut |o| slow(&mut Json(o), d));
+        time("parse f64 x6", &mut |o| {
+            for t in [
+                "0.00100", "0.99900", "0.00050", "0.00033", "0.00025", "41.5",
+            ] {
+                o.push(t.parse::<f64>().map_or(0, |v| v as u8));
+            }
+        });
     }
 }
