@@ -5,6 +5,7 @@ use super::{Transport, Worker};
 use crate::config::Config;
 use crate::engine::queue::Shared;
 use crate::events::Events;
+use crate::http::otlp::Encoder;
 use crate::http::{Attempt, Outcome, Pieces, RecordRef};
 use crate::store::{NewRecord, Store};
 use std::sync::Arc;
@@ -26,14 +27,25 @@ pub fn refuse_if(
 }
 
 /// A transport without sockets: answers each request with `answer(seqs)` and keeps the
-/// seqs of every request.
+/// seqs of every request. With an OTLP encoder, it plans batches as OTLP does and keeps, for
+/// every request, whether its body was written from what costing encoded (checked to be the
+/// body of its records).
 pub struct Fake {
     answer: Answer,
     pub sent: Vec<Vec<u64>>,
+    otlp: Option<Arc<Encoder>>,
+    pub from_pieces: Vec<bool>,
 }
 
 impl Transport for Fake {
-    fn send(&mut self, records: &[RecordRef], _pieces: Option<&Pieces>) -> Attempt {
+    fn send(&mut self, records: &[RecordRef], pieces: Option<&Pieces>) -> Attempt {
+        if let Some(enc) = &self.otlp {
+            let run = pieces.and_then(|p| p.run(records));
+            if let Some(run) = run {
+                assert_eq!(enc.body(run), enc.encode(records), "the records' own body");
+            }
+            self.from_pieces.push(run.is_some());
+        }
         let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
         let outcome = (self.answer)(&seqs);
         self.sent.push(seqs);
@@ -58,8 +70,14 @@ impl Transport for Fake {
         0
     }
     fn costing(&self) -> crate::http::Costing {
-        crate::http::Costing::Envelope {
-            source_json_len: "\"test\"".len(),
+        match &self.otlp {
+            Some(enc) => crate::http::Costing::Otlp {
+                encoder: Arc::clone(enc),
+                fixed: enc.fixed_cost(),
+            },
+            None => crate::http::Costing::Envelope {
+                source_json_len: "\"test\"".len(),
+            },
         }
     }
     fn endpoint(&self) -> &str {
@@ -74,6 +92,27 @@ pub fn worker(
     records: u64,
     max_records: u64,
     answer: impl FnMut(&[u64]) -> Outcome + Send + 'static,
+) -> Worker<Fake> {
+    worker_with(dir, records, max_records, answer, None)
+}
+
+/// [`worker`] sending `otlp_proto`.
+pub fn otlp_worker(
+    dir: &std::path::Path,
+    records: u64,
+    max_records: u64,
+    answer: impl FnMut(&[u64]) -> Outcome + Send + 'static,
+) -> Worker<Fake> {
+    let enc = Encoder::new(true, "test", &[("service.name", "edgebuf")]);
+    worker_with(dir, records, max_records, answer, Some(Arc::new(enc)))
+}
+
+fn worker_with(
+    dir: &std::path::Path,
+    records: u64,
+    max_records: u64,
+    answer: impl FnMut(&[u64]) -> Outcome + Send + 'static,
+    otlp: Option<Arc<Encoder>>,
 ) -> Worker<Fake> {
     let mut cfg = Config::new();
     let path = dir.join("buf.db");
@@ -99,6 +138,8 @@ pub fn worker(
     let fake = Fake {
         answer: Box::new(answer),
         sent: Vec::new(),
+        otlp,
+        from_pieces: Vec::new(),
     };
     Worker::new(sh, fake)
 }

@@ -185,7 +185,7 @@ fn range_of<'a>(recs: impl Iterator<Item = &'a StoredRecord>) -> Option<(u64, u6
 
 #[cfg(test)]
 mod tests {
-    use super::super::fake::{refuse_if, worker, Fake};
+    use super::super::fake::{otlp_worker, refuse_if, worker, Fake};
     use super::super::{Flow, Worker};
     use crate::engine::queue::lock;
     use crate::http::Outcome;
@@ -210,6 +210,32 @@ mod tests {
             c.dead_lettered_total.load(Relaxed),
             c.pending_records(),
         )
+    }
+
+    /// Each OTLP record is encoded once, when its batch is costed (by the worker or read
+    /// ahead): every request, whole batch, split half or bisected part, is written from
+    /// those bytes.
+    #[test]
+    fn otlp_requests_are_written_from_what_costing_encoded() {
+        let dir = tempfile::tempdir().unwrap();
+        // The first batch is too large for the endpoint (a 413), record 7 is refused (a 400).
+        let mut w = otlp_worker(dir.path(), 16, 4, |s: &[u64]| match s {
+            [1, _, _, ..] => Outcome::Split,
+            s if s.contains(&7) => Outcome::Bisect,
+            _ => Outcome::Delivered,
+        });
+        for _ in 0..12 {
+            if totals(&w).2 == 0 {
+                break;
+            }
+            assert!(matches!(w.attempt(), Flow::Continue));
+        }
+        assert_eq!(totals(&w), (15, 1, 0), "all delivered but record 7");
+        let sent = &w.transport.sent;
+        assert!(sent.len() >= 8, "{sent:?}");
+        assert!(sent.iter().any(|s| s == &[1, 2]), "a split half: {sent:?}");
+        assert!(sent.iter().any(|s| s == &[7]), "a bisected part: {sent:?}");
+        assert_eq!(w.transport.from_pieces, vec![true; sent.len()], "{sent:?}");
     }
 
     #[test]
