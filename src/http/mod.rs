@@ -2,6 +2,8 @@
 //! body, POSTs it to the endpoint and classifies the answer.
 //!
 //! - `body`: envelopes and request bodies (json, ndjson) and their exact lengths.
+//! - `otlp`: OTLP/HTTP logs bodies (`otlp_json`, `otlp_proto`) and `partialSuccess`;
+//!   `transcode`: a record's JSON straight into an OTLP `AnyValue`, in one pass.
 //! - `classify`: [`Outcome`] and [`Attempt`]: what a status, a proxy refusal or a transport
 //!   failure means for the batch.
 //! - `proxy`: `http.proxy`, and the environment's proxy as curl reads it.
