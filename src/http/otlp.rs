@@ -1327,6 +1327,10 @@ mod tests {
         let mut texts: Vec<String> = RECORDS.iter().chain(MORE).map(|t| t.to_string()).collect();
         texts.push(format!("{}1{}", "[".repeat(128), "]".repeat(128)));
         texts.push(format!("[{}]", vec!["123456789"; 20_000].join(",")));
+        // Length prefixes kept longer, and shorter, than the value turns out to need.
+        texts.push(format!("[1{}]", " ".repeat(300)));
+        texts.push(format!("[{}]", vec!["1e5"; 12].join(",")));
+        texts.push(format!("{{\"a\":[{}]}}", vec!["1e5"; 12].join(",")));
         for _ in 0..2000 {
             let mut t = String::new();
             random_json(&mut rng, 0, &mut t);
