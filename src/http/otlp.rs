@@ -1329,8 +1329,8 @@ mod tests {
         texts.push(format!("[{}]", vec!["123456789"; 20_000].join(",")));
         // Length prefixes kept longer, and shorter, than the value turns out to need.
         texts.push(format!("[1{}]", " ".repeat(300)));
-        texts.push(format!("[{}]", vec!["1e5"; 12].join(",")));
-        texts.push(format!("{{\"a\":[{}]}}", vec!["1e5"; 12].join(",")));
+        texts.push(format!("[{}]", ["1e5"; 12].join(",")));
+        texts.push(format!("{{\"a\":[{}]}}", ["1e5"; 12].join(",")));
         for _ in 0..2000 {
             let mut t = String::new();
             random_json(&mut rng, 0, &mut t);
