@@ -52,7 +52,7 @@ impl<T: Transport> Worker<T> {
     /// goes back in front of the memory queue (the writer stores it once the disk works).
     pub(super) fn deliver_memory(&mut self, batch: Vec<StoredRecord>) -> Flow {
         let n = batch.len();
-        let a = self.send(&batch);
+        let a = self.send(&batch, None);
         let sh = Arc::clone(&self.sh);
         let mut q = sh.queue.lock();
         if !q.delivery_done() {

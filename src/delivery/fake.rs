@@ -5,7 +5,8 @@ use super::{Transport, Worker};
 use crate::config::Config;
 use crate::engine::queue::Shared;
 use crate::events::Events;
-use crate::http::{Attempt, Outcome, RecordRef};
+use crate::http::otlp::Encoder;
+use crate::http::{Attempt, Outcome, Pieces, RecordRef};
 use crate::store::{NewRecord, Store};
 use std::sync::Arc;
 
@@ -64,15 +65,25 @@ pub fn refuse_if(
 }
 
 /// A transport without sockets: answers each request with `answer(seqs)` (an [`Outcome`], or
-/// an [`Attempt`] such as [`status`] or [`refused`] make) and keeps the
-/// seqs of every request.
+/// an [`Attempt`] such as [`status`] or [`refused`] make) and keeps the seqs of every request.
+/// With an OTLP encoder, it plans batches as OTLP does and keeps, for every request, whether
+/// its body was written from what costing encoded (checked to be the body of its records).
 pub struct Fake {
     answer: Answer,
     pub sent: Vec<Vec<u64>>,
+    otlp: Option<Arc<Encoder>>,
+    pub from_pieces: Vec<bool>,
 }
 
 impl Transport for Fake {
-    fn send(&mut self, records: &[RecordRef]) -> Attempt {
+    fn send(&mut self, records: &[RecordRef], pieces: Option<&Pieces>) -> Attempt {
+        if let Some(enc) = &self.otlp {
+            let run = pieces.and_then(|p| p.run(records));
+            if let Some(run) = run {
+                assert_eq!(enc.body(run), enc.encode(records), "the records' own body");
+            }
+            self.from_pieces.push(run.is_some());
+        }
         let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
         let a = (self.answer)(&seqs);
         self.sent.push(seqs);
@@ -82,8 +93,14 @@ impl Transport for Fake {
         0
     }
     fn costing(&self) -> crate::http::Costing {
-        crate::http::Costing::Envelope {
-            source_json_len: "\"test\"".len(),
+        match &self.otlp {
+            Some(enc) => crate::http::Costing::Otlp {
+                encoder: Arc::clone(enc),
+                fixed: enc.fixed_cost(),
+            },
+            None => crate::http::Costing::Envelope {
+                source_json_len: "\"test\"".len(),
+            },
         }
     }
     fn endpoint(&self) -> &str {
@@ -102,6 +119,17 @@ pub fn worker(
     worker_with(dir, records, max_records, &[], answer)
 }
 
+/// [`worker`] sending `otlp_proto`.
+pub fn otlp_worker(
+    dir: &std::path::Path,
+    records: u64,
+    max_records: u64,
+    answer: impl FnMut(&[u64]) -> Outcome + Send + 'static,
+) -> Worker<Fake> {
+    let enc = Encoder::new(true, "test", &[("service.name", "edgebuf")]);
+    worker_full(dir, records, max_records, &[], answer, Some(Arc::new(enc)))
+}
+
 /// [`worker`] with the configuration `keys` set as well.
 pub fn worker_with<A: Into<Attempt>>(
     dir: &std::path::Path,
@@ -109,6 +137,17 @@ pub fn worker_with<A: Into<Attempt>>(
     max_records: u64,
     keys: &[(&str, &str)],
     answer: impl FnMut(&[u64]) -> A + Send + 'static,
+) -> Worker<Fake> {
+    worker_full(dir, records, max_records, keys, answer, None)
+}
+
+fn worker_full<A: Into<Attempt>>(
+    dir: &std::path::Path,
+    records: u64,
+    max_records: u64,
+    keys: &[(&str, &str)],
+    answer: impl FnMut(&[u64]) -> A + Send + 'static,
+    otlp: Option<Arc<Encoder>>,
 ) -> Worker<Fake> {
     let mut cfg = Config::new();
     for (k, v) in keys {
@@ -139,6 +178,8 @@ pub fn worker_with<A: Into<Attempt>>(
     let fake = Fake {
         answer: Box::new(move |seqs| answer(seqs).into()),
         sent: Vec::new(),
+        otlp,
+        from_pieces: Vec::new(),
     };
     Worker::new(sh, fake)
 }

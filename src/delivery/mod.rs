@@ -15,7 +15,7 @@
 
 use crate::engine::queue::{lock, wait, wait_timeout, Shared};
 use crate::events::{EVENT_DELIVERED, EVENT_OFFLINE, EVENT_ONLINE, EVENT_REJECTED};
-use crate::http::{Attempt, Costing, Outcome, RecordRef, Sender};
+use crate::http::{Attempt, Costing, Outcome, Pieces, RecordRef, Sender};
 use crate::status::{CONNECTIVITY_OFFLINE, CONNECTIVITY_ONLINE};
 use crate::store::StoredRecord;
 use prefetch::Prefetcher;
@@ -36,8 +36,9 @@ mod sizing;
 
 /// Where the worker's requests go.
 pub(crate) trait Transport {
-    /// Sends one batch and classifies the answer.
-    fn send(&mut self, records: &[RecordRef]) -> Attempt;
+    /// Sends one batch and classifies the answer. `pieces`: what costing encoded of the batch
+    /// the records are (a run of), if anything.
+    fn send(&mut self, records: &[RecordRef], pieces: Option<&Pieces>) -> Attempt;
     /// Requests sent again on a new connection after a reused one failed, so far.
     fn resends(&self) -> u64;
     /// How a batch is planned within `batch.max_bytes`.
@@ -47,8 +48,8 @@ pub(crate) trait Transport {
 }
 
 impl Transport for Sender {
-    fn send(&mut self, records: &[RecordRef]) -> Attempt {
-        Sender::send(self, records)
+    fn send(&mut self, records: &[RecordRef], pieces: Option<&Pieces>) -> Attempt {
+        Sender::send_encoded(self, records, pieces)
     }
     fn resends(&self) -> u64 {
         Sender::resends(self)
@@ -86,6 +87,13 @@ pub(crate) struct Worker<T: Transport> {
     /// The file's next seq when the last batch was read from it: with newest_first, records
     /// stored after that are newer than a batch read ahead, and go before it.
     next_seq_at_fetch: u64,
+}
+
+/// Records read for one request, in seq order, with what costing encoded of them (OTLP: each
+/// record's `LogRecord`, so that the body does not read the records again).
+pub(crate) struct Batch {
+    recs: Vec<StoredRecord>,
+    pieces: Option<Pieces>,
 }
 
 enum Flow {
@@ -177,21 +185,26 @@ impl<T: Transport> Worker<T> {
         }
     }
 
-    fn fetch(&mut self, range: Option<(u64, u64)>, max: u64) -> Option<Vec<StoredRecord>> {
+    /// Reads a batch (and protects it as the request in flight), with what costing encoded
+    /// of it.
+    fn fetch(&mut self, range: Option<(u64, u64)>, max: u64) -> Option<Batch> {
         let sh = Arc::clone(&self.sh);
         let mut g = lock(&sh.store);
         let store = g.as_mut()?;
+        let budget = self.body_budget();
+        let plan = self.costing.plan(budget);
         let recs = store
-            .fetch_in(sh.cfg.delivery_order, range, max, self.body_budget(), |r| {
-                self.costing.record(&record_ref(r, &sh.instance))
+            .fetch_in(sh.cfg.delivery_order, range, max, budget, |r| {
+                plan.cost(&record_ref(r, &sh.instance))
             })
             .unwrap_or_default();
         self.next_seq_at_fetch = store.next_seq();
+        let pieces = plan.keep(recs.iter().map(|r| r.seq));
         store.protect_in_flight(match (recs.first(), recs.last()) {
             (Some(a), Some(b)) => Some((a.seq, b.seq)),
             _ => None,
         });
-        Some(recs)
+        Some(Batch { recs, pieces })
     }
 
     /// Forms (or re-forms) the batch and delivers it.
@@ -206,10 +219,13 @@ impl<T: Transport> Worker<T> {
         }
         let stale_from = self.read_ahead_stale_from();
         let ahead = self.prefetch.take_for_send(stale_from);
-        let batch = match ahead {
-            Some(recs) => recs,
+        let Batch {
+            recs: batch,
+            pieces,
+        } = match ahead {
+            Some(b) => b,
             None => match self.fetch(self.retry_range, self.sizing.cap()) {
-                Some(recs) => recs,
+                Some(b) => b,
                 None => return Flow::Exit,
             },
         };
@@ -228,7 +244,7 @@ impl<T: Transport> Worker<T> {
                 self.costing.clone(),
             );
         }
-        let flow = self.deliver(batch);
+        let flow = self.deliver(batch, pieces);
         if !self.delivered_whole {
             // Retried, split, bisected or probed: the next batch is formed afresh.
             self.prefetch.release();
@@ -244,13 +260,13 @@ impl<T: Transport> Worker<T> {
         }
     }
 
-    fn send(&mut self, recs: &[StoredRecord]) -> Attempt {
+    fn send(&mut self, recs: &[StoredRecord], pieces: Option<&Pieces>) -> Attempt {
         let refs: Vec<RecordRef> = recs
             .iter()
             .map(|r| record_ref(r, &self.sh.instance))
             .collect();
         let before = self.transport.resends();
-        let a = self.transport.send(&refs);
+        let a = self.transport.send(&refs, pieces);
         self.sh
             .counters
             .sent_bytes_total

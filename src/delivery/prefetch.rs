@@ -7,9 +7,9 @@
 //! the worker takes them as its next batch or lets them go, so a batch is never sent holding a
 //! record that was dropped meanwhile.
 
+use super::Batch;
 use crate::engine::queue::{lock, Shared};
 use crate::http::Costing;
-use crate::store::StoredRecord;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -27,7 +27,7 @@ struct Job {
 /// The helper thread and its two channels.
 struct Helper {
     jobs: Sender<Job>,
-    done: Receiver<Vec<StoredRecord>>,
+    done: Receiver<Batch>,
     thread: JoinHandle<()>,
 }
 
@@ -67,7 +67,7 @@ impl Prefetcher {
         }
         if self.helper.is_none() {
             let (jobs_tx, jobs_rx) = bounded::<Job>(1);
-            let (done_tx, done_rx) = bounded::<Vec<StoredRecord>>(1);
+            let (done_tx, done_rx) = bounded::<Batch>(1);
             let sh = Arc::clone(&self.sh);
             // Like every library thread: named, signals blocked, 1 MiB of stack.
             let spawned = crate::sys::spawn("edgebuf-prefetch", move || {
@@ -110,19 +110,20 @@ impl Prefetcher {
     /// With `stale_from` (newest_first: the file's next seq when the batch in flight was
     /// read), records stored since then are newer than the read and go first: the read is let
     /// go.
-    pub fn take_for_send(&mut self, stale_from: Option<u64>) -> Option<Vec<StoredRecord>> {
-        let recs = self.take()?;
+    pub fn take_for_send(&mut self, stale_from: Option<u64>) -> Option<Batch> {
+        let batch = self.take()?;
         let mut g = lock(&self.sh.store);
         let store = g.as_mut()?;
         store.release_read_ahead();
+        let recs = &batch.recs;
         if recs.is_empty() || stale_from.is_some_and(|next| store.next_seq() > next) {
             return None;
         }
         store.protect_in_flight(recs.first().zip(recs.last()).map(|(a, b)| (a.seq, b.seq)));
-        Some(recs)
+        Some(batch)
     }
 
-    fn take(&mut self) -> Option<Vec<StoredRecord>> {
+    fn take(&mut self) -> Option<Batch> {
         if !self.asked {
             return None;
         }
@@ -154,21 +155,26 @@ impl Drop for Prefetcher {
 }
 
 /// Reads one batch and protects it, both under the store lock: nothing can drop a record
-/// between the read and the protection.
-fn read(sh: &Shared, job: &Job) -> Vec<StoredRecord> {
+/// between the read and the protection. Costing it encodes it (OTLP), here too.
+fn read(sh: &Shared, job: &Job) -> Batch {
     let mut g = lock(&sh.store);
     let Some(store) = g.as_mut() else {
-        return Vec::new();
+        return Batch {
+            recs: Vec::new(),
+            pieces: None,
+        };
     };
+    let plan = job.costing.plan(job.max_bytes);
     let recs = store
         .fetch_in(
             sh.cfg.delivery_order,
             Some(job.range),
             job.max_records,
             job.max_bytes,
-            |r| job.costing.record(&super::record_ref(r, &sh.instance)),
+            |r| plan.cost(&super::record_ref(r, &sh.instance)),
         )
         .unwrap_or_default();
     store.protect_read_ahead(recs.first().zip(recs.last()).map(|(a, b)| (a.seq, b.seq)));
-    recs
+    let pieces = plan.keep(recs.iter().map(|r| r.seq));
+    Batch { recs, pieces }
 }

@@ -7,14 +7,15 @@
 use super::{Flow, Transport, Worker};
 use crate::engine::queue::lock;
 use crate::events::EVENT_DEAD_LETTER;
-use crate::http::Outcome;
+use crate::http::{Outcome, Pieces};
 use crate::store::StoredRecord;
 use std::time::Instant;
 
 impl<T: Transport> Worker<T> {
     /// Sends a batch, splitting and bisecting as the answers ask. Bisection costs at most
     /// 2 × batch.max_records requests, without backoff between them.
-    pub(super) fn deliver(&mut self, batch: Vec<StoredRecord>) -> Flow {
+    /// `pieces`: what costing encoded of the batch (every part of it is a run of them).
+    pub(super) fn deliver(&mut self, batch: Vec<StoredRecord>, pieces: Option<Pieces>) -> Flow {
         self.delivered_whole = false;
         self.settle_failed = false;
         let budget = 2 * self.sh.cfg.batch_max_records.max(1);
@@ -32,7 +33,7 @@ impl<T: Transport> Worker<T> {
                 stack.push(part);
                 continue;
             }
-            let a = self.send(&part);
+            let a = self.send(&part, pieces.as_ref());
             requests += 1;
             if self.abandoned() {
                 return Flow::Exit;
@@ -154,18 +155,18 @@ impl<T: Transport> Worker<T> {
     /// nothing to send; Some(Some(accepted)).
     fn probe(&mut self, after: u64, keep: (u64, u64)) -> Option<Option<bool>> {
         let mut probe = self.fetch(Some((after, i64::MAX as u64)), self.sizing.cap())?;
-        if let Some(below) = self.probe_below(&probe, keep) {
+        if let Some(below) = self.probe_below(&probe.recs, keep) {
             probe = self.fetch(Some(below), self.sizing.cap())?;
         }
-        let result = if probe.is_empty() {
+        let result = if probe.recs.is_empty() {
             None
         } else {
-            let a = self.send(&probe);
+            let a = self.send(&probe.recs, probe.pieces.as_ref());
             if self.abandoned() {
                 return None;
             }
             if a.outcome == Outcome::Delivered {
-                if !self.settle(&probe, &a) {
+                if !self.settle(&probe.recs, &a) {
                     return None;
                 }
                 Some(true)
@@ -194,7 +195,7 @@ fn range_of<'a>(recs: impl Iterator<Item = &'a StoredRecord>) -> Option<(u64, u6
 
 #[cfg(test)]
 mod tests {
-    use super::super::fake::{refuse_if, worker, Fake};
+    use super::super::fake::{otlp_worker, refuse_if, worker, Fake};
     use super::super::{Flow, Worker};
     use crate::engine::queue::lock;
     use crate::http::Outcome;
@@ -219,6 +220,32 @@ mod tests {
             c.dead_lettered_total.load(Relaxed),
             c.pending_records(),
         )
+    }
+
+    /// Each OTLP record is encoded once, when its batch is costed (by the worker or read
+    /// ahead): every request, whole batch, split half or bisected part, is written from
+    /// those bytes.
+    #[test]
+    fn otlp_requests_are_written_from_what_costing_encoded() {
+        let dir = tempfile::tempdir().unwrap();
+        // The first batch is too large for the endpoint (a 413), record 7 is refused (a 400).
+        let mut w = otlp_worker(dir.path(), 16, 4, |s: &[u64]| match s {
+            [1, _, _, ..] => Outcome::Split,
+            s if s.contains(&7) => Outcome::Bisect,
+            _ => Outcome::Delivered,
+        });
+        for _ in 0..12 {
+            if totals(&w).2 == 0 {
+                break;
+            }
+            assert!(matches!(w.attempt(), Flow::Continue));
+        }
+        assert_eq!(totals(&w), (15, 1, 0), "all delivered but record 7");
+        let sent = &w.transport.sent;
+        assert!(sent.len() >= 8, "{sent:?}");
+        assert!(sent.iter().any(|s| s == &[1, 2]), "a split half: {sent:?}");
+        assert!(sent.iter().any(|s| s == &[7]), "a bisected part: {sent:?}");
+        assert_eq!(w.transport.from_pieces, vec![true; sent.len()], "{sent:?}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use super::otlp;
 use crate::clock::ClockMark;
 use crate::config::Format;
+use std::cell::RefCell;
 use std::sync::Arc;
 
 /// What a record adds to a request body, and what a body costs without records: how the worker
@@ -30,12 +31,52 @@ impl Costing {
         }
     }
 
+    /// Costs the records of one read ([`Plan::cost`]), keeping what OTLP wrote of each for
+    /// the request body ([`Plan::keep`]), so that each record is encoded once. `max_bytes`:
+    /// the read's budget.
+    pub fn plan(&self, max_bytes: u64) -> Plan<'_> {
+        let pieces = match self {
+            Costing::Envelope { .. } => otlp::Pieces::default(),
+            Costing::Otlp { .. } => otlp::Pieces::with_capacity(max_bytes),
+        };
+        Plan {
+            costing: self,
+            pieces: RefCell::new(pieces),
+        }
+    }
+
     /// What the records of one request may cost in all, for a body of at most `max_bytes`
     /// (a batch still takes at least one record).
     pub fn budget(&self, max_bytes: u64) -> u64 {
         match self {
             Costing::Envelope { .. } => max_bytes,
             Costing::Otlp { fixed, .. } => max_bytes.saturating_sub(*fixed),
+        }
+    }
+}
+
+/// The costing of one read: each record's cost, and in OTLP the record's encoding, kept for
+/// the request body.
+pub(crate) struct Plan<'c> {
+    costing: &'c Costing,
+    pieces: RefCell<otlp::Pieces>,
+}
+
+impl Plan<'_> {
+    /// The bytes the record adds to a body ([`Costing::record`]).
+    pub fn cost(&self, r: &RecordRef) -> u64 {
+        match self.costing {
+            Costing::Envelope { source_json_len } => envelope_cost(r, *source_json_len),
+            Costing::Otlp { encoder, .. } => self.pieces.borrow_mut().push(encoder, r),
+        }
+    }
+
+    /// What OTLP wrote of the records the read returned, given their seqs (the records it
+    /// costed first); None for other formats.
+    pub fn keep(self, seqs: impl ExactSizeIterator<Item = u64>) -> Option<otlp::Pieces> {
+        match self.costing {
+            Costing::Envelope { .. } => None,
+            Costing::Otlp { .. } => self.pieces.into_inner().keep(seqs),
         }
     }
 }

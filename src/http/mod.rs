@@ -2,6 +2,8 @@
 //! body, POSTs it to the endpoint and classifies the answer.
 //!
 //! - `body`: envelopes and request bodies (json, ndjson) and their exact lengths.
+//! - `otlp`: OTLP/HTTP logs bodies (`otlp_json`, `otlp_proto`) and `partialSuccess`;
+//!   `transcode`: a record's JSON straight into an OTLP `AnyValue`, in one pass.
 //! - `classify`: [`Outcome`] and [`Attempt`]: what a status, a proxy refusal or a transport
 //!   failure means for the batch.
 //! - `proxy`: `http.proxy`, and the environment's proxy as curl reads it.
@@ -35,6 +37,7 @@ mod test_pki;
 #[path = "../../tests/common/http.rs"]
 mod test_server;
 mod tls;
+mod transcode;
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -51,6 +54,7 @@ pub use body::{push_envelope_fields, RecordRef};
 #[cfg(test)]
 pub(crate) use classify::{classify_status, status_not_processed};
 pub(crate) use classify::{Attempt, Outcome};
+pub(crate) use otlp::Pieces;
 
 use crate::config::{is_reserved_header, Compression, Config, Format};
 use crate::delivery::retry::parse_retry_after;
@@ -230,10 +234,14 @@ impl Sender {
         }
     }
 
-    /// The request body before compression (see `body::encode` and `otlp::Encoder`).
-    fn encode_body(&self, records: &[RecordRef]) -> Vec<u8> {
+    /// The request body before compression (see `body::encode` and `otlp::Encoder`): in OTLP,
+    /// from the records' `pieces` when they hold them.
+    fn encode_body(&self, records: &[RecordRef], pieces: Option<&Pieces>) -> Vec<u8> {
         match &self.otlp {
-            Some(enc) => enc.encode(records),
+            Some(enc) => match pieces.and_then(|p| p.run(records)) {
+                Some(run) => enc.body(run),
+                None => enc.encode(records),
+            },
             None => body::encode(self.format, &self.source_json, records),
         }
     }
@@ -251,14 +259,16 @@ impl Sender {
     /// broken pipe, end of stream: the server closed the idle connection) is sent again once, at
     /// once, on a new connection, and only the second result is reported ([`Sender::resends`]
     /// counts these). An empty batch sends nothing and is `Delivered` with status 0.
-    pub fn send(&mut self, records: &[RecordRef]) -> Attempt {
+    ///
+    /// `pieces`: what costing already encoded of the records (OTLP), if anything.
+    pub fn send_encoded(&mut self, records: &[RecordRef], pieces: Option<&Pieces>) -> Attempt {
         if records.is_empty() {
             return Attempt::unanswered(
                 Outcome::Delivered,
                 "an empty batch needs no request".to_string(),
             );
         }
-        let plain = self.encode_body(records);
+        let plain = self.encode_body(records, pieces);
         let body = match compress(self.compression, plain) {
             Ok(b) => b,
             Err(_) => {
@@ -301,6 +311,12 @@ impl Sender {
             attempt.rejected = partial.map(|r| (r.count.min(records.len() as u64), r.message));
         }
         attempt
+    }
+
+    /// [`Sender::send_encoded`] without pieces.
+    #[cfg(test)]
+    pub fn send(&mut self, records: &[RecordRef]) -> Attempt {
+        self.send_encoded(records, None)
     }
 
     /// The attempt an answer or a failure makes; keeps the pool state.
@@ -540,9 +556,9 @@ mod tests {
         assert_eq!(q.header("content-encoding"), None);
         assert_eq!(
             q.header("content-length"),
-            Some(s.encode_body(&r).len().to_string().as_str())
+            Some(s.encode_body(&r, None).len().to_string().as_str())
         );
-        assert_eq!(q.body, s.encode_body(&r));
+        assert_eq!(q.body, s.encode_body(&r, None));
     }
 
     #[test]
@@ -555,7 +571,7 @@ mod tests {
         assert_eq!(s.send(&r).outcome, Outcome::Delivered);
         let q = &server.hits()[0];
         assert_eq!(q.header("content-type"), Some("application/x-ndjson"));
-        assert_eq!(q.body, s.encode_body(&r));
+        assert_eq!(q.body, s.encode_body(&r, None));
     }
 
     #[test]
@@ -605,7 +621,7 @@ mod tests {
         ] {
             assert_eq!(q.header_count(h), 1, "{h}");
         }
-        assert_eq!(q.body, s.encode_body(&r));
+        assert_eq!(q.body, s.encode_body(&r, None));
     }
 
     #[test]
@@ -640,7 +656,7 @@ mod tests {
         flate2::read::GzDecoder::new(&q.body[..])
             .read_to_end(&mut plain)
             .expect("gunzip");
-        assert_eq!(plain, s.encode_body(&r));
+        assert_eq!(plain, s.encode_body(&r, None));
     }
 
     #[test]
@@ -666,7 +682,7 @@ mod tests {
                 "a zstd frame"
             );
             let plain = zstd::stream::decode_all(&q.body[..]).expect("zstd");
-            assert_eq!(plain, s.encode_body(&r), "{format:?}");
+            assert_eq!(plain, s.encode_body(&r, None), "{format:?}");
             // The frame says its content size (one-shot compression).
             assert_eq!(
                 zstd::zstd_safe::get_frame_content_size(&q.body)

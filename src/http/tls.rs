@@ -169,7 +169,7 @@ mod tests {
             (Outcome::Delivered, 200),
             "{a:?}"
         );
-        assert_eq!(server.hits()[0].body, s.encode_body(&r));
+        assert_eq!(server.hits()[0].body, s.encode_body(&r, None));
         // Kept alive over TLS too.
         assert_eq!(s.send(&r).outcome, Outcome::Delivered);
         assert_eq!(
