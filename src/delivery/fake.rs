@@ -33,10 +33,19 @@ pub struct Fake {
 }
 
 impl Transport for Fake {
-    fn send(&mut self, records: &[RecordRef]) -> Attempt {
+    /// The seqs of the request, and its body length (20 bytes per record).
+    type Request = (Vec<u64>, u64);
+    fn encode(&mut self, records: &[RecordRef]) -> Result<(Vec<u64>, u64), Attempt> {
         let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
-        let outcome = (self.answer)(&seqs);
-        self.sent.push(seqs);
+        let len = 20 * seqs.len() as u64;
+        Ok((seqs, len))
+    }
+    fn wire_len(&self, request: &(Vec<u64>, u64)) -> u64 {
+        request.1
+    }
+    fn post(&mut self, (seqs, len): &(Vec<u64>, u64)) -> Attempt {
+        let outcome = (self.answer)(seqs);
+        self.sent.push(seqs.clone());
         let http_status = match outcome {
             Outcome::Delivered => 200,
             Outcome::Split => 413,
@@ -50,7 +59,7 @@ impl Transport for Fake {
             http_status,
             retry_after: None,
             detail: format!("answered {http_status}"),
-            sent_bytes: 0,
+            sent_bytes: *len,
             rejected: None,
         }
     }
@@ -75,7 +84,21 @@ pub fn worker(
     max_records: u64,
     answer: impl FnMut(&[u64]) -> Outcome + Send + 'static,
 ) -> Worker<Fake> {
+    worker_with(dir, records, max_records, &[], answer)
+}
+
+/// [`worker`], with these keys set as well.
+pub fn worker_with(
+    dir: &std::path::Path,
+    records: u64,
+    max_records: u64,
+    keys: &[(&str, &str)],
+    answer: impl FnMut(&[u64]) -> Outcome + Send + 'static,
+) -> Worker<Fake> {
     let mut cfg = Config::new();
+    for (k, v) in keys {
+        cfg.set(k, v).unwrap();
+    }
     let path = dir.join("buf.db");
     cfg.set("path", path.to_str().unwrap()).unwrap();
     cfg.set("endpoint", "http://127.0.0.1:9/ingest").unwrap();

@@ -7,15 +7,20 @@
 //! - `reject`: 413 split, bisection of 400/422 with dead letters, and the probe that tells
 //!   refused records from an endpoint that refuses everything;
 //! - `degraded`: delivery from memory while the buffer file cannot be written;
-//! - `prefetch`: reading the next batch of a backlog while one is in flight.
+//! - `prefetch`: reading the next batch of a backlog while one is in flight;
+//! - `budget`: the upload rate cap and the byte budget, asked before each request.
 //!
-//! Requests go through a [`Transport`] (the HTTP sender, or a fake in the unit tests).
+//! Requests go through a [`Transport`] (the HTTP sender, or a fake in the unit tests): each is
+//! encoded (and compressed) once, its length on the wire asked of `budget`, then sent.
 
 use crate::engine::queue::{lock, wait, wait_timeout, Shared};
-use crate::events::{EVENT_DELIVERED, EVENT_OFFLINE, EVENT_ONLINE, EVENT_REJECTED};
-use crate::http::{Attempt, Costing, Outcome, RecordRef, Sender};
+use crate::events::{
+    EVENT_BUDGET_EXHAUSTED, EVENT_DELIVERED, EVENT_OFFLINE, EVENT_ONLINE, EVENT_REJECTED,
+};
+use crate::http::{Attempt, Costing, Encoded, Outcome, RecordRef, Sender};
 use crate::status::{CONNECTIVITY_OFFLINE, CONNECTIVITY_ONLINE};
 use crate::store::StoredRecord;
+use budget::{Hold, Meter, BUDGET_RECHECK};
 use prefetch::Prefetcher;
 use retry::RetryClock;
 use sizing::Sizing;
@@ -23,6 +28,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod budget;
 mod degraded;
 #[cfg(test)]
 mod fake;
@@ -33,8 +39,14 @@ mod sizing;
 
 /// Where the worker's requests go.
 pub(crate) trait Transport {
-    /// Sends one batch and classifies the answer.
-    fn send(&mut self, records: &[RecordRef]) -> Attempt;
+    /// One request, encoded and compressed.
+    type Request;
+    /// Encodes one batch; Err: the attempt it ends as without a request.
+    fn encode(&mut self, records: &[RecordRef]) -> Result<Self::Request, Attempt>;
+    /// The body bytes the request puts on the wire.
+    fn wire_len(&self, request: &Self::Request) -> u64;
+    /// Sends the request and classifies the answer.
+    fn post(&mut self, request: &Self::Request) -> Attempt;
     /// Requests sent again on a new connection after a reused one failed, so far.
     fn resends(&self) -> u64;
     /// How a batch is planned within `batch.max_bytes`.
@@ -44,8 +56,15 @@ pub(crate) trait Transport {
 }
 
 impl Transport for Sender {
-    fn send(&mut self, records: &[RecordRef]) -> Attempt {
-        Sender::send(self, records)
+    type Request = Encoded;
+    fn encode(&mut self, records: &[RecordRef]) -> Result<Encoded, Attempt> {
+        Sender::encode(self, records)
+    }
+    fn wire_len(&self, request: &Encoded) -> u64 {
+        request.len()
+    }
+    fn post(&mut self, request: &Encoded) -> Attempt {
+        Sender::post_encoded(self, request)
     }
     fn resends(&self) -> u64 {
         Sender::resends(self)
@@ -77,6 +96,8 @@ pub(crate) struct Worker<T: Transport> {
     delivered_whole: bool,
     /// A delivered batch could not be settled in the file (it is sent again).
     settle_failed: bool,
+    /// The rate cap and the byte budget.
+    meter: Meter,
 }
 
 enum Flow {
@@ -86,7 +107,22 @@ enum Flow {
 
 impl<T: Transport> Worker<T> {
     pub fn new(sh: Arc<Shared>, transport: T) -> Worker<T> {
+        let cfg = &sh.cfg;
+        let stored = if cfg.http_budget_bytes > 0 {
+            lock(&sh.store).as_ref().and_then(|s| s.budget_state())
+        } else {
+            None
+        };
+        let meter = Meter::new(
+            cfg.http_max_bytes_per_s,
+            cfg.http_budget_bytes,
+            cfg.http_budget_period_ms,
+            stored,
+            unix_ms(),
+        );
+        sh.counters.budget_left_bytes.0.store(meter.left(), Relaxed);
         Worker {
+            meter,
             sh: Arc::clone(&sh),
             costing: transport.costing(),
             transport,
@@ -123,6 +159,32 @@ impl<T: Transport> Worker<T> {
         loop {
             if s.stopping() {
                 return Flow::Exit;
+            }
+            if self.meter.budgeted() {
+                // The budget is spent: nothing is sent until the period ends (retry_now does
+                // not cut this wait). The wall clock is looked at again now and then.
+                let wait = self.meter.budget_wait_ms(unix_ms());
+                let c = &sh.counters;
+                c.budget_left_bytes.0.store(self.meter.left(), Relaxed);
+                if let Some(ms) = wait {
+                    if let Some(message) = self.meter.announce(unix_ms()) {
+                        // Spent before this handle sent anything (a reopened file): said
+                        // once here too. Events are never emitted under the signals lock.
+                        c.retry_at_ms.store(sh.now_ms() + ms, Relaxed);
+                        drop(s);
+                        let pending = c.pending_records();
+                        sh.events.emit(EVENT_BUDGET_EXHAUSTED, pending, 0, message);
+                        s = sh.signals.lock();
+                        continue;
+                    }
+                    c.retry_at_ms.store(sh.now_ms() + ms, Relaxed);
+                    let d = Duration::from_millis(ms).min(BUDGET_RECHECK);
+                    s = wait_timeout(&sh.signals.worker_cv, s, d);
+                    continue;
+                }
+                if !self.clock.waiting() {
+                    c.retry_at_ms.store(0, Relaxed);
+                }
             }
             let now = Instant::now();
             if s.take_retry_now() && self.clock.waiting() {
@@ -232,7 +294,11 @@ impl<T: Transport> Worker<T> {
         }
     }
 
-    fn send(&mut self, recs: &[StoredRecord]) -> Attempt {
+    /// Encodes a batch, asks the rate cap and the budget, and sends it. `refusal_step`: a
+    /// bisection or split step, or a probe (the budget's refused share applies). Err: not
+    /// sent (the budget is spent for the period, the refused share is, or close came during
+    /// a rate-cap wait).
+    fn send(&mut self, recs: &[StoredRecord], refusal_step: bool) -> Result<Attempt, Hold> {
         let inst = &self.sh.instance;
         let refs: Vec<RecordRef> = recs
             .iter()
@@ -243,8 +309,26 @@ impl<T: Transport> Worker<T> {
                 data: &r.data,
             })
             .collect();
+        let request = match self.transport.encode(&refs) {
+            Ok(r) => r,
+            Err(a) => return Ok(a),
+        };
+        drop(refs);
+        let n = self.transport.wire_len(&request);
+        if let Err(hold) = self.meter.admit(n, refusal_step, unix_ms()) {
+            if hold == Hold::Budget {
+                self.budget_spent();
+            }
+            return Err(hold);
+        }
+        if let Some(d) = self.meter.rate_wait(n, Instant::now()) {
+            if !self.pause(d) {
+                return Err(Hold::Stopping);
+            }
+        }
+        let started = Instant::now();
         let before = self.transport.resends();
-        let a = self.transport.send(&refs);
+        let a = self.transport.post(&request);
         self.sh
             .counters
             .sent_bytes_total
@@ -253,7 +337,63 @@ impl<T: Transport> Worker<T> {
         if resent > 0 {
             self.sh.counters.resends_total.fetch_add(resent, Relaxed);
         }
-        a
+        let refused = matches!(a.outcome, Outcome::Split | Outcome::Bisect);
+        self.meter.sent(a.sent_bytes, refused, started, unix_ms());
+        if let Some((start_ms, used)) = self.meter.state() {
+            // Kept in the file: with the settling transaction of a delivered batch, else now.
+            if let Some(store) = lock(&self.sh.store).as_mut() {
+                store.note_budget(start_ms, used);
+                if a.outcome != Outcome::Delivered {
+                    // A failed write is tried again with the next attempt's.
+                    let _ = store.save_budget();
+                }
+            }
+            self.budget_spent();
+        }
+        Ok(a)
+    }
+
+    /// Updates `budget_left_bytes`; once the budget is spent for the period (or a request
+    /// waits for the next one), says when sending resumes and fires BUDGET_EXHAUSTED, once.
+    fn budget_spent(&mut self) {
+        let sh = Arc::clone(&self.sh);
+        let now = unix_ms();
+        sh.counters
+            .budget_left_bytes
+            .0
+            .store(self.meter.left(), Relaxed);
+        let Some(message) = self.meter.announce(now) else {
+            return;
+        };
+        if let Some(ms) = self.meter.budget_wait_ms(now) {
+            sh.counters.retry_at_ms.store(sh.now_ms() + ms, Relaxed);
+        }
+        let pending = sh.counters.pending_records();
+        sh.events.emit(EVENT_BUDGET_EXHAUSTED, pending, 0, message);
+    }
+
+    /// A rate-cap wait of `d` before a request: the worker sleeps on its condvar, and
+    /// `next_retry_in_ms` shows it. False when close came meanwhile.
+    fn pause(&self, d: Duration) -> bool {
+        let sh = &self.sh;
+        let end = Instant::now() + d;
+        sh.counters
+            .retry_at_ms
+            .store(sh.now_ms() + d.as_millis() as u64, Relaxed);
+        let mut s = sh.signals.lock();
+        let go = loop {
+            if s.stopping() {
+                break false;
+            }
+            let now = Instant::now();
+            if now >= end {
+                break true;
+            }
+            s = wait_timeout(&sh.signals.worker_cv, s, end - now);
+        };
+        drop(s);
+        sh.counters.retry_at_ms.store(0, Relaxed);
+        go
     }
 
     /// The bytes a record adds to a request body (json, ndjson: its envelope and a separator).
@@ -263,8 +403,13 @@ impl<T: Transport> Worker<T> {
 
     /// What the records of one request may cost in all (`batch.max_bytes` less what the body
     /// holds besides records).
+    /// Lowered by a byte budget or a rate cap (see `budget`).
     fn body_budget(&self) -> u64 {
-        self.costing.budget(self.sh.cfg.batch_max_bytes)
+        let cfg = &self.sh.cfg;
+        self.costing.budget(
+            self.meter
+                .plan_limit(cfg.batch_max_bytes, cfg.http_timeout_ms),
+        )
     }
 
     fn abandoned(&self) -> bool {

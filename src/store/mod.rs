@@ -14,6 +14,7 @@
 //! Outside the crate only what the `edgebuf` tool needs is public: [`Store::open`], its
 //! counts, `requeue_dead_letters` and `compact`, [`file_set_size`], and [`inspect`].
 
+mod budget;
 mod dead;
 pub mod inspect;
 mod open;
@@ -101,6 +102,8 @@ pub struct Store {
     /// like `inflight` until the worker sends it or lets it go.
     prefetched: Option<(u64, u64)>,
     synchronous_full: bool,
+    /// The byte budget's state to write with the next transaction of the worker (`budget.rs`).
+    budget_note: Option<(i64, u64)>,
 }
 
 /// SQLite's word for a damaged file (or not a database at all).

@@ -381,6 +381,7 @@ impl Store {
             inflight: None,
             prefetched: None,
             synchronous_full: p.synchronous_full,
+            budget_note: None,
         }
     }
 }
