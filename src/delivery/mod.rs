@@ -178,6 +178,8 @@ impl<T: Transport> Worker<T> {
                         continue;
                     }
                     c.retry_at_ms.store(sh.now_ms() + ms, Relaxed);
+                    // retry_now does not cut a budget wait (nor a later backoff).
+                    s.take_retry_now();
                     let d = Duration::from_millis(ms).min(BUDGET_RECHECK);
                     s = wait_timeout(&sh.signals.worker_cv, s, d);
                     continue;
