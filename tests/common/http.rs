@@ -567,8 +567,8 @@ fn read_request<S: Read>(s: &mut S, buf: &mut Vec<u8>, inner: &Inner) -> Option<
             Ok(0) => return None,
             Ok(n) => {
                 buf.extend_from_slice(&chunk[..n]);
-                if rate > 0 {
-                    pause(Duration::from_micros(n as u64 * 1_000_000 / rate), inner);
+                if let Some(us) = (n as u64 * 1_000_000).checked_div(rate) {
+                    pause(Duration::from_micros(us), inner);
                 }
             }
             Err(e) if transient(&e) => {}
