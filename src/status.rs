@@ -41,6 +41,18 @@ pub struct Counters {
     pub rejected_total: AtomicU64,
     /// Request body bytes sent, as on the wire (after compression), every attempt counted.
     pub sent_bytes_total: AtomicU64,
+    /// What `http.budget_bytes` still allows in the current period (src/delivery/budget.rs).
+    pub budget_left_bytes: BudgetLeft,
+}
+
+/// `budget_left_bytes`: [`NO_BUDGET`] until a budget says otherwise.
+#[derive(Debug)]
+pub struct BudgetLeft(pub AtomicU64);
+
+impl Default for BudgetLeft {
+    fn default() -> BudgetLeft {
+        BudgetLeft(AtomicU64::new(NO_BUDGET))
+    }
 }
 
 /// The accounting (docs/reference.md, C API): at every moment
@@ -170,7 +182,7 @@ impl Status {
             dead_lettered_total,
             rejected_total: c.rejected_total.load(Relaxed),
             sent_bytes_total: c.sent_bytes_total.load(Relaxed),
-            budget_left_bytes: NO_BUDGET,
+            budget_left_bytes: c.budget_left_bytes.0.load(Relaxed),
         }
     }
 

@@ -562,6 +562,21 @@ config_table! {
         "http.compression", Kind::Choice(Compression::WORDS), Unset::Never,
         "`none`, `gzip` or `zstd`";
 
+        /// `http.max_bytes_per_s`; 0 = no cap.
+        http_max_bytes_per_s: u64 = 0;
+        "http.max_bytes_per_s", number!(0, I64_MAX, Bytes), Unset::Never,
+        "average upload rate cap in body bytes per second as sent (after compression); a request waits until the rate allows it; 0 = none";
+
+        /// `http.budget_bytes`; 0 = no budget.
+        http_budget_bytes: u64 = 0;
+        "http.budget_bytes", number!(0, I64_MAX, Bytes), Unset::Never,
+        "body bytes that may be sent per `http.budget_period_ms`, every attempt counted; when spent, nothing is sent until the period ends; 0 = none";
+
+        /// `http.budget_period_ms`.
+        http_budget_period_ms: u64 = 86_400_000;
+        "http.budget_period_ms", number!(1, TEN_YEARS_MS, Millis), Unset::Never,
+        "length of a budget period on the wall clock, from the start of the first (kept in the buffer file); a clock jump backwards ends it";
+
         /// `http.proxy`.
         http_proxy: ProxySetting = ProxySetting::Env;
         "http.proxy", Kind::Proxy, Unset::Never,

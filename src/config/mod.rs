@@ -293,6 +293,9 @@ mod tests {
         ("http.timeout_ms", "10000"),
         ("http.connect_timeout_ms", "3000"),
         ("http.compression", "gzip"),
+        ("http.max_bytes_per_s", "12500"),
+        ("http.budget_bytes", "50000000"),
+        ("http.budget_period_ms", "3600000"),
         ("http.proxy", "none"),
         ("format", "ndjson"),
         ("clock.valid_after_unix_ms", "1764320000000"),
@@ -327,6 +330,9 @@ mod tests {
         ("http.timeout_ms", "30000"),
         ("http.connect_timeout_ms", "5000"),
         ("http.compression", "none"),
+        ("http.max_bytes_per_s", "0"),
+        ("http.budget_bytes", "0"),
+        ("http.budget_period_ms", "86400000"),
         ("http.proxy", "env"),
         ("format", "json"),
         ("capacity.max_bytes", "134217728"),
@@ -366,6 +372,9 @@ mod tests {
         ("durability", "synchronous"),
         ("http.compression", "br"),
         ("http.compression", "deflate"),
+        ("http.max_bytes_per_s", "-1"),
+        ("http.budget_bytes", "10kB"),
+        ("http.budget_period_ms", "0"),
         ("http.proxy", "direct"),
         ("http.proxy", "ftp://proxy.example.com:21"),
         ("http.proxy", "http://user:pw@:3128"),
@@ -444,6 +453,9 @@ mod tests {
         assert_eq!(c.http_connect_timeout_ms, 5000);
         assert!(c.http_headers.is_empty());
         assert_eq!(c.http_compression, Compression::None);
+        assert_eq!(c.http_max_bytes_per_s, 0);
+        assert_eq!(c.http_budget_bytes, 0);
+        assert_eq!(c.http_budget_period_ms, 86_400_000);
         assert_eq!(c.http_proxy, ProxySetting::Env);
         assert_eq!(c.format, Format::Json);
         assert_eq!(c.tls_ca_file, None);
@@ -462,7 +474,7 @@ mod tests {
 
     #[test]
     fn keys_are_complete_and_unique() {
-        assert_eq!(Config::KEYS.len(), 33);
+        assert_eq!(Config::KEYS.len(), 36);
         for (i, k) in Config::KEYS.iter().enumerate() {
             assert!(!Config::KEYS[..i].contains(k), "{k} twice");
             assert!(GOOD.iter().any(|(g, _)| g == k), "{k} has no good value");
@@ -536,6 +548,9 @@ mod tests {
         assert_eq!(c.http_timeout_ms, 10000);
         assert_eq!(c.http_connect_timeout_ms, 3000);
         assert_eq!(c.http_compression, Compression::Gzip);
+        assert_eq!(c.http_max_bytes_per_s, 12500);
+        assert_eq!(c.http_budget_bytes, 50_000_000);
+        assert_eq!(c.http_budget_period_ms, 3_600_000);
         assert_eq!(c.http_proxy, ProxySetting::None);
         assert_eq!(c.format, Format::Ndjson);
         assert_eq!(c.tls_ca_file, Some(PathBuf::from("/etc/edgebuf/ca.pem")));

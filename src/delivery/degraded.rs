@@ -52,13 +52,20 @@ impl<T: Transport> Worker<T> {
     /// goes back in front of the memory queue (the writer stores it once the disk works).
     pub(super) fn deliver_memory(&mut self, batch: Vec<StoredRecord>) -> Flow {
         let n = batch.len();
-        let a = self.send(&batch, None);
+        let sent = self.send(&batch, None, false);
         let sh = Arc::clone(&self.sh);
         let mut q = sh.queue.lock();
         if !q.delivery_done() {
             // Close counted these as lost and took the file away.
             return Flow::Exit;
         }
+        let Ok(a) = sent else {
+            // Not sent (the budget, or close): back in front of the queue, unchanged.
+            q.give_back(batch, sh.now_ms());
+            drop(q);
+            sh.queue.writer_cv.notify_one();
+            return Flow::Continue;
+        };
         if a.outcome == Outcome::Delivered {
             drop(q);
             let bytes: u64 = batch.iter().map(|r| r.data.len() as u64).sum();

@@ -76,7 +76,13 @@ pub struct Fake {
 }
 
 impl Transport for Fake {
-    fn send(&mut self, records: &[RecordRef], pieces: Option<&Pieces>) -> Attempt {
+    /// The seqs of the request, and its body length (20 bytes per record).
+    type Request = (Vec<u64>, u64);
+    fn encode(
+        &mut self,
+        records: &[RecordRef],
+        pieces: Option<&Pieces>,
+    ) -> Result<(Vec<u64>, u64), Attempt> {
         if let Some(enc) = &self.otlp {
             let run = pieces.and_then(|p| p.run(records));
             if let Some(run) = run {
@@ -85,8 +91,19 @@ impl Transport for Fake {
             self.from_pieces.push(run.is_some());
         }
         let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
-        let a = (self.answer)(&seqs);
-        self.sent.push(seqs);
+        let len = 20 * seqs.len() as u64;
+        Ok((seqs, len))
+    }
+    fn wire_len(&self, request: &(Vec<u64>, u64)) -> u64 {
+        request.1
+    }
+    fn post(&mut self, (seqs, len): &(Vec<u64>, u64)) -> Attempt {
+        let mut a = (self.answer)(seqs);
+        self.sent.push(seqs.clone());
+        // As the sender counts: a connection never made sent nothing.
+        if !(a.not_processed && a.http_status == 0) {
+            a.sent_bytes = *len;
+        }
         a
     }
     fn resends(&self) -> u64 {

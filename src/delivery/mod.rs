@@ -9,15 +9,20 @@
 //!   refused records from an endpoint that refuses everything;
 //! - `order`: `delivery.order`, where newest_first reads ahead and probes;
 //! - `degraded`: delivery from memory while the buffer file cannot be written;
-//! - `prefetch`: reading the next batch of a backlog while one is in flight.
+//! - `prefetch`: reading the next batch of a backlog while one is in flight;
+//! - `budget`: the upload rate cap and the byte budget, asked before each request.
 //!
-//! Requests go through a [`Transport`] (the HTTP sender, or a fake in the unit tests).
+//! Requests go through a [`Transport`] (the HTTP sender, or a fake in the unit tests): each is
+//! encoded (and compressed) once, its length on the wire asked of `budget`, then sent.
 
 use crate::engine::queue::{lock, wait, wait_timeout, Shared};
-use crate::events::{EVENT_DELIVERED, EVENT_OFFLINE, EVENT_ONLINE, EVENT_REJECTED};
-use crate::http::{Attempt, Costing, Outcome, Pieces, RecordRef, Sender};
+use crate::events::{
+    EVENT_BUDGET_EXHAUSTED, EVENT_DELIVERED, EVENT_OFFLINE, EVENT_ONLINE, EVENT_REJECTED,
+};
+use crate::http::{Attempt, Costing, Encoded, Outcome, Pieces, RecordRef, Sender};
 use crate::status::{CONNECTIVITY_OFFLINE, CONNECTIVITY_ONLINE};
 use crate::store::StoredRecord;
+use budget::{Hold, Meter, BUDGET_RECHECK};
 use prefetch::Prefetcher;
 use retry::RetryClock;
 use sizing::Sizing;
@@ -25,6 +30,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod budget;
 mod degraded;
 #[cfg(test)]
 mod fake;
@@ -36,9 +42,19 @@ mod sizing;
 
 /// Where the worker's requests go.
 pub(crate) trait Transport {
-    /// Sends one batch and classifies the answer. `pieces`: what costing encoded of the batch
-    /// the records are (a run of), if anything.
-    fn send(&mut self, records: &[RecordRef], pieces: Option<&Pieces>) -> Attempt;
+    /// One request, encoded and compressed.
+    type Request;
+    /// Encodes one batch; Err: the attempt it ends as without a request. `pieces`: what
+    /// costing encoded of the batch the records are (a run of), if anything.
+    fn encode(
+        &mut self,
+        records: &[RecordRef],
+        pieces: Option<&Pieces>,
+    ) -> Result<Self::Request, Attempt>;
+    /// The body bytes the request puts on the wire.
+    fn wire_len(&self, request: &Self::Request) -> u64;
+    /// Sends the request and classifies the answer.
+    fn post(&mut self, request: &Self::Request) -> Attempt;
     /// Requests sent again on a new connection after a reused one failed, so far.
     fn resends(&self) -> u64;
     /// How a batch is planned within `batch.max_bytes`.
@@ -48,8 +64,19 @@ pub(crate) trait Transport {
 }
 
 impl Transport for Sender {
-    fn send(&mut self, records: &[RecordRef], pieces: Option<&Pieces>) -> Attempt {
-        Sender::send_encoded(self, records, pieces)
+    type Request = Encoded;
+    fn encode(
+        &mut self,
+        records: &[RecordRef],
+        pieces: Option<&Pieces>,
+    ) -> Result<Encoded, Attempt> {
+        Sender::encode(self, records, pieces)
+    }
+    fn wire_len(&self, request: &Encoded) -> u64 {
+        request.len()
+    }
+    fn post(&mut self, request: &Encoded) -> Attempt {
+        Sender::post_encoded(self, request)
     }
     fn resends(&self) -> u64 {
         Sender::resends(self)
@@ -87,6 +114,8 @@ pub(crate) struct Worker<T: Transport> {
     /// The file's next seq when the last batch was read from it: with newest_first, records
     /// stored after that are newer than a batch read ahead, and go before it.
     next_seq_at_fetch: u64,
+    /// The rate cap and the byte budget.
+    meter: Meter,
 }
 
 /// Records read for one request, in seq order, with what costing encoded of them (OTLP: each
@@ -103,7 +132,22 @@ enum Flow {
 
 impl<T: Transport> Worker<T> {
     pub fn new(sh: Arc<Shared>, transport: T) -> Worker<T> {
+        let cfg = &sh.cfg;
+        let stored = if cfg.http_budget_bytes > 0 {
+            lock(&sh.store).as_ref().and_then(|s| s.budget_state())
+        } else {
+            None
+        };
+        let meter = Meter::new(
+            cfg.http_max_bytes_per_s,
+            cfg.http_budget_bytes,
+            cfg.http_budget_period_ms,
+            stored,
+            unix_ms(),
+        );
+        sh.counters.budget_left_bytes.0.store(meter.left(), Relaxed);
         Worker {
+            meter,
             sh: Arc::clone(&sh),
             costing: transport.costing(),
             transport,
@@ -142,6 +186,34 @@ impl<T: Transport> Worker<T> {
         loop {
             if s.stopping() {
                 return Flow::Exit;
+            }
+            if self.meter.budgeted() {
+                // The budget is spent: nothing is sent until the period ends (retry_now does
+                // not cut this wait). The wall clock is looked at again now and then.
+                let wait = self.meter.budget_wait_ms(unix_ms());
+                let c = &sh.counters;
+                c.budget_left_bytes.0.store(self.meter.left(), Relaxed);
+                if let Some(ms) = wait {
+                    if let Some(message) = self.meter.announce(unix_ms()) {
+                        // Spent before this handle sent anything (a reopened file): said
+                        // once here too. Events are never emitted under the signals lock.
+                        c.retry_at_ms.store(sh.now_ms() + ms, Relaxed);
+                        drop(s);
+                        let pending = c.pending_records();
+                        sh.events.emit(EVENT_BUDGET_EXHAUSTED, pending, 0, message);
+                        s = sh.signals.lock();
+                        continue;
+                    }
+                    c.retry_at_ms.store(sh.now_ms() + ms, Relaxed);
+                    // retry_now does not cut a budget wait (nor a later backoff).
+                    s.take_retry_now();
+                    let d = Duration::from_millis(ms).min(BUDGET_RECHECK);
+                    s = wait_timeout(&sh.signals.worker_cv, s, d);
+                    continue;
+                }
+                if !self.clock.waiting() {
+                    c.retry_at_ms.store(0, Relaxed);
+                }
             }
             let now = Instant::now();
             if s.take_retry_now() && self.clock.waiting() {
@@ -260,13 +332,40 @@ impl<T: Transport> Worker<T> {
         }
     }
 
-    fn send(&mut self, recs: &[StoredRecord], pieces: Option<&Pieces>) -> Attempt {
+    /// Encodes a batch (`pieces`: what costing encoded of it, if anything), asks the rate cap
+    /// and the budget, and sends it. `refusal_step`: a bisection or split step, or a probe (the
+    /// budget's refused share applies). Err: not sent (the budget is spent for the period, the
+    /// refused share is, or close came during a rate-cap wait).
+    fn send(
+        &mut self,
+        recs: &[StoredRecord],
+        pieces: Option<&Pieces>,
+        refusal_step: bool,
+    ) -> Result<Attempt, Hold> {
         let refs: Vec<RecordRef> = recs
             .iter()
             .map(|r| record_ref(r, &self.sh.instance))
             .collect();
+        let request = match self.transport.encode(&refs, pieces) {
+            Ok(r) => r,
+            Err(a) => return Ok(a),
+        };
+        drop(refs);
+        let n = self.transport.wire_len(&request);
+        if let Err(hold) = self.meter.admit(n, refusal_step, unix_ms()) {
+            if hold == Hold::Budget {
+                self.budget_spent();
+            }
+            return Err(hold);
+        }
+        if let Some(d) = self.meter.rate_wait(n, Instant::now()) {
+            if !self.pause(d) {
+                return Err(Hold::Stopping);
+            }
+        }
+        let started = Instant::now();
         let before = self.transport.resends();
-        let a = self.transport.send(&refs, pieces);
+        let a = self.transport.post(&request);
         self.sh
             .counters
             .sent_bytes_total
@@ -275,13 +374,74 @@ impl<T: Transport> Worker<T> {
         if resent > 0 {
             self.sh.counters.resends_total.fetch_add(resent, Relaxed);
         }
-        a
+        let refused = matches!(a.outcome, Outcome::Split | Outcome::Bisect);
+        self.meter.sent(a.sent_bytes, refused, started, unix_ms());
+        if let Some((start_ms, used)) = self.meter.state() {
+            // Kept in the file: with the settling transaction of a delivered batch, else now.
+            if let Some(store) = lock(&self.sh.store).as_mut() {
+                store.note_budget(start_ms, used);
+                if a.outcome != Outcome::Delivered {
+                    // A failed write is tried again with the next attempt's.
+                    let _ = store.save_budget();
+                }
+            }
+            self.budget_spent();
+        }
+        Ok(a)
+    }
+
+    /// Updates `budget_left_bytes`; once the budget is spent for the period (or a request
+    /// waits for the next one), says when sending resumes and fires BUDGET_EXHAUSTED, once.
+    fn budget_spent(&mut self) {
+        let sh = Arc::clone(&self.sh);
+        let now = unix_ms();
+        sh.counters
+            .budget_left_bytes
+            .0
+            .store(self.meter.left(), Relaxed);
+        let Some(message) = self.meter.announce(now) else {
+            return;
+        };
+        if let Some(ms) = self.meter.budget_wait_ms(now) {
+            sh.counters.retry_at_ms.store(sh.now_ms() + ms, Relaxed);
+        }
+        let pending = sh.counters.pending_records();
+        sh.events.emit(EVENT_BUDGET_EXHAUSTED, pending, 0, message);
+    }
+
+    /// A rate-cap wait of `d` before a request: the worker sleeps on its condvar, and
+    /// `next_retry_in_ms` shows it. False when close came meanwhile.
+    fn pause(&self, d: Duration) -> bool {
+        let sh = &self.sh;
+        let end = Instant::now() + d;
+        sh.counters
+            .retry_at_ms
+            .store(sh.now_ms() + d.as_millis() as u64, Relaxed);
+        let mut s = sh.signals.lock();
+        let go = loop {
+            if s.stopping() {
+                break false;
+            }
+            let now = Instant::now();
+            if now >= end {
+                break true;
+            }
+            s = wait_timeout(&sh.signals.worker_cv, s, end - now);
+        };
+        drop(s);
+        sh.counters.retry_at_ms.store(0, Relaxed);
+        go
     }
 
     /// What the records of one request may cost in all (`batch.max_bytes` less what the body
     /// holds besides records).
+    /// Lowered by a byte budget or a rate cap (see `budget`).
     fn body_budget(&self) -> u64 {
-        self.costing.budget(self.sh.cfg.batch_max_bytes)
+        let cfg = &self.sh.cfg;
+        self.costing.budget(
+            self.meter
+                .plan_limit(cfg.batch_max_bytes, cfg.http_timeout_ms),
+        )
     }
 
     fn abandoned(&self) -> bool {

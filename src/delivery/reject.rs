@@ -3,7 +3,15 @@
 //! and those go to the dead letters. Before records are dead-lettered, a probe with newer
 //! records tells refused records from an endpoint that refuses everything (a proxy): then
 //! nothing is dead-lettered and the batch waits retry.max_ms as a configuration problem.
+//!
+//! With a byte budget (`http.budget_bytes`), requests refused with 400, 413 or 422 may take at
+//! most a tenth of the period's budget (`budget::REFUSED_SHARE`): a split or bisection step,
+//! or a probe, that would go beyond it is not sent, and the batch waits retry.max_ms as a
+//! configuration problem; while the share is spent, a refused batch is retried one record at a
+//! time. So an endpoint that refuses everything (a misconfigured proxy) spends at most that
+//! share on bisection and probes in a period, then one record per retry.max_ms.
 
+use super::budget::Hold;
 use super::{Flow, Transport, Worker};
 use crate::engine::queue::lock;
 use crate::events::EVENT_DEAD_LETTER;
@@ -33,7 +41,26 @@ impl<T: Transport> Worker<T> {
                 stack.push(part);
                 continue;
             }
-            let a = self.send(&part, pieces.as_ref());
+            let a = match self.send(&part, pieces.as_ref(), requests > 0) {
+                Ok(a) => a,
+                Err(hold) => {
+                    // Not sent: what is left of the batch waits, for the next budget period
+                    // or (beyond the refused share) retry.max_ms as a configuration problem.
+                    let mut rest: Vec<&StoredRecord> = part.iter().collect();
+                    rest.extend(stack.iter().flatten());
+                    if hold == Hold::Share {
+                        self.keep_all(rest.into_iter(), &isolated);
+                    } else if self.newest_first() && isolated.is_empty() {
+                        // Nothing of it was sent: the next period's budget goes to the
+                        // newest records then, formed afresh.
+                        self.retry_range = None;
+                    } else {
+                        rest.extend(isolated.iter().map(|i| &i.0));
+                        self.retry_range = range_of(rest.into_iter());
+                    }
+                    return Flow::Continue;
+                }
+            };
             requests += 1;
             if self.abandoned() {
                 return Flow::Exit;
@@ -142,6 +169,10 @@ impl<T: Transport> Worker<T> {
         isolated: &'a [(StoredRecord, i32, String)],
     ) {
         self.retry_range = range_of(rest.chain(isolated.iter().map(|i| &i.0)));
+        if self.meter.share_spent() {
+            // Refusals took their share of the budget: retried one record at a time.
+            self.retry_range = self.retry_range.map(|(lo, _)| (lo, lo));
+        }
         if let Some((_, status, detail)) = isolated.first() {
             self.offline(*status, detail);
         }
@@ -161,18 +192,23 @@ impl<T: Transport> Worker<T> {
         let result = if probe.recs.is_empty() {
             None
         } else {
-            let a = self.send(&probe.recs, probe.pieces.as_ref());
+            let sent = self.send(&probe.recs, probe.pieces.as_ref(), true);
             if self.abandoned() {
                 return None;
             }
-            if a.outcome == Outcome::Delivered {
-                if !self.settle(&probe.recs, &a) {
-                    return None;
+            match sent {
+                // Not sent (the budget or its refused share): as if refused.
+                Err(_) => Some(false),
+                Ok(a) if a.outcome == Outcome::Delivered => {
+                    if !self.settle(&probe.recs, &a) {
+                        return None;
+                    }
+                    Some(true)
                 }
-                Some(true)
-            } else {
-                self.record_failure(&a, false);
-                Some(false)
+                Ok(a) => {
+                    self.record_failure(&a, false);
+                    Some(false)
+                }
             }
         };
         if let Some(s) = lock(&self.sh.store).as_mut() {
@@ -195,7 +231,7 @@ fn range_of<'a>(recs: impl Iterator<Item = &'a StoredRecord>) -> Option<(u64, u6
 
 #[cfg(test)]
 mod tests {
-    use super::super::fake::{otlp_worker, refuse_if, worker, Fake};
+    use super::super::fake::{otlp_worker, refuse_if, worker, worker_with, Fake};
     use super::super::{Flow, Worker};
     use crate::engine::queue::lock;
     use crate::http::Outcome;
@@ -337,6 +373,34 @@ mod tests {
         assert_eq!(file(&w), (1, 0));
         assert_eq!(w.retry_range, Some((1, 1)));
         assert!(w.clock.waiting());
+    }
+
+    /// With a budget, refused requests take at most a tenth of it: the bisection stops
+    /// there, the batch waits retry.max_ms, and is then retried one record at a time.
+    #[test]
+    fn with_a_budget_refusals_stop_at_their_share() {
+        let dir = tempfile::tempdir().unwrap();
+        // 2000 bytes a period: refusals may take 200; the fake's bodies are 20 bytes a record.
+        let budget = [("http.budget_bytes", "2000")];
+        let mut w = worker_with(dir.path(), 16, 8, &budget, |_| Outcome::Bisect);
+        w.attempt();
+        // 1..8 (160 bytes) refused; the first bisection step (80 more) would pass the share.
+        assert_eq!(w.transport.sent, ranges(&[(1, 8)]));
+        assert_eq!(file(&w), (16, 0));
+        assert_eq!(
+            w.retry_range,
+            Some((1, 1)),
+            "one record at a time from now on"
+        );
+        let left = w.clock.remaining(std::time::Instant::now()).unwrap();
+        assert!(left > std::time::Duration::from_secs(59), "{left:?}");
+        // The retry: record 1 alone is refused, and the probe (160 bytes) does not fit either.
+        w.attempt();
+        assert_eq!(w.transport.sent, ranges(&[(1, 8), (1, 1)]));
+        assert_eq!(file(&w), (16, 0), "nothing dead-lettered");
+        assert_eq!(w.sh.counters.sent_bytes_total.load(Relaxed), 180);
+        assert_eq!(w.sh.counters.budget_left_bytes.0.load(Relaxed), 1820);
+        assert_eq!(w.retry_range, Some((1, 1)));
     }
 
     #[test]

@@ -66,12 +66,19 @@ impl Sizing {
     }
 
     /// A request timed out. True when that halved the cap (the second timeout in a row).
+    /// Halved right after growing back (a slow link that carries only the smaller size): the
+    /// next try waits twice as long, as after a 413, so a slow link costs two timeouts per
+    /// doubling of that wait, not two every few batches.
     pub fn timed_out(&mut self) -> bool {
         self.timeouts_in_row += 1;
         if self.timeouts_in_row < 2 {
             return false;
         }
         self.timeouts_in_row = 0;
+        if self.just_regrown {
+            self.regrow_after = (self.regrow_after * 2).min(MAX_REGROW);
+            self.just_regrown = false;
+        }
         self.cap = (self.cap / 2).max(1);
         self.since_shrink = 0;
         true
@@ -158,5 +165,30 @@ mod tests {
             }
         }
         assert_eq!(s.regrow_after, MAX_REGROW);
+    }
+
+    /// A link too slow for the regrown size: each regrowth costs two timeouts, and comes
+    /// after twice as many successes as the one before.
+    #[test]
+    fn a_regrown_size_that_times_out_again_waits_twice_as_long() {
+        let mut s = Sizing::new(100);
+        assert!(!s.timed_out() && s.timed_out());
+        assert_eq!(s.cap(), 50);
+        let mut timeouts = 2;
+        let mut delivered = 0;
+        // 50 records pass, 100 time out.
+        while delivered < 200 * REGROW {
+            if s.cap() > 50 {
+                s.timed_out();
+                timeouts += 1;
+            } else {
+                s.delivered(50);
+                delivered += 1;
+            }
+        }
+        // Regrowths after 8, 16, 32, ... successes: 2 + 2 × 7 timeouts in 1600 batches
+        // (without the doubling: 2 every 8 batches, 400).
+        assert_eq!(timeouts, 16);
+        assert_eq!(s.cap(), 50);
     }
 }

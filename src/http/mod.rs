@@ -71,6 +71,20 @@ const ENDPOINT_EXPECTED: &str = "endpoint must be an http:// or https:// URL wit
 const USER_AGENT: &str = concat!("edgebuf/", env!("CARGO_PKG_VERSION"));
 
 /// Sends batches to the endpoint. Owned by one thread at a time (it is `Send`).
+/// One request, encoded and compressed ([`Sender::encode`]).
+pub(crate) struct Encoded {
+    body: Vec<u8>,
+    key: String,
+    records: u64,
+}
+
+impl Encoded {
+    /// The body's length as sent (after compression).
+    pub fn len(&self) -> u64 {
+        self.body.len() as u64
+    }
+}
+
 pub(crate) struct Sender {
     agent: Agent,
     agent_config: AgentConfig,
@@ -246,7 +260,47 @@ impl Sender {
         }
     }
 
-    /// POSTs one batch and classifies the answer.
+    /// Encodes and POSTs one batch (the tests' shorthand for [`Sender::encode`] and
+    /// [`Sender::post_encoded`]).
+    #[cfg(test)]
+    pub fn send(&mut self, records: &[RecordRef]) -> Attempt {
+        match self.encode(records, None) {
+            Ok(request) => self.post_encoded(&request),
+            Err(a) => a,
+        }
+    }
+
+    /// The request of a batch, encoded and compressed, ready for [`Sender::post_encoded`]: its
+    /// length is what the request puts on the wire (the delivery worker asks the rate cap and
+    /// the budget with it before sending). Err: the attempt it ends as without a request (an
+    /// empty batch is `Delivered`; a body that cannot be compressed is `Retry`).
+    /// `pieces`: what costing already encoded of the records (OTLP), if anything.
+    pub fn encode(
+        &self,
+        records: &[RecordRef],
+        pieces: Option<&Pieces>,
+    ) -> std::result::Result<Encoded, Attempt> {
+        if records.is_empty() {
+            return Err(Attempt::unanswered(
+                Outcome::Delivered,
+                "an empty batch needs no request".to_string(),
+            ));
+        }
+        let plain = self.encode_body(records, pieces);
+        let body = compress(self.compression, plain).map_err(|_| {
+            Attempt::not_sent(
+                Outcome::Retry,
+                "the request body could not be compressed".to_string(),
+            )
+        })?;
+        Ok(Encoded {
+            body,
+            key: body::idempotency_key(records),
+            records: records.len() as u64,
+        })
+    }
+
+    /// POSTs a request made by [`Sender::encode`] and classifies the answer.
     ///
     /// Headers: `Content-Type` (`application/json`, or `application/x-ndjson`), `User-Agent:
     /// edgebuf/VERSION` (unless `http.header.User-Agent` is configured), `X-Edgebuf-Source`,
@@ -259,30 +313,11 @@ impl Sender {
     /// broken pipe, end of stream: the server closed the idle connection) is sent again once, at
     /// once, on a new connection, and only the second result is reported ([`Sender::resends`]
     /// counts these). An empty batch sends nothing and is `Delivered` with status 0.
-    ///
-    /// `pieces`: what costing already encoded of the records (OTLP), if anything.
-    pub fn send_encoded(&mut self, records: &[RecordRef], pieces: Option<&Pieces>) -> Attempt {
-        if records.is_empty() {
-            return Attempt::unanswered(
-                Outcome::Delivered,
-                "an empty batch needs no request".to_string(),
-            );
-        }
-        let plain = self.encode_body(records, pieces);
-        let body = match compress(self.compression, plain) {
-            Ok(b) => b,
-            Err(_) => {
-                return Attempt::not_sent(
-                    Outcome::Retry,
-                    "the request body could not be compressed".to_string(),
-                )
-            }
-        };
-        let key = body::idempotency_key(records);
-
+    pub fn post_encoded(&mut self, request: &Encoded) -> Attempt {
+        let (body, key) = (&request.body, &request.key);
         let was_pooled = self.pooled;
         let mut posts = 1;
-        let first = self.post(&body, &key);
+        let first = self.post(body, key);
         let result = match first {
             Err(Failure::Transport(ref e)) if was_pooled && classify::is_stale_connection(e) => {
                 // The server closed the idle keep-alive connection as we reused it: drop the
@@ -290,7 +325,7 @@ impl Sender {
                 self.agent = agent::new(&self.agent_config);
                 self.resends += 1;
                 posts = 2;
-                self.post(&body, &key)
+                self.post(body, key)
             }
             other => other,
         };
@@ -301,22 +336,18 @@ impl Sender {
             _ => None,
         };
         let mut attempt = self.classify(result);
-        attempt.sent_bytes = posts * body.len() as u64;
+        // A connection never made put nothing on the wire (and costs no budget).
+        let no_connection = attempt.not_processed && attempt.http_status == 0;
+        attempt.sent_bytes = (posts - u64::from(no_connection)) * body.len() as u64;
         if posts == 2 {
             // The first post, on the reused connection, may have reached the endpoint.
             attempt.not_processed = false;
         }
         if attempt.outcome == Outcome::Delivered {
             // The endpoint cannot reject more records than the request held.
-            attempt.rejected = partial.map(|r| (r.count.min(records.len() as u64), r.message));
+            attempt.rejected = partial.map(|r| (r.count.min(request.records), r.message));
         }
         attempt
-    }
-
-    /// [`Sender::send_encoded`] without pieces.
-    #[cfg(test)]
-    pub fn send(&mut self, records: &[RecordRef]) -> Attempt {
-        self.send_encoded(records, None)
     }
 
     /// The attempt an answer or a failure makes; keeps the pool state.

@@ -14,6 +14,7 @@
 //! Outside the crate only what the `edgebuf` tool needs is public: [`Store::open`], its
 //! counts, `requeue_dead_letters` and `compact`, [`file_set_size`], and [`inspect`].
 
+mod budget;
 mod dead;
 pub mod inspect;
 mod open;
@@ -116,6 +117,8 @@ pub struct Store {
     /// The `clock` table may hold rows: a batch is read joined with it (otherwise not, so
     /// that records logged with a valid clock cost nothing more).
     clock_rows: bool,
+    /// The byte budget's state to write with the next transaction of the worker (`budget.rs`).
+    budget_note: Option<(i64, u64)>,
 }
 
 /// SQLite's word for a damaged file (or not a database at all).

@@ -398,6 +398,7 @@ impl Store {
             synchronous_full: p.synchronous_full,
             boot: p.boot,
             clock_rows: p.clock_rows,
+            budget_note: None,
         }
     }
 }

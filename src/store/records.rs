@@ -302,9 +302,11 @@ impl Store {
                 .and_then(|mut s| s.execute(params![max_seq as i64]))
                 .map_err(|e| sql_storage("cannot store the seq high-water mark", e))?;
         }
+        super::budget::write_note(&tx, self.budget_note)?;
         tx.commit()
             .map_err(|e| sql_storage("cannot commit the deletion of delivered records", e))?;
         self.recheck_clock_rows();
+        self.budget_written();
         self.disk_records -= n.min(self.disk_records);
         self.disk_bytes -= bytes.min(self.disk_bytes);
         Ok((n, bytes))
@@ -335,9 +337,11 @@ impl Store {
         tx.prepare_cached("UPDATE meta SET value=max(value, ?1) WHERE key='hwm'")
             .and_then(|mut s| s.execute(params![hi as i64]))
             .map_err(|e| sql_storage("cannot store the seq high-water mark", e))?;
+        super::budget::write_note(&tx, self.budget_note)?;
         tx.commit()
             .map_err(|e| sql_storage("cannot commit the deletion of delivered records", e))?;
         self.recheck_clock_rows();
+        self.budget_written();
         self.disk_records -= removed.min(self.disk_records);
         if removed == n {
             self.disk_bytes -= bytes.min(self.disk_bytes);
@@ -395,8 +399,10 @@ impl Store {
         tx.prepare_cached("UPDATE meta SET value=max(value, ?1) WHERE key='hwm'")
             .and_then(|mut s| s.execute(params![hi as i64]))
             .map_err(|e| sql_storage("cannot store the seq high-water mark", e))?;
+        super::budget::write_note(&tx, self.budget_note)?;
         tx.commit()
             .map_err(|e| sql_storage("cannot commit the delivered watermark", e))?;
+        self.budget_written();
         self.wm = hi;
         self.disk_records -= n.min(self.disk_records);
         self.disk_bytes -= bytes.min(self.disk_bytes);

@@ -189,6 +189,8 @@ struct Inner {
     cut_next: AtomicUsize,
     born: Instant,
     lifetime_ms: AtomicU64,
+    /// A slow link: each connection reads at most this many bytes per second (0: no limit).
+    read_rate: AtomicU64,
 }
 
 impl Inner {
@@ -281,6 +283,7 @@ impl Server {
             cut_next: AtomicUsize::new(0),
             born: Instant::now(),
             lifetime_ms: AtomicU64::new(LIFETIME.as_millis() as u64),
+            read_rate: AtomicU64::new(0),
         });
         let mut s = Server {
             port,
@@ -448,6 +451,13 @@ impl Server {
         self.inner.cut_next.store(n, Ordering::SeqCst);
     }
 
+    /// A slow link: from now on each connection reads about `bytes_per_s` bytes per second
+    /// (in steps of 20 ms), so a request takes its size / `bytes_per_s` to arrive; 0 reads at
+    /// full speed.
+    pub fn set_read_rate(&self, bytes_per_s: u64) {
+        self.inner.read_rate.store(bytes_per_s, Ordering::SeqCst);
+    }
+
     /// Replaces the handler.
     pub fn set_handler(&self, handler: impl FnMut(&Hit) -> Act + Send + 'static) {
         *self.inner.handler.lock().unwrap() = Box::new(handler);
@@ -546,9 +556,21 @@ fn read_request<S: Read>(s: &mut S, buf: &mut Vec<u8>, inner: &Inner) -> Option<
             return None;
         }
         let mut chunk = [0u8; 16384];
-        match s.read(&mut chunk) {
+        let rate = inner.read_rate.load(Ordering::SeqCst);
+        // A slow link reads 20 ms worth at a time, then waits those 20 ms.
+        let step = if rate == 0 {
+            chunk.len()
+        } else {
+            (rate as usize / 50).clamp(1, chunk.len())
+        };
+        match s.read(&mut chunk[..step]) {
             Ok(0) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(us) = (n as u64 * 1_000_000).checked_div(rate) {
+                    pause(Duration::from_micros(us), inner);
+                }
+            }
             Err(e) if transient(&e) => {}
             Err(e) => {
                 if e.kind() == io::ErrorKind::InvalidData {
