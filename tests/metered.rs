@@ -327,3 +327,35 @@ fn a_rate_cap_below_the_link_rate_keeps_every_request_within_the_timeout() {
     assert!(got.values().all(|&n| n == 1), "{got:?}");
     b.close(Duration::from_secs(2)).unwrap();
 }
+
+/// An outage of refused connections puts nothing on the wire: it neither counts in
+/// `sent_bytes_total` nor spends the budget, and the records go out when the endpoint returns.
+#[test]
+fn refused_connections_spend_no_budget() {
+    const BUDGET: u64 = 1_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut rx = Server::receiver();
+    rx.down();
+    let mut cfg = config(dir.path(), &rx.url());
+    cfg.set("http.budget_bytes", &BUDGET.to_string()).unwrap();
+    cfg.set("retry.initial_ms", "10").unwrap();
+    cfg.set("retry.max_ms", "20").unwrap();
+    let events = EventLog::new();
+    let b = open(&cfg, &events);
+    log_n(&b, 0, 100);
+    assert!(wait_until(Duration::from_secs(10), || {
+        b.status().failed_attempts_total >= 5
+    }));
+    let st = b.status();
+    assert_eq!(st.sent_bytes_total, 0, "refused: nothing went out");
+    assert_eq!(st.budget_left_bytes, BUDGET, "refused: no budget spent");
+    rx.up();
+    assert!(wait_drained(&b, Duration::from_secs(10)));
+    let sent = body_bytes(&rx.hits());
+    let st = b.status();
+    assert!(sent > 0);
+    assert_eq!(st.sent_bytes_total, sent);
+    assert_eq!(st.budget_left_bytes, BUDGET - sent);
+    assert_eq!(accepted(&rx).len(), 100);
+    b.close(Duration::from_secs(5)).unwrap();
+}
