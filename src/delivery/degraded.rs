@@ -214,23 +214,9 @@ mod tests {
     #[test]
     fn newest_first_takes_the_newest_records_in_memory() {
         let dir = tempfile::tempdir().unwrap();
-        let accept = Arc::new(Mutex::new(false));
-        let a2 = Arc::clone(&accept);
-        let newest = &[("delivery.order", "newest_first")];
-        let mut w = worker_with(dir.path(), 0, 2, newest, move |_| {
-            if *a2.lock().unwrap() {
-                Outcome::Delivered
-            } else {
-                Outcome::Retry
-            }
-        });
+        let (mut w, accept) = memory_worker(dir.path(), "newest_first");
         let sh = Arc::clone(&w.sh);
-        let push = |i: u64| {
-            let data = format!("{{\"m\":{i}}}").into_bytes();
-            let len = data.len() as u64;
-            sh.queue.lock().push(0, None, sh.now_ms(), data);
-            sh.counters.logged(len);
-        };
+        let push = |i: u64| push_memory(&sh, i);
         for i in 1..=5 {
             push(i);
         }
@@ -276,6 +262,35 @@ mod tests {
         assert_eq!(sh.counters.pending_records(), 0);
     }
 
+    /// A worker in `delivery.order` whose requests (batches of 2) fail until the flag is set.
+    fn memory_worker(
+        dir: &std::path::Path,
+        order: &str,
+    ) -> (
+        super::super::Worker<super::super::fake::Fake>,
+        Arc<Mutex<bool>>,
+    ) {
+        let accept = Arc::new(Mutex::new(false));
+        let a2 = Arc::clone(&accept);
+        let keys = [("delivery.order", order)];
+        let w = worker_with(dir, 0, 2, &keys, move |_| {
+            if *a2.lock().unwrap() {
+                Outcome::Delivered
+            } else {
+                Outcome::Retry
+            }
+        });
+        (w, accept)
+    }
+
+    /// Logs record `{"m":i}` into the memory queue (counted as logged).
+    fn push_memory(sh: &crate::engine::queue::Shared, i: u64) {
+        let data = format!("{{\"m\":{i}}}").into_bytes();
+        let len = data.len() as u64;
+        sh.queue.lock().push(0, None, sh.now_ms(), data);
+        sh.counters.logged(len);
+    }
+
     /// Stores what the memory queue holds, as the writer does once the disk works again.
     fn store_queued(sh: &crate::engine::queue::Shared) {
         let mut g = crate::engine::queue::lock(&sh.store);
@@ -297,23 +312,9 @@ mod tests {
     fn the_watermark_never_passes_records_held_in_memory() {
         for order in ["oldest_first", "newest_first"] {
             let dir = tempfile::tempdir().unwrap();
-            let accept = Arc::new(Mutex::new(false));
-            let a2 = Arc::clone(&accept);
-            let keys = [("delivery.order", order)];
-            let mut w = worker_with(dir.path(), 0, 2, &keys, move |_| {
-                if *a2.lock().unwrap() {
-                    Outcome::Delivered
-                } else {
-                    Outcome::Retry
-                }
-            });
+            let (mut w, accept) = memory_worker(dir.path(), order);
             let sh = Arc::clone(&w.sh);
-            let push = |i: u64| {
-                let data = format!("{{\"m\":{i}}}").into_bytes();
-                let len = data.len() as u64;
-                sh.queue.lock().push(0, None, sh.now_ms(), data);
-                sh.counters.logged(len);
-            };
+            let push = |i: u64| push_memory(&sh, i);
             push(1);
             push(2);
             sh.counters.storage_degraded.store(1, Relaxed);

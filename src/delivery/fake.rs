@@ -179,17 +179,9 @@ fn worker_full<A: Into<Attempt>>(
     let (mut store, _) = Store::open(&cfg).unwrap();
     let first = store.next_seq();
     assert_eq!(first, 1);
-    let recs: Vec<NewRecord> = (first..first + records)
-        .map(|seq| NewRecord {
-            seq,
-            ts_ms: 1_700_000_000_000,
-            t_acc_ms: 0,
-            inst: None,
-            data: format!("{{\"n\":{seq}}}").into_bytes(),
-            boot_ms: None,
-        })
-        .collect();
-    store.insert(&recs, false).unwrap();
+    store
+        .insert(&new_records(first..first + records), false)
+        .unwrap();
     let sh = Arc::new(Shared::new(&cfg, store, Events::none()));
     let mut answer = answer;
     let fake = Fake {
@@ -199,4 +191,17 @@ fn worker_full<A: Into<Attempt>>(
         from_pieces: Vec::new(),
     };
     Worker::new(sh, fake)
+}
+
+/// Records `seqs` as the writer stores them: `{"n":<seq>}`, logged with a valid clock.
+pub fn new_records(seqs: impl Iterator<Item = u64>) -> Vec<NewRecord> {
+    seqs.map(|seq| NewRecord {
+        seq,
+        ts_ms: 1_700_000_000_000,
+        t_acc_ms: 0,
+        inst: None,
+        data: format!("{{\"n\":{seq}}}").into_bytes(),
+        boot_ms: None,
+    })
+    .collect()
 }

@@ -72,11 +72,10 @@ impl<T: Transport> Worker<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fake::{refuse_if, refused, status, worker_with, Fake};
+    use super::super::fake::{new_records, refuse_if, refused, status, worker_with, Fake};
     use super::super::Worker;
     use crate::engine::queue::lock;
     use crate::http::{Attempt, Outcome};
-    use crate::store::NewRecord;
     use std::sync::atomic::Ordering::Relaxed;
     use std::sync::{Arc, Mutex};
 
@@ -95,16 +94,7 @@ mod tests {
 
     /// Stores records `r` as the writer would (counted as logged).
     fn log(w: &Worker<Fake>, r: std::ops::RangeInclusive<u64>) {
-        let recs: Vec<NewRecord> = r
-            .map(|seq| NewRecord {
-                seq,
-                ts_ms: 1_700_000_000_000,
-                t_acc_ms: 0,
-                inst: None,
-                data: format!("{{\"n\":{seq}}}").into_bytes(),
-                boot_ms: None,
-            })
-            .collect();
+        let recs = new_records(r);
         let mut g = lock(&w.sh.store);
         let s = g.as_mut().unwrap();
         s.insert(&recs, false).unwrap();

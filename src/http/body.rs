@@ -246,8 +246,12 @@ fn dec_len_i64(v: i64) -> usize {
     dec_len_u64(v.unsigned_abs()) + usize::from(v < 0)
 }
 
-fn push_u64(out: &mut Vec<u8>, mut v: u64) {
-    let mut buf = [0u8; 20];
+fn push_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(decimal(&mut [0u8; 20], v));
+}
+
+/// `v` in decimal digits, written into `buf`.
+pub(super) fn decimal(buf: &mut [u8; 20], mut v: u64) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;
@@ -257,7 +261,7 @@ fn push_u64(out: &mut Vec<u8>, mut v: u64) {
             break;
         }
     }
-    out.extend_from_slice(&buf[i..]);
+    &buf[i..]
 }
 
 fn push_i64(out: &mut Vec<u8>, v: i64) {

@@ -326,7 +326,11 @@ impl Encoder {
                 out,
                 LR_ATTRIBUTE,
                 "edgebuf.id",
-                &[r.instance.as_bytes(), b"-", decimal(&mut digits, r.seq)],
+                &[
+                    r.instance.as_bytes(),
+                    b"-",
+                    super::body::decimal(&mut digits, r.seq),
+                ],
             );
             let kv = transcode::open(out, LR_ATTRIBUTE);
             transcode::bytes_field(out, FIELD_1_LEN, b"edgebuf.seq");
@@ -374,20 +378,6 @@ impl Encoder {
             out.extend_from_slice(b"]},");
         }
     }
-}
-
-/// `v` in decimal digits, written into `buf`.
-fn decimal(buf: &mut [u8; 20], mut v: u64) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    &buf[i..]
 }
 
 /// The [`Encoder::piece`]s of a batch's records, written while the batch was costed (so each
