@@ -74,7 +74,10 @@ pub(crate) fn read_boot_id() -> Option<String> {
     valid_boot_id(id).then(|| id.to_owned())
 }
 
-fn realtime_ms() -> i64 {
+/// The wall clock (CLOCK_REALTIME) in Unix milliseconds; 0 before 1970. The one reading of
+/// it for `ts_ms`, the budget's period and the store's timestamps.
+#[inline]
+pub(crate) fn realtime_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

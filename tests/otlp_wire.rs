@@ -4,7 +4,7 @@
 //! `sent_bytes_total` counts what went on the wire.
 
 mod common;
-use common::otlp_json::{from_otlp_json, normalised};
+use common::otlp_json::{check_resource_and_scope, from_otlp_json, normalised};
 use common::*;
 use edgebuf::events::EVENT_REJECTED;
 use edgebuf::{Buffer, Config};
@@ -178,19 +178,7 @@ fn otlp_json_body_follows_the_mapping() {
         Some(format!("{}-1-5-5", b.instance()).as_str())
     );
     let v: serde_json::Value = serde_json::from_slice(&h.plain()).expect("JSON");
-    let rl = &v["resourceLogs"][0];
-    assert_eq!(
-        rl["resource"]["attributes"],
-        serde_json::json!([
-            {"key": "service.name", "value": {"stringValue": "edgebuf"}},
-            {"key": "edgebuf.source", "value": {"stringValue": "test-device"}},
-            {"key": "deployment.environment", "value": {"stringValue": "test"}},
-        ])
-    );
-    let sl = &rl["scopeLogs"][0];
-    assert_eq!(sl["scope"]["name"], "edgebuf");
-    assert_eq!(sl["scope"]["version"], env!("CARGO_PKG_VERSION"));
-    let lrs = sl["logRecords"].as_array().unwrap();
+    let lrs = check_resource_and_scope(&v, "test-device", "test");
     assert_eq!(lrs.len(), RECORDS.len());
     for (i, lr) in lrs.iter().enumerate() {
         let seq = i as u64 + 1;

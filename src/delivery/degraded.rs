@@ -97,7 +97,7 @@ mod tests {
     fn records_in_memory_are_repaired_and_given_back_as_logged() {
         use crate::clock::{BootClock, ClockMark};
         use crate::engine::queue::QueueState;
-        let before = crate::store::testing_unix_ms();
+        let before = crate::clock::realtime_ms();
         let boot = crate::sys::boottime_ms().expect("CLOCK_BOOTTIME");
         let mut q = QueueState::new(1);
         q.push(5, Some(boot - 2_000), 0, b"1".to_vec());
@@ -113,7 +113,7 @@ mod tests {
                 1
             })
             .expect("taken");
-        let after = crate::store::testing_unix_ms();
+        let after = crate::clock::realtime_ms();
         assert_eq!(out[0].clock, ClockMark::Repaired);
         assert!(
             (before - 2_050..=after - 1_950).contains(&out[0].ts_ms),

@@ -28,7 +28,7 @@ use retry::RetryClock;
 use sizing::Sizing;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 mod budget;
 mod degraded;
@@ -143,7 +143,7 @@ impl<T: Transport> Worker<T> {
             cfg.http_budget_bytes,
             cfg.http_budget_period_ms,
             stored,
-            unix_ms(),
+            crate::clock::realtime_ms(),
         );
         sh.counters.budget_left_bytes.0.store(meter.left(), Relaxed);
         Worker {
@@ -190,11 +190,11 @@ impl<T: Transport> Worker<T> {
             if self.meter.budgeted() {
                 // The budget is spent: nothing is sent until the period ends (retry_now does
                 // not cut this wait). The wall clock is looked at again now and then.
-                let wait = self.meter.budget_wait_ms(unix_ms());
+                let wait = self.meter.budget_wait_ms(crate::clock::realtime_ms());
                 let c = &sh.counters;
                 c.budget_left_bytes.0.store(self.meter.left(), Relaxed);
                 if let Some(ms) = wait {
-                    if let Some(message) = self.meter.announce(unix_ms()) {
+                    if let Some(message) = self.meter.announce(crate::clock::realtime_ms()) {
                         // Spent before this handle sent anything (a reopened file): said
                         // once here too. Events are never emitted under the signals lock.
                         c.retry_at_ms.store(sh.now_ms() + ms, Relaxed);
@@ -352,7 +352,10 @@ impl<T: Transport> Worker<T> {
         };
         drop(refs);
         let n = self.transport.wire_len(&request);
-        if let Err(hold) = self.meter.admit(n, refusal_step, unix_ms()) {
+        if let Err(hold) = self
+            .meter
+            .admit(n, refusal_step, crate::clock::realtime_ms())
+        {
             if hold == Hold::Budget {
                 self.budget_spent();
             }
@@ -375,7 +378,8 @@ impl<T: Transport> Worker<T> {
             self.sh.counters.resends_total.fetch_add(resent, Relaxed);
         }
         let refused = matches!(a.outcome, Outcome::Split | Outcome::Bisect);
-        self.meter.sent(a.sent_bytes, refused, started, unix_ms());
+        self.meter
+            .sent(a.sent_bytes, refused, started, crate::clock::realtime_ms());
         if let Some((start_ms, used)) = self.meter.state() {
             // Kept in the file: with the settling transaction of a delivered batch, else now.
             if let Some(store) = lock(&self.sh.store).as_mut() {
@@ -394,7 +398,7 @@ impl<T: Transport> Worker<T> {
     /// waits for the next one), says when sending resumes and fires BUDGET_EXHAUSTED, once.
     fn budget_spent(&mut self) {
         let sh = Arc::clone(&self.sh);
-        let now = unix_ms();
+        let now = crate::clock::realtime_ms();
         sh.counters
             .budget_left_bytes
             .0
@@ -505,7 +509,8 @@ impl<T: Transport> Worker<T> {
         c.delivered(n, bytes);
         c.consecutive_failures.store(0, Relaxed);
         c.last_http_status.store(a.http_status, Relaxed);
-        c.last_success_unix_ms.store(unix_ms(), Relaxed);
+        c.last_success_unix_ms
+            .store(crate::clock::realtime_ms(), Relaxed);
         let was = c.connectivity.swap(CONNECTIVITY_ONLINE, Relaxed);
         self.clock.succeeded();
         self.sizing.delivered(n);
@@ -591,11 +596,4 @@ fn record_ref<'a>(r: &'a StoredRecord, instance: &'a str) -> RecordRef<'a> {
         data: &r.data,
         clock: r.clock,
     }
-}
-
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

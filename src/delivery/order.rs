@@ -28,7 +28,6 @@
 
 use super::{Transport, Worker};
 use crate::config::DeliveryOrder;
-use crate::http::Attempt;
 use crate::store::StoredRecord;
 
 impl<T: Transport> Worker<T> {
@@ -36,11 +35,21 @@ impl<T: Transport> Worker<T> {
         self.sh.cfg.delivery_order == DeliveryOrder::NewestFirst
     }
 
-    /// After the failed attempt `a`: is the batch formed afresh from the newest records (true)
-    /// rather than sent again as it was? Only with newest_first, and only when the endpoint
-    /// never processed the request.
-    pub(super) fn retry_afresh_after(&self, a: &Attempt) -> bool {
-        self.newest_first() && a.not_processed
+    /// What the next attempt sends after one that left `rest` of a batch unsettled: `rest`
+    /// again (the same records), or, with newest_first when the endpoint never processed the
+    /// attempt (`not_processed`: no connection, 429, 503, or held back by the budget), a batch
+    /// formed afresh from the newest records.
+    pub(super) fn retry_rest<'a>(
+        &mut self,
+        rest: impl Iterator<Item = &'a StoredRecord>,
+        not_processed: bool,
+    ) {
+        self.retry_afresh = self.newest_first() && not_processed;
+        self.retry_range = if self.retry_afresh {
+            None
+        } else {
+            super::reject::range_of(rest)
+        };
     }
 
     /// The seqs the batch after `batch` comes from: above it (oldest_first), or below it

@@ -50,13 +50,12 @@ impl<T: Transport> Worker<T> {
                     rest.extend(stack.iter().flatten());
                     if hold == Hold::Share {
                         self.keep_all(rest.into_iter(), &isolated);
-                    } else if self.newest_first() && isolated.is_empty() {
-                        // Nothing of it was sent: the next period's budget goes to the
-                        // newest records then, formed afresh.
-                        self.retry_range = None;
                     } else {
+                        // Not sent: with newest_first, unless refused records were isolated
+                        // already, the next period's budget goes to the newest records then.
+                        let nothing_refused = isolated.is_empty();
                         rest.extend(isolated.iter().map(|i| &i.0));
-                        self.retry_range = range_of(rest.into_iter());
+                        self.retry_rest(rest.into_iter(), nothing_refused);
                     }
                     return Flow::Continue;
                 }
@@ -110,12 +109,7 @@ impl<T: Transport> Worker<T> {
                     let mut rest: Vec<&StoredRecord> = part.iter().collect();
                     rest.extend(stack.iter().flatten());
                     rest.extend(isolated.iter().map(|i| &i.0));
-                    self.retry_afresh = self.retry_afresh_after(&a);
-                    self.retry_range = if self.retry_afresh {
-                        None
-                    } else {
-                        range_of(rest.into_iter())
-                    };
+                    self.retry_rest(rest.into_iter(), a.not_processed);
                     self.fail_and_wait(&a, other);
                     return Flow::Continue;
                 }
@@ -218,7 +212,7 @@ impl<T: Transport> Worker<T> {
     }
 }
 
-fn range_of<'a>(recs: impl Iterator<Item = &'a StoredRecord>) -> Option<(u64, u64)> {
+pub(super) fn range_of<'a>(recs: impl Iterator<Item = &'a StoredRecord>) -> Option<(u64, u64)> {
     let mut r: Option<(u64, u64)> = None;
     for x in recs {
         r = Some(match r {

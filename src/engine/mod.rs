@@ -14,7 +14,7 @@ use queue::{lock, wait_timeout, Shared};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, ThreadId};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 mod capacity;
 pub(crate) mod queue;
@@ -132,10 +132,7 @@ impl Buffer {
             return capacity::refuse(sh, len);
         }
         let data = record.to_vec();
-        let ts_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let ts_ms = crate::clock::realtime_ms();
         // One comparison for a valid wall clock; else the boot clock too (src/clock.rs).
         let boot_ms = sh.clock.at_log(ts_ms);
         let mut q = sh.queue.lock();

@@ -73,6 +73,14 @@ impl Attempt {
             ..Attempt::unanswered(outcome, detail)
         }
     }
+
+    /// Counts `posts` posts of a `body_len`-byte body in `sent_bytes`, as they went on the
+    /// wire: when the last one made no connection (not processed, no status), it sent nothing
+    /// and costs no budget.
+    pub(crate) fn count_sent(&mut self, posts: u64, body_len: u64) {
+        let no_connection = self.not_processed && self.http_status == 0;
+        self.sent_bytes = (posts - u64::from(no_connection)) * body_len;
+    }
 }
 
 /// The answers that say the endpoint did not take the request: 429 (too many requests) and

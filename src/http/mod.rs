@@ -336,9 +336,7 @@ impl Sender {
             _ => None,
         };
         let mut attempt = self.classify(result);
-        // A connection never made put nothing on the wire (and costs no budget).
-        let no_connection = attempt.not_processed && attempt.http_status == 0;
-        attempt.sent_bytes = (posts - u64::from(no_connection)) * body.len() as u64;
+        attempt.count_sent(posts, body.len() as u64);
         if posts == 2 {
             // The first post, on the reused connection, may have reached the endpoint.
             attempt.not_processed = false;

@@ -813,7 +813,7 @@ mod tests {
     use super::*;
     use crate::clock::ClockMark;
 
-    use crate::http::test_otlp_json::{from_otlp_json, normalised};
+    use crate::http::test_otlp_json::{check_resource_and_scope, from_otlp_json, normalised};
 
     const INST: &str = "3f9c2a7e1b4d8c60";
 
@@ -1026,19 +1026,7 @@ mod tests {
         let r = records();
         let body = encoder(false).encode(&r);
         let v: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
-        let rl = &v["resourceLogs"][0];
-        assert_eq!(
-            rl["resource"]["attributes"],
-            serde_json::json!([
-                {"key": "service.name", "value": {"stringValue": "edgebuf"}},
-                {"key": "edgebuf.source", "value": {"stringValue": "cam-07"}},
-                {"key": "deployment.environment", "value": {"stringValue": "prod"}},
-            ])
-        );
-        let sl = &rl["scopeLogs"][0];
-        assert_eq!(sl["scope"]["name"], "edgebuf");
-        assert_eq!(sl["scope"]["version"], env!("CARGO_PKG_VERSION"));
-        let lrs = sl["logRecords"].as_array().unwrap();
+        let lrs = check_resource_and_scope(&v, "cam-07", "prod");
         assert_eq!(lrs.len(), r.len());
         for (lr, r) in lrs.iter().zip(&r) {
             let ns = (r.ts_ms as u64 * 1_000_000).to_string();

@@ -1,7 +1,8 @@
 //! Dead letters: records the endpoint rejected on their own, kept apart (bounded by
 //! `dead_letter.max_records`), and moved back by `edgebuf requeue`.
 
-use super::{sql_storage, unix_ms, Store};
+use super::{sql_storage, Store};
+use crate::clock::realtime_ms;
 use crate::error::Result;
 use rusqlite::{params, OptionalExtension};
 
@@ -14,7 +15,7 @@ impl Store {
         status: i32,
         reason: &str,
     ) -> Result<(u64, u64)> {
-        let now = unix_ms();
+        let now = realtime_ms();
         let instance = self.instance.clone();
         let tx = self
             .conn
@@ -105,8 +106,7 @@ impl Store {
                     .map_err(|e| sql_storage("cannot trim dead letters", e))?;
                 max_seq = max_seq.max(seq);
             }
-            tx.prepare_cached("UPDATE meta SET value=max(value, ?1) WHERE key='hwm'")
-                .and_then(|mut s| s.execute(params![max_seq]))
+            super::records::raise_hwm(&tx, max_seq as u64)
                 .map_err(|e| sql_storage("cannot store the seq high-water mark", e))?;
         }
         tx.commit()
@@ -160,11 +160,8 @@ impl Store {
         tx.execute(&format!("DELETE FROM dead_letters WHERE {sel}"), [&filter])
             .map_err(|e| sql_storage("cannot requeue dead letters", e))?;
         let last = base + n;
-        tx.execute(
-            "UPDATE meta SET value=max(value, ?1) WHERE key='hwm'",
-            params![last as i64],
-        )
-        .map_err(|e| sql_storage("cannot store the seq high-water mark", e))?;
+        super::records::raise_hwm(&tx, last)
+            .map_err(|e| sql_storage("cannot store the seq high-water mark", e))?;
         tx.commit()
             .map_err(|e| sql_storage("cannot commit the requeued dead letters", e))?;
         let bytes = bytes as u64;

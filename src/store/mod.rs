@@ -33,7 +33,7 @@ const LARGEST_RECORD: u64 = 64 << 20;
 use crate::error::Error;
 use rusqlite::{Connection, ErrorCode};
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 /// A record on its way into the file.
 #[derive(Debug, Clone)]
@@ -129,13 +129,6 @@ fn is_damage(e: &rusqlite::Error) -> bool {
     )
 }
 
-fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 fn storage_err(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
     Error::storage(format!("{what} {}: {e}", path.display()))
 }
@@ -229,12 +222,6 @@ impl Store {
     pub fn dead_letter_records(&self) -> u64 {
         self.dead_records
     }
-}
-
-/// Tests: the wall clock in Unix milliseconds, as the store reads it.
-#[cfg(test)]
-pub(crate) fn testing_unix_ms() -> i64 {
-    unix_ms()
 }
 
 /// What the tests of the store's files share: buffers in a temp dir, records, raw access.

@@ -5,7 +5,8 @@
 use super::schema::{
     check_schema, harden, upgrade, valid_instance, APPLICATION_ID, SCHEMA, SCHEMA_VERSION,
 };
-use super::{describe, io_hint, is_damage, storage_err, unix_ms, OpenReport, Store};
+use super::{describe, io_hint, is_damage, storage_err, OpenReport, Store};
+use crate::clock::realtime_ms;
 use crate::config::{Config, OnCorrupt};
 use crate::error::{Code, Error, Result};
 use rusqlite::config::DbConfig;
@@ -735,7 +736,7 @@ fn quarantine(path: &Path) -> Result<PathBuf> {
 /// Moves the `suffixes` of the file set of `path` to `PATH.corrupt-UNIXMS` + suffix, keeping
 /// only the newest such set. Returns `PATH.corrupt-UNIXMS`.
 fn quarantine_files(path: &Path, suffixes: &[&str]) -> Result<PathBuf> {
-    let stamp = unix_ms();
+    let stamp = realtime_ms();
     let mut base = path.as_os_str().to_owned();
     base.push(format!(".corrupt-{stamp}"));
     let dest = PathBuf::from(base);

@@ -6,7 +6,7 @@ use super::schema::valid_instance;
 use super::{sql_err, sql_storage, NewRecord, Store, StoredRecord, WriteError, LARGEST_RECORD};
 use crate::config::DeliveryOrder;
 use crate::error::{Error, Result};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, OptionalExtension, Transaction};
 
 impl Store {
     /// Stores `recs` in one transaction together with the seq high-water mark; with `fsync`
@@ -63,8 +63,7 @@ impl Store {
             // when records are deleted (see `delete`). An edgebuf_sync with nothing new writes
             // it here to fsync the WAL.
             if recs.is_empty() && fsync {
-                tx.prepare_cached("UPDATE meta SET value=max(value, ?1) WHERE key='hwm'")
-                    .and_then(|mut s| s.execute(params![max_seq as i64]))
+                raise_hwm(&tx, max_seq)
                     .map_err(|e| sql_err("cannot store the seq high-water mark", e))?;
             }
         }
@@ -298,13 +297,13 @@ impl Store {
                 }
                 .map_err(|e| sql_storage("cannot delete records' boot clocks", e))?;
             }
-            tx.prepare_cached("UPDATE meta SET value=max(value, ?1) WHERE key='hwm'")
-                .and_then(|mut s| s.execute(params![max_seq as i64]))
-                .map_err(|e| sql_storage("cannot store the seq high-water mark", e))?;
         }
-        super::budget::write_note(&tx, self.budget_note)?;
-        tx.commit()
-            .map_err(|e| sql_storage("cannot commit the deletion of delivered records", e))?;
+        commit_settled(
+            tx,
+            max_seq,
+            self.budget_note,
+            "the deletion of delivered records",
+        )?;
         self.recheck_clock_rows();
         self.budget_written();
         self.disk_records -= n.min(self.disk_records);
@@ -334,12 +333,12 @@ impl Store {
             delete_clock_rows(&tx, lo, hi)
                 .map_err(|e| sql_storage("cannot delete records' boot clocks", e))?;
         }
-        tx.prepare_cached("UPDATE meta SET value=max(value, ?1) WHERE key='hwm'")
-            .and_then(|mut s| s.execute(params![hi as i64]))
-            .map_err(|e| sql_storage("cannot store the seq high-water mark", e))?;
-        super::budget::write_note(&tx, self.budget_note)?;
-        tx.commit()
-            .map_err(|e| sql_storage("cannot commit the deletion of delivered records", e))?;
+        commit_settled(
+            tx,
+            hi,
+            self.budget_note,
+            "the deletion of delivered records",
+        )?;
         self.recheck_clock_rows();
         self.budget_written();
         self.disk_records -= removed.min(self.disk_records);
@@ -396,12 +395,7 @@ impl Store {
         )
         .and_then(|mut st| st.execute(params![hi as i64]))
         .map_err(|e| sql_storage("cannot store the delivered watermark", e))?;
-        tx.prepare_cached("UPDATE meta SET value=max(value, ?1) WHERE key='hwm'")
-            .and_then(|mut s| s.execute(params![hi as i64]))
-            .map_err(|e| sql_storage("cannot store the seq high-water mark", e))?;
-        super::budget::write_note(&tx, self.budget_note)?;
-        tx.commit()
-            .map_err(|e| sql_storage("cannot commit the delivered watermark", e))?;
+        commit_settled(tx, hi, self.budget_note, "the delivered watermark")?;
         self.budget_written();
         self.wm = hi;
         self.disk_records -= n.min(self.disk_records);
@@ -635,6 +629,21 @@ pub(super) fn delete_clock_rows(
     c.prepare_cached("DELETE FROM clock WHERE seq BETWEEN ?1 AND ?2")
         .and_then(|mut st| st.execute(params![lo as i64, hi.min(i64::MAX as u64) as i64]))
         .map(|_| ())
+}
+
+/// Raises the seq high-water mark in `meta` to `seq` inside `tx`: seqs are never reused.
+pub(super) fn raise_hwm(tx: &Transaction, seq: u64) -> rusqlite::Result<usize> {
+    tx.prepare_cached("UPDATE meta SET value=max(value, ?1) WHERE key='hwm'")
+        .and_then(|mut st| st.execute(params![seq as i64]))
+}
+
+/// Commits a transaction that settled records up to seq `hwm`: the high-water mark and the
+/// budget's noted use (`note`) go in with it. The caller then calls `budget_written`.
+fn commit_settled(tx: Transaction, hwm: u64, note: Option<(i64, u64)>, what: &str) -> Result<()> {
+    raise_hwm(&tx, hwm).map_err(|e| sql_storage("cannot store the seq high-water mark", e))?;
+    super::budget::write_note(&tx, note)?;
+    tx.commit()
+        .map_err(|e| sql_storage(&format!("cannot commit {what}"), e))
 }
 
 #[cfg(test)]
@@ -940,7 +949,7 @@ mod tests {
         let mut s = open(&path);
         s.set_boot_id(Some(BOOT));
         insert(&mut s, 1..=2);
-        let before = super::super::unix_ms();
+        let before = crate::clock::realtime_ms();
         insert_unset(&mut s, 3..=4, 5_000);
         assert_eq!(
             clock_rows(&s),
@@ -948,7 +957,7 @@ mod tests {
             "only records logged with an invalid clock"
         );
         let got = marks(&mut s);
-        let after = super::super::unix_ms();
+        let after = crate::clock::realtime_ms();
         assert_eq!(got[0], (1, rec(1, "").ts_ms, Valid));
         assert_eq!(got[1].2, Valid);
         for &(seq, ts, mark) in &got[2..] {
@@ -967,7 +976,7 @@ mod tests {
         assert_eq!(&marks(&mut s)[2..], &[(3, 3, Unset), (4, 4, Unset)]);
         drop(s);
         // The wall clock still not valid when sent: unset.
-        let far = (super::super::unix_ms() + 3_600_000).to_string();
+        let far = (crate::clock::realtime_ms() + 3_600_000).to_string();
         let cfg = super::super::testing::config(&path, &[("clock.valid_after_unix_ms", &far)]);
         let (mut s, _) = Store::open(&cfg).expect("open");
         s.set_boot_id(Some(BOOT));

@@ -63,3 +63,22 @@ pub fn normalised(v: &J) -> J {
         other => other.clone(),
     }
 }
+
+/// Checks an OTLP JSON request's one resource (`service.name` edgebuf, `edgebuf.source` =
+/// `source`, `deployment.environment` = `environment`) and its one scope (edgebuf and the
+/// library's version), and returns the scope's log records.
+pub fn check_resource_and_scope<'a>(v: &'a J, source: &str, environment: &str) -> &'a Vec<J> {
+    let rl = &v["resourceLogs"][0];
+    assert_eq!(
+        rl["resource"]["attributes"],
+        serde_json::json!([
+            {"key": "service.name", "value": {"stringValue": "edgebuf"}},
+            {"key": "edgebuf.source", "value": {"stringValue": source}},
+            {"key": "deployment.environment", "value": {"stringValue": environment}},
+        ])
+    );
+    let sl = &rl["scopeLogs"][0];
+    assert_eq!(sl["scope"]["name"], "edgebuf");
+    assert_eq!(sl["scope"]["version"], env!("CARGO_PKG_VERSION"));
+    sl["logRecords"].as_array().expect("logRecords")
+}
