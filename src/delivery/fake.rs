@@ -108,10 +108,7 @@ impl Transport for Fake {
     }
     fn costing(&self) -> crate::http::Costing {
         match &self.otlp {
-            Some(enc) => crate::http::Costing::Otlp {
-                encoder: Arc::clone(enc),
-                fixed: enc.fixed_cost(),
-            },
+            Some(enc) => crate::http::Costing::otlp(Arc::clone(enc)),
             None => crate::http::Costing::Envelope {
                 source_json_len: "\"test\"".len(),
             },
@@ -155,7 +152,8 @@ pub fn worker_with<A: Into<Attempt>>(
     worker_full(dir, records, max_records, keys, answer, None)
 }
 
-fn worker_full<A: Into<Attempt>>(
+/// The fake worker, with configuration `keys` and, with `otlp`, sending OTLP.
+pub fn worker_full<A: Into<Attempt>>(
     dir: &std::path::Path,
     records: u64,
     max_records: u64,

@@ -9,6 +9,7 @@
 //!   refused records from an endpoint that refuses everything;
 //! - `order`: `delivery.order`, where newest_first reads ahead and probes;
 //! - `degraded`: delivery from memory while the buffer file cannot be written;
+//! - `read`: reading a batch, its rows under the store lock and its costing after;
 //! - `prefetch`: reading the next batch of a backlog while one is in flight;
 //! - `budget`: the upload rate cap and the byte budget, asked before each request.
 //!
@@ -36,6 +37,7 @@ mod degraded;
 mod fake;
 mod order;
 mod prefetch;
+mod read;
 mod reject;
 pub(crate) mod retry;
 mod sizing;
@@ -260,23 +262,17 @@ impl<T: Transport> Worker<T> {
     /// Reads a batch (and protects it as the request in flight), with what costing encoded
     /// of it.
     fn fetch(&mut self, range: Option<(u64, u64)>, max: u64) -> Option<Batch> {
-        let sh = Arc::clone(&self.sh);
-        let mut g = lock(&sh.store);
-        let store = g.as_mut()?;
         let budget = self.body_budget();
-        let plan = self.costing.plan(budget);
-        let recs = store
-            .fetch_in(sh.cfg.delivery_order, range, max, budget, |r| {
-                plan.cost(&record_ref(r, &sh.instance))
-            })
-            .unwrap_or_default();
-        self.next_seq_at_fetch = store.next_seq();
-        let pieces = plan.keep(recs.iter().map(|r| r.seq));
-        store.protect_in_flight(match (recs.first(), recs.last()) {
-            (Some(a), Some(b)) => Some((a.seq, b.seq)),
-            _ => None,
-        });
-        Some(Batch { recs, pieces })
+        let r = read::read(
+            &self.sh,
+            range,
+            max,
+            budget,
+            &self.costing,
+            read::Guard::InFlight,
+        )?;
+        self.next_seq_at_fetch = r.next_seq;
+        Some(r.batch)
     }
 
     /// Forms (or re-forms) the batch and delivers it.

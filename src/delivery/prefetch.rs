@@ -154,27 +154,21 @@ impl Drop for Prefetcher {
     }
 }
 
-/// Reads one batch and protects it, both under the store lock: nothing can drop a record
-/// between the read and the protection. Costing it encodes it (OTLP), here too.
+/// Reads one batch, protected as read ahead (`read`).
 fn read(sh: &Shared, job: &Job) -> Batch {
-    let mut g = lock(&sh.store);
-    let Some(store) = g.as_mut() else {
-        return Batch {
+    super::read::read(
+        sh,
+        Some(job.range),
+        job.max_records,
+        job.max_bytes,
+        &job.costing,
+        super::read::Guard::ReadAhead,
+    )
+    .map_or_else(
+        || Batch {
             recs: Vec::new(),
             pieces: None,
-        };
-    };
-    let plan = job.costing.plan(job.max_bytes);
-    let recs = store
-        .fetch_in(
-            sh.cfg.delivery_order,
-            Some(job.range),
-            job.max_records,
-            job.max_bytes,
-            |r| plan.cost(&super::record_ref(r, &sh.instance)),
-        )
-        .unwrap_or_default();
-    store.protect_read_ahead(recs.first().zip(recs.last()).map(|(a, b)| (a.seq, b.seq)));
-    let pieces = plan.keep(recs.iter().map(|r| r.seq));
-    Batch { recs, pieces }
+        },
+        |r| r.batch,
+    )
 }

@@ -6,6 +6,7 @@ use super::otlp;
 use crate::clock::ClockMark;
 use crate::config::Format;
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 /// What a record adds to a request body, and what a body costs without records: how the worker
@@ -19,7 +20,17 @@ pub(crate) enum Costing {
     Otlp {
         encoder: Arc<otlp::Encoder>,
         fixed: u64,
+        /// What the last read's records cost per 1,024 bytes of [`estimate_base`]: how
+        /// [`Costing::estimate`] scales a record's length. Shared by the clones (the worker's
+        /// reads and the read-ahead's).
+        expansion: Arc<AtomicU64>,
     },
+}
+
+/// What [`Costing::estimate`] scales in OTLP: the record's JSON and a little for its
+/// `LogRecord` around it.
+fn estimate_base(r: &RecordRef) -> u64 {
+    r.data.len() as u64 + 64
 }
 
 impl Costing {
@@ -28,6 +39,39 @@ impl Costing {
         match self {
             Costing::Envelope { source_json_len } => envelope_cost(r, *source_json_len),
             Costing::Otlp { encoder, .. } => encoder.record_cost(r),
+        }
+    }
+
+    /// OTLP costing for `encoder` (each `LogRecord` is encoded to be costed).
+    pub fn otlp(encoder: Arc<otlp::Encoder>) -> Costing {
+        Costing::Otlp {
+            fixed: encoder.fixed_cost(),
+            encoder,
+            expansion: Arc::new(AtomicU64::new(1024)),
+        }
+    }
+
+    /// What the record likely adds to a body, from its length alone: a read takes rows by
+    /// this under the store lock, and costs them exactly once the lock is let go
+    /// (`delivery/read.rs`). Exact for json and ndjson. In OTLP it is the record's length
+    /// scaled by what the last read's records cost, less a sixteenth, so that a read takes a
+    /// few rows more than the budget holds rather than fewer.
+    pub fn estimate(&self, r: &RecordRef) -> u64 {
+        match self {
+            Costing::Envelope { source_json_len } => envelope_cost(r, *source_json_len),
+            Costing::Otlp { expansion, .. } => {
+                estimate_base(r).saturating_mul(expansion.load(Relaxed)) / 1024 * 15 / 16
+            }
+        }
+    }
+
+    /// Learns from a read that its records (`recs`) cost `exact` bytes in all.
+    pub fn learn<'a>(&self, recs: impl Iterator<Item = RecordRef<'a>>, exact: u64) {
+        if let Costing::Otlp { expansion, .. } = self {
+            let base: u64 = recs.map(|r| estimate_base(&r)).sum();
+            if let Some(per_kib) = exact.saturating_mul(1024).checked_div(base) {
+                expansion.store(per_kib.clamp(64, 64 * 1024), Relaxed);
+            }
         }
     }
 

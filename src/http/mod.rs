@@ -238,10 +238,7 @@ impl Sender {
     /// How batches are planned for this sender's format.
     pub fn costing(&self) -> Costing {
         match &self.otlp {
-            Some(enc) => Costing::Otlp {
-                encoder: std::sync::Arc::clone(enc),
-                fixed: enc.fixed_cost(),
-            },
+            Some(enc) => Costing::otlp(std::sync::Arc::clone(enc)),
             None => Costing::Envelope {
                 source_json_len: self.source_json.len(),
             },

@@ -494,7 +494,7 @@ impl Store {
 
     /// The seq ranges the capacity policy and TTL must not touch: the request in flight and
     /// the batch read for the next one (an empty range, 1..=0, where there is none).
-    fn protected(&self) -> ((u64, u64), (u64, u64)) {
+    pub(crate) fn protected(&self) -> ((u64, u64), (u64, u64)) {
         (
             self.inflight.unwrap_or((1, 0)),
             self.prefetched.unwrap_or((1, 0)),
