@@ -138,7 +138,7 @@ mod tests {
             let budget: u64 = all
                 .iter()
                 .filter(|r| want.contains(&r.seq))
-                .map(|r| cost(r))
+                .map(&cost)
                 .sum();
             // A new costing (nothing learned yet) estimates these records well under their
             // cost: the read takes more rows than it keeps.
