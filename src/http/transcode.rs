@@ -156,7 +156,10 @@ pub(crate) struct Sized {
 pub(crate) fn open_sized(out: &mut Vec<u8>, tag: u8, hint: usize) -> Sized {
     let reserved = varint_len(hint as u64);
     out.push(tag);
-    out.extend_from_slice(&[0; 10][..reserved]);
+    out.push(0);
+    if reserved > 1 {
+        out.resize(out.len() + reserved - 1, 0);
+    }
     Sized {
         start: out.len(),
         reserved,

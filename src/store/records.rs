@@ -651,6 +651,30 @@ mod tests {
     use super::super::testing::{buffer_path, insert, open, pending_seqs, raw, rec};
     use super::*;
 
+    /// Time per row of reading batches of 500 records of 250 bytes (release:
+    /// `cargo test --release --lib read_speed -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn read_speed() {
+        let (_dir, path) = buffer_path();
+        let mut s = open(&path);
+        let data = format!("{{\"x\":\"{}\"}}", "y".repeat(240));
+        for chunk in 0..200u64 {
+            let recs: Vec<NewRecord> = (1..=1000).map(|i| rec(chunk * 1000 + i, &data)).collect();
+            s.insert(&recs, false).expect("insert");
+        }
+        let t = std::time::Instant::now();
+        let mut n = 0;
+        let mut lo = 1;
+        while let Ok(got) = s.fetch(Some((lo, i64::MAX as u64)), 500, u64::MAX, |_| 1) {
+            let Some(last) = got.last() else { break };
+            lo = last.seq + 1;
+            n += got.len();
+        }
+        let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+        println!("fetch: {us:.3} us/row ({n} rows)");
+    }
+
     #[test]
     fn insert_fetch_acknowledge_round_trip() {
         let (_dir, path) = buffer_path();
