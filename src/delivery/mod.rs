@@ -444,8 +444,15 @@ impl<T: Transport> Worker<T> {
         )
     }
 
+    /// Whether close has taken the file away. Asked after every request, so it does not wait
+    /// for the store lock: while another thread holds it (the read-ahead reading the next
+    /// batch), the answer is no, and the settling that follows, under the lock, finds out.
     fn abandoned(&self) -> bool {
-        lock(&self.sh.store).is_none()
+        match self.sh.store.try_lock() {
+            Ok(g) => g.is_none(),
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().is_none(),
+            Err(std::sync::TryLockError::WouldBlock) => false,
+        }
     }
 
     /// Deletes a delivered batch and reports it. False when close took the file away.

@@ -125,27 +125,28 @@ impl Store {
         let lo = lo.max(self.wm + 1);
         // With rows in the clock table, each record's is read with it and the clocks of now
         // repair them (src/clock.rs); otherwise the records table alone. A row larger than any
-        // record edgebuf accepts is not loaded (a hostile file).
+        // record edgebuf accepts is not loaded (a hostile file): it reads as NULL, which no
+        // row edgebuf wrote holds.
         let now = self.clock_rows.then(|| self.boot.now());
         let sql = match (now.is_some(), order) {
             (false, DeliveryOrder::OldestFirst) => {
-                "SELECT seq, ts_ms, inst, CASE WHEN octet_length(data) <= ?4 THEN data END, \
-                 octet_length(data) FROM records WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq LIMIT ?3"
+                "SELECT seq, ts_ms, inst, CASE WHEN octet_length(data) <= ?4 THEN data END \
+                 FROM records WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq LIMIT ?3"
             }
             (false, DeliveryOrder::NewestFirst) => {
-                "SELECT seq, ts_ms, inst, CASE WHEN octet_length(data) <= ?4 THEN data END, \
-                 octet_length(data) FROM records WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq DESC LIMIT ?3"
+                "SELECT seq, ts_ms, inst, CASE WHEN octet_length(data) <= ?4 THEN data END \
+                 FROM records WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq DESC LIMIT ?3"
             }
             (true, DeliveryOrder::OldestFirst) => {
                 "SELECT r.seq, r.ts_ms, r.inst, CASE WHEN octet_length(r.data) <= ?4 THEN r.data END, \
-                 octet_length(r.data), c.seq IS NOT NULL, c.boot_ms, \
+                 c.seq IS NOT NULL, c.boot_ms, \
                  CASE WHEN octet_length(c.boot_id) <= 64 THEN c.boot_id END \
                  FROM records r LEFT JOIN clock c ON c.seq = r.seq \
                  WHERE r.seq BETWEEN ?1 AND ?2 ORDER BY r.seq LIMIT ?3"
             }
             (true, DeliveryOrder::NewestFirst) => {
                 "SELECT r.seq, r.ts_ms, r.inst, CASE WHEN octet_length(r.data) <= ?4 THEN r.data END, \
-                 octet_length(r.data), c.seq IS NOT NULL, c.boot_ms, \
+                 c.seq IS NOT NULL, c.boot_ms, \
                  CASE WHEN octet_length(c.boot_id) <= 64 THEN c.boot_id END \
                  FROM records r LEFT JOIN clock c ON c.seq = r.seq \
                  WHERE r.seq BETWEEN ?1 AND ?2 ORDER BY r.seq DESC LIMIT ?3"
@@ -175,12 +176,12 @@ impl Store {
                     self.path.display()
                 ))
             };
-            let len: Option<i64> = row.get(4).map_err(|e| sql_storage("bad row", e))?;
-            if len.is_some_and(|n| n > LARGEST_RECORD as i64) {
-                return Err(damaged(
-                    "a record is larger than the largest record edgebuf accepts",
-                ));
-            }
+            let data = match row.get_ref(3).map_err(|e| sql_storage("bad row", e))? {
+                rusqlite::types::ValueRef::Null => return Err(damaged(
+                    "a record's data is missing or larger than the largest record edgebuf accepts",
+                )),
+                v => v.as_blob().map_err(|e| sql_storage("bad row", e.into()))?,
+            };
             let mut rec = StoredRecord {
                 seq: row
                     .get::<_, i64>(0)
@@ -205,24 +206,20 @@ impl Store {
                         Some(i.to_owned())
                     }
                 },
-                data: row
-                    .get_ref(3)
-                    .and_then(|v| v.as_blob().map_err(Into::into))
-                    .map_err(|e| sql_storage("bad row", e))?
-                    .to_vec(),
+                data: data.to_vec(),
                 clock: crate::clock::ClockMark::Valid,
                 logged_clock: None,
             };
             if let Some(now) = &now {
-                let logged_invalid: bool = row.get(5).map_err(|e| sql_storage("bad row", e))?;
+                let logged_invalid: bool = row.get(4).map_err(|e| sql_storage("bad row", e))?;
                 if logged_invalid {
                     // Values from the file: a boot clock that is not an integer, or a boot id
                     // that is not a UUID, repairs nothing (the record goes "unset").
-                    let boot_ms = match row.get_ref(6).map_err(|e| sql_storage("bad row", e))? {
+                    let boot_ms = match row.get_ref(5).map_err(|e| sql_storage("bad row", e))? {
                         rusqlite::types::ValueRef::Integer(n) => n,
                         _ => -1,
                     };
-                    let boot_id = match row.get_ref(7).map_err(|e| sql_storage("bad row", e))? {
+                    let boot_id = match row.get_ref(6).map_err(|e| sql_storage("bad row", e))? {
                         rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).ok(),
                         _ => None,
                     };
@@ -663,15 +660,20 @@ mod tests {
             let recs: Vec<NewRecord> = (1..=1000).map(|i| rec(chunk * 1000 + i, &data)).collect();
             s.insert(&recs, false).expect("insert");
         }
-        let t = std::time::Instant::now();
+        // The best of five passes over all the rows: the least disturbed by other load.
+        let mut us = f64::MAX;
         let mut n = 0;
-        let mut lo = 1;
-        while let Ok(got) = s.fetch(Some((lo, i64::MAX as u64)), 500, u64::MAX, |_| 1) {
-            let Some(last) = got.last() else { break };
-            lo = last.seq + 1;
-            n += got.len();
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            n = 0;
+            let mut lo = 1;
+            while let Ok(got) = s.fetch(Some((lo, i64::MAX as u64)), 500, u64::MAX, |_| 1) {
+                let Some(last) = got.last() else { break };
+                lo = last.seq + 1;
+                n += got.len();
+            }
+            us = us.min(t.elapsed().as_secs_f64() * 1e6 / n as f64);
         }
-        let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
         println!("fetch: {us:.3} us/row ({n} rows)");
     }
 
