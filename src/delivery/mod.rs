@@ -262,6 +262,12 @@ impl<T: Transport> Worker<T> {
     /// Reads a batch (and protects it as the request in flight), with what costing encoded
     /// of it.
     fn fetch(&mut self, range: Option<(u64, u64)>, max: u64) -> Option<Batch> {
+        self.fetch_rows(range, max)?
+            .finish(&self.sh, read::Guard::InFlight)
+    }
+
+    /// [`Worker::fetch`], before costing: the rows read and protected.
+    fn fetch_rows(&mut self, range: Option<(u64, u64)>, max: u64) -> Option<read::Costed> {
         let budget = self.body_budget();
         let r = read::read(
             &self.sh,
@@ -272,7 +278,7 @@ impl<T: Transport> Worker<T> {
             read::Guard::InFlight,
         )?;
         self.next_seq_at_fetch = r.next_seq;
-        Some(r.batch)
+        Some(r.costed)
     }
 
     /// Forms (or re-forms) the batch and delivers it.
@@ -286,31 +292,40 @@ impl<T: Transport> Worker<T> {
             return flow;
         }
         let stale_from = self.read_ahead_stale_from();
-        let ahead = self.prefetch.take_for_send(stale_from);
-        let Batch {
-            recs: batch,
-            pieces,
-        } = match ahead {
-            Some(b) => b,
-            None => match self.fetch(self.retry_range, self.sizing.cap()) {
-                Some(b) => b,
+        let costed = match self.prefetch.take_for_send(stale_from) {
+            Some(c) => c,
+            None => match self.fetch_rows(self.retry_range, self.sizing.cap()) {
+                Some(c) => c,
                 None => return Flow::Exit,
             },
         };
-        if batch.is_empty() {
+        let Some(read) = costed.range() else {
             self.retry_range = None;
             self.clear_inflight();
             return Flow::Continue;
-        }
-        // A backlog: read the next full batch while this one is in flight.
-        let next_full = batch.len() as u64 + self.sizing.cap();
-        if self.retry_range.is_none() && self.sh.mirror.disk_pending() >= next_full {
-            self.prefetch.ask(
-                self.read_ahead_range(&batch),
+        };
+        // A backlog: read the next full batch while this one is costed and in flight.
+        let read_n = costed.len();
+        let next_full = read_n as u64 + self.sizing.cap();
+        let asked = self.retry_range.is_none()
+            && self.sh.mirror.disk_pending() >= next_full
+            && self.prefetch.ask(
+                self.read_ahead_range(read),
                 self.sizing.cap(),
                 self.body_budget(),
                 self.costing.clone(),
             );
+        let Some(Batch {
+            recs: batch,
+            pieces,
+        }) = costed.finish(&self.sh, read::Guard::InFlight)
+        else {
+            return Flow::Exit;
+        };
+        if asked && batch.len() < read_n {
+            // The budget left records of the read out: they come before the batch read
+            // ahead, which was asked for beyond the whole read. It is read afresh.
+            self.prefetch.release();
         }
         let flow = self.deliver(batch, pieces);
         if !self.delivered_whole {

@@ -52,13 +52,13 @@ impl<T: Transport> Worker<T> {
         };
     }
 
-    /// The seqs the batch after `batch` comes from: above it (oldest_first), or below it
-    /// (newest_first).
-    pub(super) fn read_ahead_range(&self, batch: &[StoredRecord]) -> (u64, u64) {
+    /// The seqs the batch after the one that read the seqs `read` (first, last) comes from:
+    /// above it (oldest_first), or below it (newest_first).
+    pub(super) fn read_ahead_range(&self, read: (u64, u64)) -> (u64, u64) {
         if self.newest_first() {
-            (0, batch.first().map_or(0, |r| r.seq).saturating_sub(1))
+            (0, read.0.saturating_sub(1))
         } else {
-            (batch.last().map_or(0, |r| r.seq) + 1, i64::MAX as u64)
+            (read.1 + 1, i64::MAX as u64)
         }
     }
 

@@ -7,7 +7,7 @@
 //! the worker takes them as its next batch or lets them go, so a batch is never sent holding a
 //! record that was dropped meanwhile.
 
-use super::Batch;
+use super::read::{Costed, Guard};
 use crate::engine::queue::{lock, Shared};
 use crate::http::Costing;
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -27,7 +27,7 @@ struct Job {
 /// The helper thread and its two channels.
 struct Helper {
     jobs: Sender<Job>,
-    done: Receiver<Batch>,
+    done: Receiver<Option<Costed>>,
     thread: JoinHandle<()>,
 }
 
@@ -67,7 +67,7 @@ impl Prefetcher {
         }
         if self.helper.is_none() {
             let (jobs_tx, jobs_rx) = bounded::<Job>(1);
-            let (done_tx, done_rx) = bounded::<Batch>(1);
+            let (done_tx, done_rx) = bounded::<Option<Costed>>(1);
             let sh = Arc::clone(&self.sh);
             // Like every library thread: named, signals blocked, 1 MiB of stack.
             let spawned = crate::sys::spawn("edgebuf-prefetch", move || {
@@ -110,25 +110,24 @@ impl Prefetcher {
     /// With `stale_from` (newest_first: the file's next seq when the batch in flight was
     /// read), records stored since then are newer than the read and go first: the read is let
     /// go.
-    pub fn take_for_send(&mut self, stale_from: Option<u64>) -> Option<Batch> {
-        let batch = self.take()?;
+    pub fn take_for_send(&mut self, stale_from: Option<u64>) -> Option<Costed> {
+        let costed = self.take()?;
         let mut g = lock(&self.sh.store);
         let store = g.as_mut()?;
         store.release_read_ahead();
-        let recs = &batch.recs;
-        if recs.is_empty() || stale_from.is_some_and(|next| store.next_seq() > next) {
+        if costed.is_empty() || stale_from.is_some_and(|next| store.next_seq() > next) {
             return None;
         }
-        store.protect_in_flight(recs.first().zip(recs.last()).map(|(a, b)| (a.seq, b.seq)));
-        Some(batch)
+        store.protect_in_flight(costed.range());
+        Some(costed)
     }
 
-    fn take(&mut self) -> Option<Batch> {
+    fn take(&mut self) -> Option<Costed> {
         if !self.asked {
             return None;
         }
         self.asked = false;
-        self.helper.as_ref()?.done.recv().ok()
+        self.helper.as_ref()?.done.recv().ok().flatten()
     }
 
     /// Lets a read go (waiting for it if it is still running): its records are ordinary
@@ -154,21 +153,24 @@ impl Drop for Prefetcher {
     }
 }
 
-/// Reads one batch, protected as read ahead (`read`).
-fn read(sh: &Shared, job: &Job) -> Batch {
-    super::read::read(
+/// Reads one batch, protected as read ahead, and costs the first [`AHEAD_COSTS`] of it
+/// (`read`).
+fn read(sh: &Shared, job: &Job) -> Option<Costed> {
+    let mut r = super::read::read(
         sh,
         Some(job.range),
         job.max_records,
         job.max_bytes,
         &job.costing,
-        super::read::Guard::ReadAhead,
-    )
-    .map_or_else(
-        || Batch {
-            recs: Vec::new(),
-            pieces: None,
-        },
-        |r| r.batch,
-    )
+        Guard::ReadAhead,
+    )?;
+    let n = (job.max_records as usize).saturating_mul(AHEAD_COSTS.0) / AHEAD_COSTS.1;
+    r.costed.cost(n, &sh.instance);
+    Some(r.costed)
 }
+
+/// The share of a batch the read-ahead costs (OTLP: encodes); the worker costs the rest when
+/// it takes the batch. The read-ahead also reads the rows, so this share balances the two
+/// threads (`EDGEBUF_BENCH_ONLY=drain EDGEBUF_BENCH_FORMAT=otlp_proto cargo bench --bench
+/// edgebuf_bench`).
+const AHEAD_COSTS: (usize, usize) = (3, 5);

@@ -16,7 +16,7 @@
 use super::{record_ref, Batch};
 use crate::config::DeliveryOrder;
 use crate::engine::queue::{lock, Shared};
-use crate::http::Costing;
+use crate::http::{Costing, Plan};
 use crate::store::{Store, StoredRecord};
 
 /// Which protection the records read get: the worker's request in flight, or the batch read
@@ -40,13 +40,13 @@ impl Guard {
 /// A batch read, and the file's next seq when its rows were read (newest_first tells a stale
 /// read-ahead by it).
 pub(super) struct Read {
-    pub batch: Batch,
+    pub costed: Costed,
     pub next_seq: u64,
 }
 
-/// Reads the next batch: at most `max_records` pending records within the seqs `range`,
-/// costing at most `max_bytes` in all (at least one record), protected by `guard`. `None`
-/// when close has taken the file away.
+/// Reads the rows of the next batch: at most `max_records` pending records within the seqs
+/// `range`, by their estimated cost within `max_bytes` (at least one record), protected by
+/// `guard`. They are costed exactly by [`Costed`]. `None` when close has taken the file away.
 pub(super) fn read(
     sh: &Shared,
     range: Option<(u64, u64)>,
@@ -56,52 +56,104 @@ pub(super) fn read(
     guard: Guard,
 ) -> Option<Read> {
     let order = sh.cfg.delivery_order;
-    let (mut recs, next_seq) = {
-        let mut g = lock(&sh.store);
-        let store = g.as_mut()?;
-        let recs = store
-            .fetch_in(order, range, max_records, max_bytes, |r| {
-                costing.estimate(&record_ref(r, &sh.instance))
-            })
-            .unwrap_or_default();
-        guard.protect(store, &recs);
-        (recs, store.next_seq())
-    };
-    // The exact costs, in the order of the read: oldest first, or newest first (fetch_in
-    // returns the records in seq order either way).
-    let plan = costing.plan(max_bytes);
-    let newest_first = order == DeliveryOrder::NewestFirst;
-    let in_read_order: Box<dyn Iterator<Item = &StoredRecord>> = if newest_first {
-        Box::new(recs.iter().rev())
-    } else {
-        Box::new(recs.iter())
-    };
-    let (mut kept, mut bytes) = (0usize, 0u64);
-    for r in in_read_order {
-        let c = plan.cost(&record_ref(r, &sh.instance));
-        if kept > 0 && bytes + c > max_bytes {
-            break;
-        }
-        kept += 1;
-        bytes += c;
-    }
-    let read = recs.len();
-    if kept < read {
-        if newest_first {
-            recs.drain(..read - kept);
-        } else {
-            recs.truncate(kept);
-        }
-        // The rows past the budget go back to the pending records.
-        let mut g = lock(&sh.store);
-        guard.protect(g.as_mut()?, &recs);
-    }
-    costing.learn(recs.iter().map(|r| record_ref(r, &sh.instance)), bytes);
-    let pieces = plan.keep(recs.iter().map(|r| r.seq));
+    let mut g = lock(&sh.store);
+    let store = g.as_mut()?;
+    let recs = store
+        .fetch_in(order, range, max_records, max_bytes, |r| {
+            costing.estimate(&record_ref(r, &sh.instance))
+        })
+        .unwrap_or_default();
+    guard.protect(store, &recs);
+    let next_seq = store.next_seq();
+    drop(g);
     Some(Read {
-        batch: Batch { recs, pieces },
+        costed: Costed {
+            recs,
+            plan: costing.plan(max_bytes),
+            newest_first: order == DeliveryOrder::NewestFirst,
+            max_bytes,
+            costed: 0,
+            bytes: 0,
+            full: false,
+        },
         next_seq,
     })
+}
+
+/// The rows of a batch, read and protected, being costed exactly: in the order of the read
+/// (oldest first, or newest first with `delivery.order=newest_first`; `recs` is in seq order
+/// either way), until the budget is full. The read-ahead costs the first part of its batch
+/// and the worker the rest when it takes it ([`Costed::finish`]), while the read-ahead reads the
+/// next batch: so the two threads share the encoding.
+pub(super) struct Costed {
+    recs: Vec<StoredRecord>,
+    plan: Plan,
+    newest_first: bool,
+    max_bytes: u64,
+    /// Records costed so far (in the order of the read) and kept, and what they cost.
+    costed: usize,
+    bytes: u64,
+    /// A record went beyond the budget: the records from it on are not in the batch.
+    full: bool,
+}
+
+impl Costed {
+    /// The seqs of the first and the last record read.
+    pub(super) fn range(&self) -> Option<(u64, u64)> {
+        let recs = &self.recs;
+        recs.first().zip(recs.last()).map(|(a, b)| (a.seq, b.seq))
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.recs.is_empty()
+    }
+
+    /// The records read (the batch may keep fewer: [`Costed::finish`]).
+    pub(super) fn len(&self) -> usize {
+        self.recs.len()
+    }
+
+    /// Costs records in the order of the read until `n` are costed or the budget is full.
+    pub(super) fn cost(&mut self, n: usize, instance: &str) {
+        let len = self.recs.len();
+        while !self.full && self.costed < n.min(len) {
+            let i = if self.newest_first {
+                len - 1 - self.costed
+            } else {
+                self.costed
+            };
+            let c = self.plan.cost(&record_ref(&self.recs[i], instance));
+            if self.costed > 0 && self.bytes + c > self.max_bytes {
+                self.full = true;
+            } else {
+                self.costed += 1;
+                self.bytes += c;
+            }
+        }
+    }
+
+    /// Costs the rest and makes the batch: the records within the budget, with what costing
+    /// encoded of them. When some were left out, the protection by `guard` is narrowed to what
+    /// is kept: the others are ordinary pending records, read by a later batch. `None` when
+    /// close has taken the file away.
+    pub(super) fn finish(mut self, sh: &Shared, guard: Guard) -> Option<Batch> {
+        self.cost(usize::MAX, &sh.instance);
+        let (kept, read) = (self.costed, self.recs.len());
+        let mut recs = self.recs;
+        if kept < read {
+            if self.newest_first {
+                recs.drain(..read - kept);
+            } else {
+                recs.truncate(kept);
+            }
+            let mut g = lock(&sh.store);
+            guard.protect(g.as_mut()?, &recs);
+        }
+        let costing = self.plan.costing();
+        costing.learn(recs.iter().map(|r| record_ref(r, &sh.instance)), self.bytes);
+        let pieces = self.plan.keep(recs.iter().map(|r| r.seq));
+        Some(Batch { recs, pieces })
+    }
 }
 
 #[cfg(test)]
@@ -126,7 +178,7 @@ mod tests {
             let costing = &w.costing;
             // Every record's exact cost, from a read within an unbounded budget.
             let all = read(sh, None, 40, u64::MAX, costing, Guard::ReadAhead).unwrap();
-            let all = all.batch.recs;
+            let all = all.costed.finish(sh, Guard::ReadAhead).unwrap().recs;
             assert_eq!(all.len(), 40);
             let cost = |r: &StoredRecord| costing.record(&record_ref(r, &sh.instance));
             // Ten records' worth, from the end the order takes first.
@@ -145,16 +197,16 @@ mod tests {
             let fresh = Costing::otlp(Arc::new(Encoder::new(true, "test", &[])));
             let r = &all[0];
             assert!(fresh.estimate(&record_ref(r, &sh.instance)) * 5 < cost(r) * 4);
-            let got = read(sh, None, 40, budget, &fresh, Guard::InFlight).unwrap();
-            let seqs: Vec<u64> = got.batch.recs.iter().map(|r| r.seq).collect();
+            let read = read(sh, None, 40, budget, &fresh, Guard::InFlight).unwrap();
+            let got = read.costed.finish(sh, Guard::InFlight).unwrap();
+            let seqs: Vec<u64> = got.recs.iter().map(|r| r.seq).collect();
             assert_eq!(seqs, want, "{order}");
             let refs: Vec<_> = got
-                .batch
                 .recs
                 .iter()
                 .map(|r| record_ref(r, &sh.instance))
                 .collect();
-            let pieces = got.batch.pieces.expect("OTLP keeps the encoding");
+            let pieces = got.pieces.expect("OTLP keeps the encoding");
             let enc = Encoder::new(true, "test", &[]);
             assert_eq!(enc.body(pieces.run(&refs).unwrap()), enc.encode(&refs));
             let store = lock(&sh.store);

@@ -5,7 +5,6 @@
 use super::otlp;
 use crate::clock::ClockMark;
 use crate::config::Format;
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -78,14 +77,14 @@ impl Costing {
     /// Costs the records of one read ([`Plan::cost`]), keeping what OTLP wrote of each for
     /// the request body ([`Plan::keep`]), so that each record is encoded once. `max_bytes`:
     /// the read's budget.
-    pub fn plan(&self, max_bytes: u64) -> Plan<'_> {
+    pub fn plan(&self, max_bytes: u64) -> Plan {
         let pieces = match self {
             Costing::Envelope { .. } => otlp::Pieces::default(),
             Costing::Otlp { .. } => otlp::Pieces::with_capacity(max_bytes),
         };
         Plan {
-            costing: self,
-            pieces: RefCell::new(pieces),
+            costing: self.clone(),
+            pieces,
         }
     }
 
@@ -100,19 +99,24 @@ impl Costing {
 }
 
 /// The costing of one read: each record's cost, and in OTLP the record's encoding, kept for
-/// the request body.
-pub(crate) struct Plan<'c> {
-    costing: &'c Costing,
-    pieces: RefCell<otlp::Pieces>,
+/// the request body. It may be costed on one thread and finished on another.
+pub(crate) struct Plan {
+    costing: Costing,
+    pieces: otlp::Pieces,
 }
 
-impl Plan<'_> {
+impl Plan {
     /// The bytes the record adds to a body ([`Costing::record`]).
-    pub fn cost(&self, r: &RecordRef) -> u64 {
-        match self.costing {
+    pub fn cost(&mut self, r: &RecordRef) -> u64 {
+        match &self.costing {
             Costing::Envelope { source_json_len } => envelope_cost(r, *source_json_len),
-            Costing::Otlp { encoder, .. } => self.pieces.borrow_mut().push(encoder, r),
+            Costing::Otlp { encoder, .. } => self.pieces.push(encoder, r),
         }
+    }
+
+    /// The costing this plan follows.
+    pub fn costing(&self) -> &Costing {
+        &self.costing
     }
 
     /// What OTLP wrote of the records the read returned, given their seqs (the records it
@@ -120,7 +124,7 @@ impl Plan<'_> {
     pub fn keep(self, seqs: impl ExactSizeIterator<Item = u64>) -> Option<otlp::Pieces> {
         match self.costing {
             Costing::Envelope { .. } => None,
-            Costing::Otlp { .. } => self.pieces.into_inner().keep(seqs),
+            Costing::Otlp { .. } => self.pieces.keep(seqs),
         }
     }
 }

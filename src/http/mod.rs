@@ -48,9 +48,9 @@ use ureq::config::Config as AgentConfig;
 use ureq::http::{HeaderName, HeaderValue, Uri};
 use ureq::Agent;
 
-pub(crate) use body::Costing;
 /// `pub` for `edgebuf::envelope`, which re-exports them for the CLI's export.
 pub use body::{push_envelope_fields, RecordRef};
+pub(crate) use body::{Costing, Plan};
 #[cfg(test)]
 pub(crate) use classify::{classify_status, status_not_processed};
 pub(crate) use classify::{Attempt, Outcome};
