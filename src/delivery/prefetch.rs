@@ -11,6 +11,7 @@ use super::read::{Costed, Guard};
 use crate::engine::queue::{lock, Shared};
 use crate::http::Costing;
 use crossbeam_channel::{bounded, Receiver, Sender};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -29,6 +30,8 @@ struct Helper {
     jobs: Sender<Job>,
     done: Receiver<Option<Costed>>,
     thread: JoinHandle<()>,
+    /// The worker waits for the read: the helper hands it over with what it has costed.
+    wanted: Arc<AtomicBool>,
 }
 
 pub struct Prefetcher {
@@ -69,10 +72,12 @@ impl Prefetcher {
             let (jobs_tx, jobs_rx) = bounded::<Job>(1);
             let (done_tx, done_rx) = bounded::<Option<Costed>>(1);
             let sh = Arc::clone(&self.sh);
+            let wanted = Arc::new(AtomicBool::new(false));
+            let asked_for = Arc::clone(&wanted);
             // Like every library thread: named, signals blocked, 1 MiB of stack.
             let spawned = crate::sys::spawn("edgebuf-prefetch", move || {
                 for job in jobs_rx {
-                    if done_tx.send(read(&sh, &job)).is_err() {
+                    if done_tx.send(read(&sh, &job, &asked_for)).is_err() {
                         break;
                     }
                 }
@@ -83,6 +88,7 @@ impl Prefetcher {
                         jobs: jobs_tx,
                         done: done_rx,
                         thread,
+                        wanted,
                     })
                 }
                 Err(_) => {
@@ -100,6 +106,7 @@ impl Prefetcher {
             max_bytes,
             costing,
         };
+        helper.wanted.store(false, Relaxed);
         self.asked = helper.jobs.send(job).is_ok();
         self.asked
     }
@@ -127,7 +134,9 @@ impl Prefetcher {
             return None;
         }
         self.asked = false;
-        self.helper.as_ref()?.done.recv().ok().flatten()
+        let helper = self.helper.as_ref()?;
+        helper.wanted.store(true, Relaxed);
+        helper.done.recv().ok().flatten()
     }
 
     /// Lets a read go (waiting for it if it is still running): its records are ordinary
@@ -153,9 +162,11 @@ impl Drop for Prefetcher {
     }
 }
 
-/// Reads one batch, protected as read ahead, and costs the first [`AHEAD_COSTS`] of it
-/// (`read`).
-fn read(sh: &Shared, job: &Job) -> Option<Costed> {
+/// Reads one batch, protected as read ahead, and costs it until the worker asks for it
+/// (`wanted`): the worker costs the rest (`read`). So the costing (OTLP: the encoding) is
+/// shared between the two threads as each has time: all of it here while the worker waits
+/// for the endpoint, the rest on the worker when it is the one waiting.
+fn read(sh: &Shared, job: &Job, wanted: &AtomicBool) -> Option<Costed> {
     let mut r = super::read::read(
         sh,
         Some(job.range),
@@ -164,13 +175,6 @@ fn read(sh: &Shared, job: &Job) -> Option<Costed> {
         &job.costing,
         Guard::ReadAhead,
     )?;
-    let n = (job.max_records as usize).saturating_mul(AHEAD_COSTS.0) / AHEAD_COSTS.1;
-    r.costed.cost(n, &sh.instance);
+    r.costed.cost_until(|| wanted.load(Relaxed), &sh.instance);
     Some(r.costed)
 }
-
-/// The share of a batch the read-ahead costs (OTLP: encodes); the worker costs the rest when
-/// it takes the batch. The read-ahead also reads the rows, so this share balances the two
-/// threads (`EDGEBUF_BENCH_ONLY=drain EDGEBUF_BENCH_FORMAT=otlp_proto cargo bench --bench
-/// edgebuf_bench`).
-const AHEAD_COSTS: (usize, usize) = (3, 5);

@@ -1,17 +1,20 @@
-//! Reading a batch from the file: its rows under the store lock, its costing after.
+//! Reading a batch from the file: its rows under the store lock, its costing after, shared
+//! between the read-ahead thread and the worker.
 //!
 //! Costing a record in OTLP encodes it (the encoding is kept for the request body), and that
-//! takes longer than reading its row. Done under the store lock, it held the worker up: the
-//! worker settles the request in flight, and checks that close has not taken the file, under
-//! that lock, so while the read-ahead encoded the next batch the worker waited, and a backlog
-//! drained no faster than one thread could read, encode and settle in turn.
+//! takes as long as reading its row. Done under the store lock, by the read-ahead alone, it
+//! held the worker up (it settles, under that lock) and left the drain of a backlog no faster
+//! than one thread could read, encode and settle in turn.
 //!
 //! So a read takes rows by an estimate of their cost ([`Costing::estimate`]: exact for json and
 //! ndjson, a little under for OTLP), protects them from the capacity policy and TTL in the same
-//! critical section, and lets the lock go. Then it costs them exactly, in the order they were
-//! read (newest first for `delivery.order=newest_first`), and keeps those within the budget
-//! (the first always). When some are left over, the protection is narrowed to what was kept
-//! under the lock again: the others are ordinary pending records, read by the next batch.
+//! critical section, and lets the lock go ([`read`]). Then they are costed exactly, in the
+//! order they were read (newest first for `delivery.order=newest_first`), and those within the
+//! budget are kept, the first always ([`Costed`]). The read-ahead costs until the worker asks
+//! for the batch; the worker asks for the next read, then costs the rest while that read runs
+//! ([`Costed::finish`]), so each thread encodes while the other reads rows or waits for the
+//! endpoint. When records are left over, the protection is narrowed to what was kept, under
+//! the lock again: the others are ordinary pending records, read by the next batch.
 
 use super::{record_ref, Batch};
 use crate::config::DeliveryOrder;
@@ -80,11 +83,13 @@ pub(super) fn read(
     })
 }
 
+/// How many records [`Costed::cost_until`] costs between two looks at whether to stop: about
+/// 10 µs of OTLP encoding.
+const COST_RUN: usize = 24;
+
 /// The rows of a batch, read and protected, being costed exactly: in the order of the read
 /// (oldest first, or newest first with `delivery.order=newest_first`; `recs` is in seq order
-/// either way), until the budget is full. The read-ahead costs the first part of its batch
-/// and the worker the rest when it takes it ([`Costed::finish`]), while the read-ahead reads the
-/// next batch: so the two threads share the encoding.
+/// either way), until the budget is full.
 pub(super) struct Costed {
     recs: Vec<StoredRecord>,
     plan: Plan,
@@ -129,6 +134,14 @@ impl Costed {
                 self.costed += 1;
                 self.bytes += c;
             }
+        }
+    }
+
+    /// Costs records in the order of the read until all are costed, the budget is full or
+    /// `stop` says so (asked between runs of a few records).
+    pub(super) fn cost_until(&mut self, stop: impl Fn() -> bool, instance: &str) {
+        while !self.full && self.costed < self.recs.len() && !stop() {
+            self.cost(self.costed + COST_RUN, instance);
         }
     }
 
