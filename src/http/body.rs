@@ -53,13 +53,14 @@ impl Costing {
     /// What the record likely adds to a body, from its length alone: a read takes rows by
     /// this under the store lock, and costs them exactly once the lock is let go
     /// (`delivery/read.rs`). Exact for json and ndjson. In OTLP it is the record's length
-    /// scaled by what the last read's records cost, less a sixteenth, so that a read takes a
-    /// few rows more than the budget holds rather than fewer.
+    /// scaled by what the last read's records cost, and a sixteenth more: a read then seldom
+    /// takes rows the budget does not hold (they would be let go, and the read ahead of them
+    /// with them), at the price of batches a little under the budget.
     pub fn estimate(&self, r: &RecordRef) -> u64 {
         match self {
             Costing::Envelope { source_json_len } => envelope_cost(r, *source_json_len),
             Costing::Otlp { expansion, .. } => {
-                estimate_base(r).saturating_mul(expansion.load(Relaxed)) / 1024 * 15 / 16
+                estimate_base(r).saturating_mul(expansion.load(Relaxed)) / 1024 * 17 / 16
             }
         }
     }
