@@ -44,8 +44,9 @@ ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:strict_string_checks=1" \
 step "(b) C11 under valgrind (EDGEBUF_TEST_SMALL=1)"
 "$CC" -std=c11 -Wpedantic "${COMMON[@]}" -O1 "${SRC[@]}" -o "$OUT/api_test" "${LINK[@]}"
 if command -v valgrind >/dev/null 2>&1; then
+  # tests/c/valgrind.supp: what memcheck reports of optimised Rust that is not an error.
   EDGEBUF_TEST_SMALL=1 timeout 300 valgrind -q --error-exitcode=1 --leak-check=full \
-    --errors-for-leak-kinds=definite "$OUT/api_test"
+    --errors-for-leak-kinds=definite --suppressions="$ROOT/tests/c/valgrind.supp" "$OUT/api_test"
 elif [[ "${EDGEBUF_SKIP_VALGRIND:-0}" == 1 ]]; then
   echo "valgrind not installed: skipped (EDGEBUF_SKIP_VALGRIND=1)"
 else
