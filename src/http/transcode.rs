@@ -168,13 +168,23 @@ pub(crate) fn open_sized(out: &mut Vec<u8>, tag: u8, hint: usize) -> Sized {
 
 /// Ends the field [`open_sized`] began: writes its length (the shortest varint), moving the
 /// content if that takes more or fewer bytes than were kept.
+#[inline]
 pub(crate) fn close_sized(out: &mut Vec<u8>, f: Sized) {
-    let Sized { start, reserved } = f;
-    let n = out.len() - start;
-    if n < 0x80 && reserved == 1 {
-        out[start - 1] = n as u8;
+    let n = out.len() - f.start;
+    if n < 0x80 && f.reserved == 1 {
+        out[f.start - 1] = n as u8;
         return;
     }
+    resize_length(out, f);
+}
+
+/// [`close_sized`] when the length takes other than the one byte kept (out of line: the
+/// common case is the one above).
+#[cold]
+#[inline(never)]
+fn resize_length(out: &mut Vec<u8>, f: Sized) {
+    let Sized { start, reserved } = f;
+    let n = out.len() - start;
     let k = varint_len(n as u64);
     let end = out.len();
     if k > reserved {
@@ -194,6 +204,7 @@ pub(crate) fn close_sized(out: &mut Vec<u8>, f: Sized) {
 }
 
 /// A length-delimited field holding `bytes`.
+#[inline]
 pub(crate) fn bytes_field(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
     out.reserve(bytes.len() + 11);
     out.push(tag);
@@ -451,17 +462,16 @@ impl<'t, S: Sink> Fast<'t, '_, S> {
         let start = self.at;
         let negative = b[start] == b'-';
         let mut i = start + usize::from(negative);
-        // The digits of the integer and fraction parts as one integer (None past u64), and
-        // how many of them.
-        let mut mantissa = Some(0u64);
+        // The digits of the integer and fraction parts as one integer, exact while there are
+        // at most 19 of them (any 19 digits fit a u64), and how many there are.
+        let (mut mantissa, mut count) = (0u64, 0usize);
         let mut digits = |i: &mut usize| {
             let from = *i;
             while let Some(d @ b'0'..=b'9') = b.get(*i).copied() {
-                mantissa = mantissa
-                    .and_then(|m| m.checked_mul(10))
-                    .and_then(|m| m.checked_add(u64::from(d - b'0')));
+                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
                 *i += 1;
             }
+            count += *i - from;
             *i - from
         };
         if b.get(i) == Some(&b'0') {
@@ -500,6 +510,7 @@ impl<'t, S: Sink> Fast<'t, '_, S> {
             float = true;
         }
         self.at = i;
+        let mantissa = (count <= 19).then_some(mantissa);
         if !float {
             match mantissa {
                 Some(m) if !negative && m <= i64::MAX as u64 => {
