@@ -108,6 +108,9 @@ pub(crate) struct Worker<T: Transport> {
     offline_status: Option<i32>,
     /// Reads the next batch of a backlog while the current one is in flight.
     prefetch: Prefetcher,
+    /// Records delivered, kept for their buffers: the next read takes their bytes into them
+    /// (at most a batch of them; see `keep_spent`).
+    spent: Vec<StoredRecord>,
     /// The last batch went out in one request, was accepted whole and settled: a batch read
     /// ahead meanwhile is the next one to send.
     delivered_whole: bool,
@@ -160,6 +163,7 @@ impl<T: Transport> Worker<T> {
             linger_since: None,
             offline_status: None,
             prefetch: Prefetcher::new(Arc::clone(&sh)),
+            spent: Vec::new(),
             delivered_whole: false,
             settle_failed: false,
             next_seq_at_fetch: 0,
@@ -276,6 +280,7 @@ impl<T: Transport> Worker<T> {
             budget,
             &self.costing,
             read::Guard::InFlight,
+            &mut self.spent,
         )?;
         self.next_seq_at_fetch = r.next_seq;
         Some(r.costed)
@@ -314,6 +319,7 @@ impl<T: Transport> Worker<T> {
                 self.sizing.cap(),
                 self.body_budget(),
                 self.costing.clone(),
+                std::mem::take(&mut self.spent),
             );
         let Some(Batch {
             recs: batch,
@@ -335,6 +341,12 @@ impl<T: Transport> Worker<T> {
         self.clear_inflight();
         self.sh.notify_progress();
         flow
+    }
+
+    /// Keeps a delivered part's records for their buffers (up to a batch of them).
+    fn keep_spent(&mut self, part: Vec<StoredRecord>) {
+        let room = (self.sh.cfg.batch_max_records as usize).saturating_sub(self.spent.len());
+        self.spent.extend(part.into_iter().take(room));
     }
 
     fn clear_inflight(&self) {

@@ -10,6 +10,7 @@
 use super::read::{Costed, Guard};
 use crate::engine::queue::{lock, Shared};
 use crate::http::Costing;
+use crate::store::StoredRecord;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -23,6 +24,8 @@ struct Job {
     max_records: u64,
     max_bytes: u64,
     costing: Costing,
+    /// Records delivered, for their buffers (`read::read`).
+    spare: Vec<StoredRecord>,
 }
 
 /// The helper thread and its two channels.
@@ -64,6 +67,7 @@ impl Prefetcher {
         max_records: u64,
         max_bytes: u64,
         costing: Costing,
+        spare: Vec<StoredRecord>,
     ) -> bool {
         if self.asked || self.unavailable {
             return false;
@@ -76,8 +80,14 @@ impl Prefetcher {
             let asked_for = Arc::clone(&wanted);
             // Like every library thread: named, signals blocked, 1 MiB of stack.
             let spawned = crate::sys::spawn("edgebuf-prefetch", move || {
-                for job in jobs_rx {
-                    if done_tx.send(read(&sh, &job, &asked_for)).is_err() {
+                // Delivered records' buffers, for the bytes of the records read next: at most
+                // a batch of them is kept.
+                let mut spare = Vec::new();
+                for mut job in jobs_rx {
+                    spare.append(&mut job.spare);
+                    let costed = read(&sh, &job, &asked_for, &mut spare);
+                    spare.truncate(job.max_records as usize);
+                    if done_tx.send(costed).is_err() {
                         break;
                     }
                 }
@@ -105,6 +115,7 @@ impl Prefetcher {
             max_records,
             max_bytes,
             costing,
+            spare,
         };
         helper.wanted.store(false, Relaxed);
         self.asked = helper.jobs.send(job).is_ok();
@@ -166,7 +177,12 @@ impl Drop for Prefetcher {
 /// (`wanted`): the worker costs the rest (`read`). So the costing (OTLP: the encoding) is
 /// shared between the two threads as each has time: all of it here while the worker waits
 /// for the endpoint, the rest on the worker when it is the one waiting.
-fn read(sh: &Shared, job: &Job, wanted: &AtomicBool) -> Option<Costed> {
+fn read(
+    sh: &Shared,
+    job: &Job,
+    wanted: &AtomicBool,
+    spare: &mut Vec<StoredRecord>,
+) -> Option<Costed> {
     let mut r = super::read::read(
         sh,
         Some(job.range),
@@ -174,6 +190,7 @@ fn read(sh: &Shared, job: &Job, wanted: &AtomicBool) -> Option<Costed> {
         job.max_bytes,
         &job.costing,
         Guard::ReadAhead,
+        spare,
     )?;
     r.costed.cost_until(|| wanted.load(Relaxed), &sh.instance);
     Some(r.costed)

@@ -49,7 +49,8 @@ pub(super) struct Read {
 
 /// Reads the rows of the next batch: at most `max_records` pending records within the seqs
 /// `range`, by their estimated cost within `max_bytes` (at least one record), protected by
-/// `guard`. They are costed exactly by [`Costed`]. `None` when close has taken the file away.
+/// `guard`. They are costed exactly by [`Costed`]. Their bytes go into the buffers of `spare`
+/// records (delivered before) while there are any. `None` when close has taken the file away.
 pub(super) fn read(
     sh: &Shared,
     range: Option<(u64, u64)>,
@@ -57,14 +58,20 @@ pub(super) fn read(
     max_bytes: u64,
     costing: &Costing,
     guard: Guard,
+    spare: &mut Vec<StoredRecord>,
 ) -> Option<Read> {
     let order = sh.cfg.delivery_order;
     let mut g = lock(&sh.store);
     let store = g.as_mut()?;
     let recs = store
-        .fetch_in(order, range, max_records, max_bytes, |r| {
-            costing.estimate(&record_ref(r, &sh.instance))
-        })
+        .fetch_in(
+            order,
+            range,
+            max_records,
+            max_bytes,
+            |r| costing.estimate(&record_ref(r, &sh.instance)),
+            spare,
+        )
         .unwrap_or_default();
     guard.protect(store, &recs);
     let next_seq = store.next_seq();
@@ -190,7 +197,16 @@ mod tests {
             let sh = &w.sh;
             let costing = &w.costing;
             // Every record's exact cost, from a read within an unbounded budget.
-            let all = read(sh, None, 40, u64::MAX, costing, Guard::ReadAhead).unwrap();
+            let all = read(
+                sh,
+                None,
+                40,
+                u64::MAX,
+                costing,
+                Guard::ReadAhead,
+                &mut Vec::new(),
+            )
+            .unwrap();
             let all = all.costed.finish(sh, Guard::ReadAhead).unwrap().recs;
             assert_eq!(all.len(), 40);
             let cost = |r: &StoredRecord| costing.record(&record_ref(r, &sh.instance));
@@ -210,7 +226,16 @@ mod tests {
             let fresh = Costing::otlp(Arc::new(Encoder::new(true, "test", &[])));
             let r = &all[0];
             assert!(fresh.estimate(&record_ref(r, &sh.instance)) * 11 < cost(r) * 10);
-            let read = read(sh, None, 40, budget, &fresh, Guard::InFlight).unwrap();
+            let read = read(
+                sh,
+                None,
+                40,
+                budget,
+                &fresh,
+                Guard::InFlight,
+                &mut Vec::new(),
+            )
+            .unwrap();
             let got = read.costed.finish(sh, Guard::InFlight).unwrap();
             let seqs: Vec<u64> = got.recs.iter().map(|r| r.seq).collect();
             assert_eq!(seqs, want, "{order}");

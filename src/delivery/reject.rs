@@ -70,6 +70,7 @@ impl<T: Transport> Worker<T> {
                         return Flow::Exit;
                     }
                     accepted = true;
+                    self.keep_spent(part);
                 }
                 Outcome::Split | Outcome::Bisect if requests < budget => {
                     self.record_failure(&a, false);

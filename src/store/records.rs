@@ -106,13 +106,16 @@ impl Store {
             max_records,
             max_bytes,
             cost,
+            &mut Vec::new(),
         )
     }
 
     /// [`Store::fetch`] in the given `delivery.order` (docs/reference.md, configuration):
     /// `newest_first` takes the pending records from the highest seq down (the newest is
     /// always included, then each older one while `max_bytes` allows) and returns them in seq
-    /// order.
+    /// order. The records' bytes are read into the buffers of `spare` records (records
+    /// delivered before) while there are any: a backlog drains without an allocation per
+    /// record.
     pub(crate) fn fetch_in(
         &mut self,
         order: DeliveryOrder,
@@ -120,6 +123,7 @@ impl Store {
         max_records: u64,
         max_bytes: u64,
         cost: impl Fn(&StoredRecord) -> u64,
+        spare: &mut Vec<StoredRecord>,
     ) -> Result<Vec<StoredRecord>> {
         let (lo, hi) = range.unwrap_or((0, i64::MAX as u64));
         let lo = lo.max(self.wm + 1);
@@ -206,7 +210,15 @@ impl Store {
                         Some(i.to_owned())
                     }
                 },
-                data: data.to_vec(),
+                data: match spare.pop() {
+                    Some(old) => {
+                        let mut buf = old.data;
+                        buf.clear();
+                        buf.extend_from_slice(data);
+                        buf
+                    }
+                    None => data.to_vec(),
+                },
                 clock: crate::clock::ClockMark::Valid,
                 logged_clock: None,
             };
@@ -648,6 +660,40 @@ mod tests {
     use super::super::testing::{buffer_path, insert, open, pending_seqs, raw, rec};
     use super::*;
 
+    /// A read into the buffers of delivered records returns each record's own bytes, whatever
+    /// those buffers held, and takes as many of them as it reads rows.
+    #[test]
+    fn a_read_into_spare_buffers_returns_the_records_bytes() {
+        let (_dir, path) = buffer_path();
+        let mut s = open(&path);
+        insert(&mut s, 1..=5);
+        let fresh = s.fetch(None, 10, u64::MAX, |_| 1).expect("fetch");
+        let old = |data: &[u8]| StoredRecord {
+            data: data.to_vec(),
+            ..fresh[0].clone()
+        };
+        let mut spare = vec![
+            old(b"a much longer buffer than any record here"),
+            old(b""),
+            old(b"x"),
+        ];
+        let got = s
+            .fetch_in(
+                DeliveryOrder::OldestFirst,
+                None,
+                10,
+                u64::MAX,
+                |_| 1,
+                &mut spare,
+            )
+            .expect("fetch");
+        assert_eq!(got, fresh);
+        assert!(
+            spare.is_empty(),
+            "three of the five rows read into spare buffers"
+        );
+    }
+
     /// Time per row of reading batches of 500 records of 250 bytes (release:
     /// `cargo test --release --lib read_speed -- --ignored --nocapture`).
     #[test]
@@ -761,7 +807,9 @@ mod tests {
         let mut s = open(&path);
         insert(&mut s, 1..=10);
         let newest = DeliveryOrder::NewestFirst;
-        let got = s.fetch_in(newest, None, 4, u64::MAX, |_| 0).expect("fetch");
+        let got = s
+            .fetch_in(newest, None, 4, u64::MAX, |_| 0, &mut Vec::new())
+            .expect("fetch");
         assert_eq!(seqs(&got), vec![7, 8, 9, 10]);
         assert_eq!(
             got[3].data,
@@ -770,27 +818,41 @@ mod tests {
         );
         // The byte budget counts from the newest down: 8 + 7 + 7 bytes fit in 25, not a fourth.
         let got = s
-            .fetch_in(newest, None, 10, 25, |r| r.data.len() as u64)
+            .fetch_in(
+                newest,
+                None,
+                10,
+                25,
+                |r| r.data.len() as u64,
+                &mut Vec::new(),
+            )
             .expect("fetch");
         assert_eq!(seqs(&got), vec![8, 9, 10]);
         // At least one record, however small the budget.
         let got = s
-            .fetch_in(newest, None, 10, 1, |r| r.data.len() as u64)
+            .fetch_in(
+                newest,
+                None,
+                10,
+                1,
+                |r| r.data.len() as u64,
+                &mut Vec::new(),
+            )
             .expect("fetch");
         assert_eq!(seqs(&got), vec![10]);
         // A retry of a range reads the same records again, less any removed meanwhile.
         let got = s
-            .fetch_in(newest, Some((5, 8)), 10, u64::MAX, |_| 0)
+            .fetch_in(newest, Some((5, 8)), 10, u64::MAX, |_| 0, &mut Vec::new())
             .expect("fetch");
         assert_eq!(seqs(&got), vec![5, 6, 7, 8]);
         assert_eq!(s.delete(&[6]).expect("drop").0, 1);
         let got = s
-            .fetch_in(newest, Some((5, 8)), 10, u64::MAX, |_| 0)
+            .fetch_in(newest, Some((5, 8)), 10, u64::MAX, |_| 0, &mut Vec::new())
             .expect("fetch");
         assert_eq!(seqs(&got), vec![5, 7, 8]);
         // The range below a batch: the next one of a newest-first drain.
         let got = s
-            .fetch_in(newest, Some((0, 6)), 3, u64::MAX, |_| 0)
+            .fetch_in(newest, Some((0, 6)), 3, u64::MAX, |_| 0, &mut Vec::new())
             .expect("fetch");
         assert_eq!(seqs(&got), vec![3, 4, 5]);
     }
@@ -803,7 +865,9 @@ mod tests {
         let newest = DeliveryOrder::NewestFirst;
         let mut delivered = Vec::new();
         for _ in 0..3 {
-            let got = s.fetch_in(newest, None, 3, u64::MAX, |_| 0).expect("fetch");
+            let got = s
+                .fetch_in(newest, None, 3, u64::MAX, |_| 0, &mut Vec::new())
+                .expect("fetch");
             let (lo, hi) = (got[0].seq, got[got.len() - 1].seq);
             let bytes: u64 = got.iter().map(|r| r.data.len() as u64).sum();
             let settled = s
@@ -820,7 +884,9 @@ mod tests {
         assert_eq!(s.garbage_records, 0);
         // Records logged afterwards go next, and seqs are not reused after a reopen.
         insert(&mut s, 10..=11);
-        let got = s.fetch_in(newest, None, 3, u64::MAX, |_| 0).expect("fetch");
+        let got = s
+            .fetch_in(newest, None, 3, u64::MAX, |_| 0, &mut Vec::new())
+            .expect("fetch");
         assert_eq!(seqs(&got), vec![10, 11]);
         drop(s);
         let mut s = open(&path);
