@@ -337,8 +337,8 @@ impl<T: Transport> Worker<T> {
         if !self.delivered_whole {
             // Retried, split, bisected or probed: the next batch is formed afresh.
             self.prefetch.release();
+            self.clear_inflight();
         }
-        self.clear_inflight();
         self.sh.notify_progress();
         flow
     }
@@ -482,8 +482,10 @@ impl<T: Transport> Worker<T> {
         }
     }
 
-    /// Deletes a delivered batch and reports it. False when close took the file away.
-    fn settle(&mut self, part: &[StoredRecord], a: &Attempt) -> bool {
+    /// Deletes a delivered batch and reports it; `whole`: the part is the whole request in
+    /// flight, whose protection then ends in the same critical section (not in another after
+    /// `deliver`). False when close took the file away.
+    fn settle(&mut self, part: &[StoredRecord], a: &Attempt, whole: bool) -> bool {
         let sh = Arc::clone(&self.sh);
         let mut g = lock(&sh.store);
         let Some(store) = g.as_mut() else {
@@ -503,7 +505,12 @@ impl<T: Transport> Worker<T> {
             store.delete(&seqs)
         };
         let (n, bytes) = match deleted {
-            Ok(v) => v,
+            Ok(v) => {
+                if whole {
+                    store.clear_in_flight();
+                }
+                v
+            }
             Err(e) => {
                 // Delivered but not deleted: it will be sent again (same ids), next, so a batch
                 // read ahead is not used.

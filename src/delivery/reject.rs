@@ -66,7 +66,9 @@ impl<T: Transport> Worker<T> {
             }
             match a.outcome {
                 Outcome::Delivered => {
-                    if !self.settle(&part, &a) {
+                    // The whole batch in one request: its protection ends as it is settled.
+                    let whole = requests == 1 && stack.is_empty() && isolated.is_empty();
+                    if !self.settle(&part, &a, whole) {
                         return Flow::Exit;
                     }
                     accepted = true;
@@ -195,7 +197,7 @@ impl<T: Transport> Worker<T> {
                 // Not sent (the budget or its refused share): as if refused.
                 Err(_) => Some(false),
                 Ok(a) if a.outcome == Outcome::Delivered => {
-                    if !self.settle(&probe.recs, &a) {
+                    if !self.settle(&probe.recs, &a, false) {
                         return None;
                     }
                     Some(true)
