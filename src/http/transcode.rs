@@ -552,28 +552,15 @@ impl<'t, S: Sink> Fast<'t, '_, S> {
         if depth > crate::record::MAX_DEPTH {
             return None;
         }
-        self.at += 1;
         let m = self.sink.array_begin();
-        self.space();
-        if self.peek()? != b']' {
-            let mut first = true;
-            loop {
-                let e = self.sink.element_begin(first);
-                self.value(depth)?;
-                self.sink.element_end(e);
-                first = false;
-                self.space();
-                match self.peek()? {
-                    b',' => {
-                        self.at += 1;
-                        self.space();
-                    }
-                    b']' => break,
-                    _ => return None,
-                }
-            }
+        let (mut more, mut first) = (self.first_item(b']')?, true);
+        while more {
+            let e = self.sink.element_begin(first);
+            self.value(depth)?;
+            self.sink.element_end(e);
+            first = false;
+            more = self.next_item(b']')?;
         }
-        self.at += 1;
         self.sink.array_end(m);
         Some(())
     }
@@ -582,40 +569,56 @@ impl<'t, S: Sink> Fast<'t, '_, S> {
         if depth > crate::record::MAX_DEPTH {
             return None;
         }
-        self.at += 1;
         let m = self.sink.map_begin();
-        self.space();
-        if self.peek()? != b'}' {
-            let mut first = true;
-            loop {
-                if self.peek()? != b'"' {
-                    return None;
-                }
-                let key = self.string()?;
-                let member = self.sink.member_begin(first, key, true);
-                self.space();
-                if self.peek()? != b':' {
-                    return None;
-                }
-                self.at += 1;
-                self.space();
-                self.value(depth)?;
-                self.sink.member_end(member);
-                first = false;
-                self.space();
-                match self.peek()? {
-                    b',' => {
-                        self.at += 1;
-                        self.space();
-                    }
-                    b'}' => break,
-                    _ => return None,
-                }
+        let (mut more, mut first) = (self.first_item(b'}')?, true);
+        while more {
+            if self.peek()? != b'"' {
+                return None;
             }
+            let key = self.string()?;
+            let member = self.sink.member_begin(first, key, true);
+            self.space();
+            if self.peek()? != b':' {
+                return None;
+            }
+            self.at += 1;
+            self.space();
+            self.value(depth)?;
+            self.sink.member_end(member);
+            first = false;
+            more = self.next_item(b'}')?;
         }
-        self.at += 1;
         self.sink.map_end(m);
         Some(())
+    }
+
+    /// Past the opening bracket at `at`: whether an item follows (else past the empty
+    /// array's or object's `close`).
+    fn first_item(&mut self, close: u8) -> Option<bool> {
+        self.at += 1;
+        self.space();
+        if self.peek()? == close {
+            self.at += 1;
+            return Some(false);
+        }
+        Some(true)
+    }
+
+    /// After an item: whether another follows (past the comma), or the `close` (past it).
+    fn next_item(&mut self, close: u8) -> Option<bool> {
+        self.space();
+        match self.peek()? {
+            b',' => {
+                self.at += 1;
+                self.space();
+                Some(true)
+            }
+            c if c == close => {
+                self.at += 1;
+                Some(false)
+            }
+            _ => None,
+        }
     }
 }
 
