@@ -2,10 +2,11 @@
 //!
 //! Draining a backlog is otherwise serial on the worker: read a batch (about a third of the
 //! time: SQLite reads the pages), send it, settle it. A helper thread, started at the first
-//! backlog, reads batch N+1 while batch N's request runs. The records it read are protected
-//! from the capacity policy and TTL (`protect_read_ahead`) from the moment they are read until
-//! the worker takes them as its next batch or lets them go, so a batch is never sent holding a
-//! record that was dropped meanwhile.
+//! backlog, reads batch N+1 while batch N's request runs, and costs it (OTLP: encodes it)
+//! until the worker asks for it; the worker costs the rest (`read`). The records it read are
+//! protected from the capacity policy and TTL (`protect_read_ahead`) from the moment they are
+//! read until the worker takes them as its next batch or lets them go, so a batch is never
+//! sent holding a record that was dropped meanwhile.
 
 use super::read::{Costed, Guard};
 use crate::engine::queue::{lock, Shared};
