@@ -482,10 +482,10 @@ impl<T: Transport> Worker<T> {
         }
     }
 
-    /// Deletes a delivered batch and reports it; `whole`: the part is the whole request in
-    /// flight, whose protection then ends in the same critical section (not in another after
-    /// `deliver`). False when close took the file away.
-    fn settle(&mut self, part: &[StoredRecord], a: &Attempt, whole: bool) -> bool {
+    /// Deletes a delivered batch and reports it. When the part is the whole request in flight,
+    /// its protection ends in the same critical section (not in another after `deliver`).
+    /// False when close took the file away.
+    fn settle(&mut self, part: &[StoredRecord], a: &Attempt) -> bool {
         let sh = Arc::clone(&self.sh);
         let mut g = lock(&sh.store);
         let Some(store) = g.as_mut() else {
@@ -506,7 +506,7 @@ impl<T: Transport> Worker<T> {
         };
         let (n, bytes) = match deleted {
             Ok(v) => {
-                if whole {
+                if store.protected().0 == (lo, hi) {
                     store.clear_in_flight();
                 }
                 v

@@ -134,10 +134,11 @@ impl Prefetcher {
         let mut g = lock(&self.sh.store);
         let store = g.as_mut()?;
         store.release_read_ahead();
-        if costed.is_empty() || stale_from.is_some_and(|next| store.next_seq() > next) {
+        let range = costed.range()?;
+        if stale_from.is_some_and(|next| store.next_seq() > next) {
             return None;
         }
-        store.protect_in_flight(costed.range());
+        store.protect_in_flight(Some(range));
         Some(costed)
     }
 

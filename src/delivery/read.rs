@@ -16,6 +16,7 @@
 //! endpoint. When records are left over, the protection is narrowed to what was kept, under
 //! the lock again: the others are ordinary pending records, read by the next batch.
 
+use super::reject::range_of;
 use super::{record_ref, Batch};
 use crate::config::DeliveryOrder;
 use crate::engine::queue::{lock, Shared};
@@ -32,7 +33,7 @@ pub(super) enum Guard {
 
 impl Guard {
     fn protect(self, store: &mut Store, recs: &[StoredRecord]) {
-        let range = recs.first().zip(recs.last()).map(|(a, b)| (a.seq, b.seq));
+        let range = range_of(recs.iter());
         match self {
             Guard::InFlight => store.protect_in_flight(range),
             Guard::ReadAhead => store.protect_read_ahead(range),
@@ -110,14 +111,9 @@ pub(super) struct Costed {
 }
 
 impl Costed {
-    /// The seqs of the first and the last record read.
+    /// The lowest and the highest seq read; None when nothing was.
     pub(super) fn range(&self) -> Option<(u64, u64)> {
-        let recs = &self.recs;
-        recs.first().zip(recs.last()).map(|(a, b)| (a.seq, b.seq))
-    }
-
-    pub(super) fn is_empty(&self) -> bool {
-        self.recs.is_empty()
+        range_of(self.recs.iter())
     }
 
     /// The records read (the batch may keep fewer: [`Costed::finish`]).

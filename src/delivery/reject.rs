@@ -66,9 +66,7 @@ impl<T: Transport> Worker<T> {
             }
             match a.outcome {
                 Outcome::Delivered => {
-                    // The whole batch in one request: its protection ends as it is settled.
-                    let whole = requests == 1 && stack.is_empty() && isolated.is_empty();
-                    if !self.settle(&part, &a, whole) {
+                    if !self.settle(&part, &a) {
                         return Flow::Exit;
                     }
                     accepted = true;
@@ -197,7 +195,7 @@ impl<T: Transport> Worker<T> {
                 // Not sent (the budget or its refused share): as if refused.
                 Err(_) => Some(false),
                 Ok(a) if a.outcome == Outcome::Delivered => {
-                    if !self.settle(&probe.recs, &a, false) {
+                    if !self.settle(&probe.recs, &a) {
                         return None;
                     }
                     Some(true)
